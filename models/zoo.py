@@ -1,0 +1,114 @@
+"""The model zoo: Hugging Face `transformers` configs written in code (no download).
+
+Torch-free: an entry is the config class name and its keyword arguments, taken from the
+published ``config.json`` of each checkpoint (the source is named per entry). ``models.trace``
+turns an entry into a ``transformers`` model on the ``meta`` device. Any other decoder-only
+config can be traced from a ``config.json`` file without code changes (``--config``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.errors import UserError
+
+__all__ = ["ZOO", "ModelEntry", "entry_from_config_file", "get_model"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    config_class: str           # class in `transformers`, e.g. "LlamaConfig"
+    config: Mapping[str, Any]   # keyword arguments of that class
+    source: str                 # where the numbers come from
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def max_positions(self) -> int:
+        for key in ("max_position_embeddings", "n_positions"):
+            if key in self.config:
+                return int(self.config[key])
+        raise UserError(f"model {self.name!r}: its config names no maximum position count")
+
+    @property
+    def layers(self) -> int:
+        return int(self.config.get("num_hidden_layers", self.config.get("n_layer", 0)))
+
+    @property
+    def hidden(self) -> int:
+        return int(self.config.get("hidden_size", self.config.get("n_embd", 0)))
+
+
+def _llama(**kw: Any) -> dict[str, Any]:
+    base = {"vocab_size": 32000, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+            "tie_word_embeddings": False, "hidden_act": "silu"}
+    base.update(kw)
+    return base
+
+
+_ENTRIES = [
+    ModelEntry("llama2-7b", "LlamaConfig", _llama(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=32, max_position_embeddings=4096),
+        "meta-llama/Llama-2-7b-hf config.json", ("llama-2-7b",)),
+    ModelEntry("llama2-13b", "LlamaConfig", _llama(
+        hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
+        num_key_value_heads=40, max_position_embeddings=4096),
+        "meta-llama/Llama-2-13b-hf config.json", ("llama-2-13b",)),
+    ModelEntry("opt-6.7b", "OPTConfig", {
+        "vocab_size": 50272, "hidden_size": 4096, "ffn_dim": 16384, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "max_position_embeddings": 2048, "word_embed_proj_dim": 4096,
+        "do_layer_norm_before": True, "activation_function": "relu", "enable_bias": True,
+        "tie_word_embeddings": True},
+        "facebook/opt-6.7b config.json"),
+    ModelEntry("llama-68m", "LlamaConfig", _llama(
+        hidden_size=768, intermediate_size=3072, num_hidden_layers=2, num_attention_heads=12,
+        num_key_value_heads=12, max_position_embeddings=2048, rms_norm_eps=1e-6),
+        "JackFram/llama-68m config.json (SpecInfer's draft model)", ("llama68m",)),
+    ModelEntry("tinyllama-1.1b", "LlamaConfig", _llama(
+        hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+        num_key_value_heads=4, max_position_embeddings=2048),
+        "TinyLlama/TinyLlama-1.1B-Chat-v1.0 config.json", ("tinyllama",)),
+    ModelEntry("qwen2-0.5b", "Qwen2Config", {
+        "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
+        "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+        "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True, "hidden_act": "silu"},
+        "Qwen/Qwen2-0.5B config.json"),
+    ModelEntry("gpt2", "GPT2Config", {
+        "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,
+        "activation_function": "gelu_new", "tie_word_embeddings": True},
+        "openai-community/gpt2 config.json (124M)", ("gpt2-124m",)),
+]
+
+ZOO: Mapping[str, ModelEntry] = {e.name: e for e in _ENTRIES}
+_ALIASES = {a: e.name for e in _ENTRIES for a in e.aliases}
+
+
+def get_model(name: str) -> ModelEntry:
+    """The zoo entry for ``name`` (or an alias); UserError listing the zoo otherwise."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in ZOO:
+        raise UserError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)} "
+                        "(or pass a Hugging Face config.json with --config)")
+    return ZOO[key]
+
+
+def entry_from_config_file(path: str | Path) -> ModelEntry:
+    """A zoo entry from a Hugging Face ``config.json`` (its ``model_type`` picks the class)."""
+    p = Path(path)
+    try:
+        cfg = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file {str(p)!r} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"config file {str(p)!r} is not valid JSON: {e}") from None
+    if not isinstance(cfg, dict) or "model_type" not in cfg:
+        raise UserError(f"config file {str(p)!r} has no 'model_type' (a Hugging Face config.json)")
+    cfg = {k: v for k, v in cfg.items() if k not in ("architectures", "transformers_version",
+                                                     "torch_dtype", "dtype", "_name_or_path")}
+    return ModelEntry(p.stem, f"auto:{cfg['model_type']}", cfg, f"config file {p}")
