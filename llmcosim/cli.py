@@ -1,0 +1,244 @@
+"""The ``llmcosim`` command line: wires models -> mapping -> sim -> reports; no modelling here.
+
+Errors a user can cause print one line (``error: ...``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from llmcosim.fmt import eng, ms
+from models.errors import UserError
+from models.zoo import ZOO, ModelEntry, entry_from_config_file, get_model
+
+__all__ = ["build_parser", "main"]
+
+FIDELITIES = ("roofline",)
+# Pipes and CI logs get wide tables instead of rich's 80-column default.
+_out = Console(width=None if sys.stdout.isatty() else 150)
+
+
+def _entry(name: str) -> ModelEntry:
+    return entry_from_config_file(name) if name.endswith(".json") else get_model(name)
+
+
+def _positive(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+# -- models ---------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    t = Table(title="Model zoo (configs in models/zoo.py; any config.json via --model FILE)")
+    for col in ("name", "class", "layers", "hidden", "max positions", "source"):
+        t.add_column(col)
+    for e in ZOO.values():
+        t.add_row(e.name, e.config_class, str(e.layers), str(e.hidden), str(e.max_positions),
+                  e.source)
+    _out.print(t)
+    return 0
+
+
+# -- trace ----------------------------------------------------------------------------------
+def cmd_trace(args: argparse.Namespace) -> int:
+    from models.cache import get_graph
+
+    entry = _entry(args.model)
+    g = get_graph(entry, args.phase, tokens=args.tokens, context=args.context,
+                  batch=args.batch, dtype=args.dtype, use_cache=not args.no_cache)
+    tot = g.totals()
+    if args.out:
+        out = Path(args.out)
+        if out.parent and not out.parent.exists():
+            raise UserError(f"--out: directory {str(out.parent)!r} does not exist")
+        g.to_json(out)
+    _out.print(f"{g.model} {g.phase.value}: batch {g.batch}, {g.tokens} token(s) over a cache of "
+               f"{g.context}; {tot.nodes} ops, {eng(tot.flops, 'FLOP')}, "
+               f"{eng(tot.params)} params ({eng(tot.param_bytes, 'B')}), "
+               f"KV read {eng(tot.kv_read_bytes, 'B')}"
+               + (f" -> {args.out}" if args.out else ""))
+    if args.summary:
+        t = Table(title=f"{g.model} {g.phase.value} by op kind")
+        for col in ("kind", "ops", "FLOPs", "weight bytes", "KV bytes", "activation bytes"):
+            t.add_column(col, justify="right" if col != "kind" else "left")
+        rows: dict[str, list[float]] = {}
+        for n in g.nodes:
+            r = rows.setdefault(n.kind.value, [0, 0, 0, 0, 0])
+            r[0] += 1
+            r[1] += n.flops
+            r[2] += n.weight_bytes
+            r[3] += n.kv_read_bytes + n.kv_write_bytes
+            r[4] += n.act_bytes
+        for kind, r in sorted(rows.items(), key=lambda kv: -kv[1][1]):
+            t.add_row(kind, str(r[0]), eng(r[1]), eng(r[2], "B"), eng(r[3], "B"), eng(r[4], "B"))
+        t.add_row("total", str(tot.nodes), eng(tot.flops), eng(tot.weight_bytes, "B"),
+                  eng(tot.kv_read_bytes + tot.kv_write_bytes, "B"), eng(tot.act_bytes, "B"))
+        _out.print(t)
+    return 0
+
+
+# -- hw -------------------------------------------------------------------------------------
+def cmd_hw(args: argparse.Namespace) -> int:
+    from sim.spec import list_presets, load_preset
+
+    if args.name:
+        spec = load_preset(args.name)
+        t = Table(title=f"{spec.name}: {spec.description} ({spec.kind})")
+        for col in ("field", "value", "source"):
+            t.add_column(col)
+        for f in spec.__dataclass_fields__:
+            if f not in ("name", "description", "sources"):
+                t.add_row(f, f"{getattr(spec, f):g}", spec.source_of(f))
+        _out.print(t)
+        return 0
+    t = Table(title="Hardware presets (configs/hw/*.toml)")
+    for col in ("name", "kind", "description", "peak FP16/INT8", "memory BW", "capacity",
+                "power", "price"):
+        t.add_column(col)
+    for name in list_presets():
+        s = load_preset(name)
+        t.add_row(name, s.kind, s.description, eng(s.peak_ops_per_s("float16"), "OP/s"),
+                  eng(s.mem_bytes_per_s, "B/s"), eng(s.mem_capacity_bytes, "B"),
+                  eng(s.power_w or None, "W"), f"${s.price_usd:,.0f}" if s.price_usd else "-")
+    _out.print(t)
+    return 0
+
+
+# -- simulate -------------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from models.cache import get_workload
+    from sim.roofline import simulate
+    from sim.spec import load_preset
+
+    if args.fidelity not in FIDELITIES:
+        raise UserError(f"unknown --fidelity {args.fidelity!r}; available: "
+                        f"{', '.join(FIDELITIES)}")
+    spec = load_preset(args.hw)
+    entry = _entry(args.model)
+    w = get_workload(entry, prefill=args.prefill, decode=args.decode, batch=args.batch,
+                     dtype=args.dtype, use_cache=not args.no_cache)
+    result = simulate(spec, w)
+    if args.json:
+        print(result.to_json())
+        return 0
+    t = Table(title=f"{result.model} on {result.hw} ({result.fidelity})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("prefill", f"{result.prefill} tokens: {ms(result.prefill_ms)} ms")
+    t.add_row("decode", f"{result.decode} tokens: {ms(result.decode_ms_per_token)} ms/token")
+    t.add_row("decode throughput", f"{result.decode_tokens_per_s:,.1f} tokens/s")
+    t.add_row("total", f"{ms(result.total_ms)} ms")
+    t.add_row("energy", f"{result.energy_j:,.1f} J" if result.energy_j else "-")
+    t.add_row("tokens/J", f"{result.tokens_per_j:.3f}" if result.tokens_per_j else "-")
+    t.add_row("memory", f"{eng(result.memory_bytes, 'B')}"
+              + ("" if result.fits_memory else " (does not fit)"))
+    _out.print(t)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+# -- demo -----------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from reports.demo import write_demo
+
+    path = write_demo(Path(args.out), model=args.model, prefill=args.prefill,
+                      decode=args.decode, echo=_out.print)
+    _out.print(f"report written to {path}")
+    return 0
+
+
+def _add_workload_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch", type=_positive, default=1, help="sequences per pass (default 1)")
+    p.add_argument("--dtype", default="float16", help="float16 (default), bfloat16, float32")
+    p.add_argument("--no-cache", action="store_true", help="trace again, ignore cached graphs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmcosim", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("models", help="list the model zoo")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("trace", help="trace a model to the op-graph IR")
+    s.add_argument("model", help="zoo name (see `llmcosim models`) or a config.json path")
+    s.add_argument("--phase", default="decode", help="prefill, decode (default) or verify")
+    s.add_argument("--tokens", type=_positive, default=None,
+                   help="new tokens per pass (prefill default 128, verify 4, decode 1)")
+    s.add_argument("--context", type=_positive, default=None,
+                   help="tokens already in the KV cache (decode/verify; default 512)")
+    s.add_argument("--out", help="write the graph as JSON to this file")
+    s.add_argument("--summary", action="store_true", help="table of ops, FLOPs and bytes")
+    _add_workload_args(s)
+    s.set_defaults(func=cmd_trace)
+
+    s = sub.add_parser("hw", help="list hardware presets, or show one")
+    s.add_argument("name", nargs="?", help="preset name or .toml path")
+    s.set_defaults(func=cmd_hw)
+
+    s = sub.add_parser("simulate", help="simulate prefill + decode of a model on a device")
+    s.add_argument("--hw", required=True, help="hardware preset (see `llmcosim hw`) or .toml")
+    s.add_argument("--model", required=True, help="zoo name or config.json path")
+    s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
+    s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
+    s.add_argument("--fidelity", default="roofline", help=f"one of {', '.join(FIDELITIES)}")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_workload_args(s)
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("demo", help="trace a model, simulate it on every preset, write a report")
+    s.add_argument("--model", default="llama2-7b")
+    s.add_argument("--prefill", type=_positive, default=128)
+    s.add_argument("--decode", type=_positive, default=512)
+    s.add_argument("--out", default="reports/out", help="output directory (default reports/out)")
+    s.set_defaults(func=cmd_demo)
+
+    _add_optional_commands(sub)
+    return p
+
+
+def _add_optional_commands(sub: argparse._SubParsersAction) -> None:
+    """Commands of packages that may not be installed (RTL needs the `hdl` extra)."""
+    try:
+        from verification.cli import add_rtl_parser, run_rtl
+    except ImportError:
+        return
+    s = add_rtl_parser(sub)
+    if s is not None and s.get_default("func") is None:
+        s.set_defaults(func=run_rtl)
+
+
+def _default_context(args: argparse.Namespace) -> None:
+    if getattr(args, "command", None) == "trace" and args.context is None:
+        args.context = 0 if args.phase == "prefill" else 512
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _default_context(args)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except OSError as e:
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Traced graphs cached on disk as JSON, so repeated runs skip torch entirely.
+
+The key covers everything the graph depends on: model config, phase, shapes, dtype, the IR
+format and the versions of torch/transformers/llmcosim. The directory is
+``$LLMCOSIM_CACHE`` or ``~/.cache/llmcosim``; deleting it is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from models.errors import UserError
+from models.graph import FORMAT, Graph, Phase
+from models.workload import Workload
+from models.zoo import ModelEntry, get_model
+
+__all__ = ["cache_dir", "get_graph", "get_workload"]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LLMCOSIM_CACHE") or Path.home() / ".cache" / "llmcosim"
+    return Path(root) / "graphs"
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def _key(entry: ModelEntry, phase: Phase, tokens: int, context: int, batch: int,
+         dtype: str) -> str:
+    blob = json.dumps([FORMAT, entry.config_class, dict(entry.config), phase.value, tokens,
+                       context, batch, dtype, _version("torch"), _version("transformers"),
+                       _version("llmcosim"), _code_stamp()], sort_keys=True, default=str)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return f"{entry.name}-{phase.value}-b{batch}-t{tokens}-c{context}-{dtype}-{digest}"
+
+
+def _code_stamp() -> str:
+    """The lowering code's own hash: editing the tracer invalidates old graphs."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("trace.py", "lower.py", "replicate.py", "graph.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def get_graph(model: str | ModelEntry, phase: str | Phase, *, tokens: int | None = None,
+              context: int = 0, batch: int = 1, dtype: str = "float16",
+              use_cache: bool = True) -> Graph:
+    """The IR graph, from the cache or traced (importing torch only then)."""
+    entry = get_model(model) if isinstance(model, str) else model
+    try:
+        ph = Phase(phase)
+    except ValueError:
+        raise UserError(f"unknown phase {phase!r}; allowed: "
+                        f"{', '.join(p.value for p in Phase)}") from None
+    if tokens is None:
+        tokens = 1 if ph is Phase.DECODE else 128 if ph is Phase.PREFILL else 4
+    path = cache_dir() / f"{_key(entry, ph, tokens, context, batch, dtype)}.json"
+    if use_cache and path.exists():
+        try:
+            return Graph.from_json(path)
+        except (ValueError, KeyError, json.JSONDecodeError):
+            path.unlink(missing_ok=True)  # a damaged cache entry is re-traced
+    from models.trace import trace  # torch is imported only when a trace is needed
+
+    graph = trace(entry, ph, tokens=tokens, context=context, batch=batch, dtype=dtype)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+            f.write(graph.to_json())
+        os.replace(f.name, path)  # atomic: concurrent runs never see half a file
+    return graph
+
+
+def get_workload(model: str | ModelEntry, *, prefill: int, decode: int, batch: int = 1,
+                 dtype: str = "float16", use_cache: bool = True) -> Workload:
+    """Prefill of ``prefill`` tokens then ``decode`` decode passes, validated."""
+    entry = get_model(model) if isinstance(model, str) else model
+    if prefill < 0 or decode < 0:
+        raise UserError(f"--prefill and --decode must be >= 0 (got {prefill} and {decode})")
+    if prefill == 0 and decode == 0:
+        raise UserError("nothing to simulate: --prefill and --decode are both 0")
+    if decode and prefill == 0:
+        raise UserError("decode needs a prompt: --prefill must be >= 1 when --decode > 0")
+    if prefill + decode > entry.max_positions:
+        raise UserError(f"--prefill {prefill} + --decode {decode} = {prefill + decode} exceeds "
+                        f"{entry.name}'s maximum of {entry.max_positions} positions")
+    kw = {"batch": batch, "dtype": dtype, "use_cache": use_cache}
+    pre = get_graph(entry, Phase.PREFILL, tokens=prefill, **kw) if prefill else None
+    first = last = None
+    if decode:
+        first = get_graph(entry, Phase.DECODE, context=prefill, **kw)
+        last = first if decode == 1 else get_graph(entry, Phase.DECODE,
+                                                   context=prefill + decode - 1, **kw)
+    return Workload(entry.name, batch, prefill, decode, pre, first, last)

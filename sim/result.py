@@ -1,0 +1,43 @@
+"""What every simulator returns: times, throughput and action counts, JSON-ready.
+
+The field names and units below are a contract (scripts and reports rely on them); later
+simulators add fields in ``extra`` but keep these.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["SimResult"]
+
+
+@dataclass(frozen=True)
+class SimResult:
+    hw: str
+    model: str
+    prefill: int                      # prompt tokens
+    decode: int                       # decode passes (generated tokens)
+    batch: int
+    fidelity: str                     # "roofline", "cycle", "calibrated", ...
+    prefill_ms: float
+    decode_ms_per_token: float        # mean over the decode passes
+    decode_tokens_per_s: float        # batch x decode / decode time
+    total_ms: float
+    energy_j: float | None = None     # None when the device's power is not published
+    tokens_per_j: float | None = None
+    fits_memory: bool = True
+    memory_bytes: float = 0.0         # weights + KV cache at the last position
+    breakdown_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # phase -> kind -> ms
+    counts: dict[str, float] = field(default_factory=dict)   # FLOPs, bytes, ... (action counts)
+    extra: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)

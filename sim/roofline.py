@@ -1,0 +1,127 @@
+"""Roofline timing: per op, time = max(FLOPs / peak, compulsory bytes / bandwidth).
+
+It is the lower bound every later simulator is tested against, and the ``--fidelity roofline``
+fast path of ``simulate``. Compulsory bytes are weights and KV-cache traffic (see
+``models.graph``): activations may stay on chip, so counting them would not be a bound.
+Decode passes are evaluated for all context lengths at once: every node's FLOPs and bytes are
+affine in the context (``models.graph.interpolate``), so the per-pass costs form a matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.graph import Graph, OpKind
+from models.workload import Workload
+from sim.result import SimResult
+from sim.spec import HardwareSpec
+
+__all__ = ["OpBound", "graph_bound_s", "op_bounds", "simulate"]
+
+
+@dataclass(frozen=True)
+class OpBound:
+    """Roofline of one op: which resource bounds it and for how long."""
+
+    name: str
+    kind: OpKind
+    flops: int
+    bytes: int
+    compute_s: float
+    memory_s: float
+
+    @property
+    def time_s(self) -> float:
+        return max(self.compute_s, self.memory_s)
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def _arrays(spec: HardwareSpec, g: Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    flops = np.array([n.flops for n in g.nodes], dtype=np.float64)
+    nbytes = np.array([n.compulsory_bytes for n in g.nodes], dtype=np.float64)
+    peak = np.array([spec.peak_ops_per_s(n.dtype) for n in g.nodes], dtype=np.float64)
+    return flops, nbytes, peak
+
+
+def op_bounds(spec: HardwareSpec, g: Graph) -> list[OpBound]:
+    """Per-op roofline of ``g`` on ``spec``."""
+    bw = spec.mem_bytes_per_s
+    return [OpBound(n.name, n.kind, n.flops, n.compulsory_bytes,
+                    n.flops / spec.peak_ops_per_s(n.dtype), n.compulsory_bytes / bw)
+            for n in g.nodes]
+
+
+def graph_bound_s(spec: HardwareSpec, g: Graph) -> float:
+    """Lower bound on the time of one forward pass of ``g``."""
+    flops, nbytes, peak = _arrays(spec, g)
+    return float(np.maximum(flops / peak, nbytes / spec.mem_bytes_per_s).sum())
+
+
+def _by_kind(g: Graph, per_node_s: np.ndarray) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for n, t in zip(g.nodes, per_node_s, strict=True):
+        out[n.kind.value] = out.get(n.kind.value, 0.0) + float(t) * 1e3
+    return out
+
+
+def _decode_matrix(spec: HardwareSpec, w: Workload) -> np.ndarray:
+    """Seconds per (node, decode pass): costs interpolated linearly in the context."""
+    assert w.decode_first is not None and w.decode_last is not None
+    f0, b0, peak = _arrays(spec, w.decode_first)
+    f1, b1, _ = _arrays(spec, w.decode_last)
+    c0, c1 = w.decode_first.context, w.decode_last.context
+    ctx = np.asarray(w.decode_contexts, dtype=np.float64)
+    frac = (ctx - c0) / (c1 - c0) if c1 != c0 else np.zeros_like(ctx)
+    flops = f0[:, None] + (f1 - f0)[:, None] * frac[None, :]   # (nodes, passes)
+    nbytes = b0[:, None] + (b1 - b0)[:, None] * frac[None, :]  # (nodes, passes)
+    return np.maximum(flops / peak[:, None], nbytes / spec.mem_bytes_per_s)
+
+
+def simulate(spec: HardwareSpec, w: Workload) -> SimResult:
+    """Roofline prefill + decode of ``w`` on ``spec``."""
+    breakdown: dict[str, dict[str, float]] = {}
+    counts: dict[str, float] = {}
+    prefill_s = 0.0
+    if w.prefill is not None:
+        flops, nbytes, peak = _arrays(spec, w.prefill)
+        per = np.maximum(flops / peak, nbytes / spec.mem_bytes_per_s)
+        prefill_s = float(per.sum())
+        breakdown["prefill"] = _by_kind(w.prefill, per)
+        counts["prefill_flops"] = float(flops.sum())
+        counts["prefill_bytes"] = float(nbytes.sum())
+    decode_s = 0.0
+    memory = float(sum(p.bytes for p in (w.prefill or w.decode_first).params))
+    if w.decode_tokens:
+        mat = _decode_matrix(spec, w)
+        decode_s = float(mat.sum())
+        breakdown["decode"] = _by_kind(w.decode_first, mat.sum(axis=1))
+        t_first, t_last = w.decode_first.totals(), w.decode_last.totals()
+        counts["decode_flops"] = (t_first.flops + t_last.flops) / 2 * w.decode_tokens
+        counts["decode_bytes"] = (t_first.compulsory_bytes + t_last.compulsory_bytes) / 2 \
+            * w.decode_tokens
+        memory += t_last.kv_read_bytes  # attention reads the whole K and V cache once
+    elif w.prefill is not None:
+        memory += w.prefill.totals().kv_write_bytes
+    power = spec.power_w
+    tokens = w.batch * w.decode_tokens
+    energy = power * (prefill_s + decode_s) if power else None
+    notes = []
+    fits = memory <= spec.mem_capacity_bytes
+    if not fits:
+        notes.append(f"weights + KV cache need {memory / 1e9:.2f} GB but {spec.name} has "
+                     f"{spec.mem_capacity_bytes / 1e9:.2f} GB; compress (weight bits, sparsity)")
+    return SimResult(
+        hw=spec.name, model=w.model, prefill=w.prefill_tokens, decode=w.decode_tokens,
+        batch=w.batch, fidelity="roofline", prefill_ms=prefill_s * 1e3,
+        decode_ms_per_token=decode_s * 1e3 / w.decode_tokens if w.decode_tokens else 0.0,
+        decode_tokens_per_s=tokens / decode_s if decode_s else 0.0,
+        total_ms=(prefill_s + decode_s) * 1e3, energy_j=energy,
+        tokens_per_j=tokens / (power * decode_s) if power and decode_s else None,
+        fits_memory=fits, memory_bytes=memory, breakdown_ms=breakdown, counts=counts,
+        extra={"power_source": "board/TDP power x time" if power else "not published"},
+        notes=tuple(notes))

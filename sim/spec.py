@@ -1,0 +1,279 @@
+"""Hardware specs: frozen dataclasses with units in field names, loaded from TOML presets.
+
+Each preset in ``configs/hw/`` is a flat TOML table with ``kind`` (which spec class), the
+fields of that class, and an optional ``[sources]`` table naming where each number comes from.
+Loading validates everything once: an unknown key, a unit of the wrong dimension, a value out
+of range or an impossible combination gives one :class:`SpecError` that names the file, the
+field and what is allowed. Sweeps derive variants with :func:`dataclasses.replace` and
+:func:`validate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from models.errors import UserError
+from sim.units import parse_quantity, unit_of_field
+
+__all__ = [
+    "HW_DIR",
+    "FlightLLMSpec",
+    "GPUSpec",
+    "HardwareSpec",
+    "SpecError",
+    "list_presets",
+    "load_preset",
+    "load_spec",
+    "spec_from_dict",
+    "validate",
+]
+
+HW_DIR = Path(__file__).resolve().parent.parent / "configs" / "hw"
+
+
+class SpecError(UserError):
+    """A hardware spec that cannot be loaded: the message names file, field and allowed range."""
+
+
+def _f(lo: float, hi: float, doc: str, default: Any = dataclasses.MISSING) -> Any:
+    """A spec field with its allowed closed range [lo, hi] and a one-line description."""
+    return field(default=default, metadata={"range": (lo, hi), "doc": doc})
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SpecBase:
+    kind: ClassVar[str]
+    name: str
+    description: str
+    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    # -- what every timing model may ask ---------------------------------------------------
+    def peak_ops_per_s(self, dtype: str) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def mem_bytes_per_s(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def mem_capacity_bytes(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def power_w(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def check(self) -> list[str]:
+        """Cross-field consistency problems (empty when consistent)."""
+        return []
+
+    def source_of(self, field_name: str) -> str:
+        return dict(self.sources).get(field_name, "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GPUSpec(_SpecBase):
+    """A GPU from its datasheet: dense tensor-core peaks per dtype, memory, power, price."""
+
+    kind: ClassVar[str] = "gpu"
+    clock_hz: float = _f(1e8, 5e9, "boost clock")
+    sm_count: int = _f(1, 1000, "streaming multiprocessors")
+    fp16_flops_per_s: float = _f(1e12, 1e17, "dense FP16 tensor-core peak")
+    bf16_flops_per_s: float = _f(0, 1e17, "dense BF16 tensor-core peak (0: unsupported)")
+    fp32_flops_per_s: float = _f(1e11, 1e16, "FP32 (non-tensor) peak")
+    int8_ops_per_s: float = _f(0, 1e17, "dense INT8 peak (tensor cores or DP4A)")
+    hbm_bytes: float = _f(1e9, 1e13, "device memory capacity")
+    hbm_bytes_per_s: float = _f(1e10, 1e14, "device memory bandwidth")
+    l2_bytes: float = _f(1e5, 1e9, "L2 cache")
+    tdp_w: float = _f(10, 3000, "board power limit (TDP)")
+    price_usd: float = _f(0, 1e6, "unit price assumed for cost efficiency")
+
+    def peak_ops_per_s(self, dtype: str) -> float:
+        by = {"float16": self.fp16_flops_per_s, "bfloat16": self.bf16_flops_per_s,
+              "float32": self.fp32_flops_per_s, "int8": self.int8_ops_per_s}
+        peak = by.get(dtype, 0.0)
+        return peak if peak > 0 else self.fp16_flops_per_s  # unsupported: emulate via FP16
+
+    @property
+    def mem_bytes_per_s(self) -> float:
+        return self.hbm_bytes_per_s
+
+    @property
+    def mem_capacity_bytes(self) -> float:
+        return self.hbm_bytes
+
+    @property
+    def power_w(self) -> float:
+        return self.tdp_w
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlightLLMSpec(_SpecBase):
+    """A FlightLLM FPGA accelerator (FPGA'24): one compute core per SLR, HBM pseudo-channels.
+
+    Compute runs in INT8 after dequantisation, so every op's peak is the INT8 MAC rate.
+    """
+
+    kind: ClassVar[str] = "flightllm"
+    clock_hz: float = _f(1e7, 2e9, "accelerator clock")
+    cores: int = _f(1, 16, "compute cores, one per SLR/die")
+    dsp_count: int = _f(0, 100_000, "DSP slices used (0: not published)")
+    macs_per_dsp: int = _f(1, 4, "INT8 MACs per DSP per cycle (DSP48 packing: 2)")
+    mm_macs_per_cycle: int = _f(1, 1_000_000, "MPE MACs per cycle per core in MM (prefill) mode")
+    mv_macs_per_cycle: int = _f(1, 1_000_000, "MPE MACs per cycle per core in MV (decode) mode")
+    sfu_elems_per_cycle: int = _f(1, 4096, "SFU elements per cycle per core")
+    hbm_bytes: float = _f(1e8, 1e12, "HBM capacity")
+    hbm_bytes_per_s: float = _f(1e9, 1e13, "HBM peak bandwidth")
+    hbm_channels: int = _f(1, 256, "HBM pseudo-channels")
+    hbm_channel_bytes_per_s: float = _f(1e8, 1e12, "peak bandwidth of one pseudo-channel")
+    hbm_eff_same_channel: float = _f(0.01, 1.0, "achievable fraction within one channel")
+    hbm_eff_cross_channel: float = _f(0.01, 1.0, "achievable fraction across channels")
+    board_power_w: float = _f(0, 1000, "board power while decoding (0: not published)")
+    price_usd: float = _f(0, 1e6, "unit price assumed for cost efficiency")
+
+    def peak_ops_per_s(self, dtype: str) -> float:
+        return 2.0 * self.mm_macs_per_cycle * self.cores * self.clock_hz
+
+    @property
+    def mem_bytes_per_s(self) -> float:
+        return self.hbm_bytes_per_s
+
+    @property
+    def mem_capacity_bytes(self) -> float:
+        return self.hbm_bytes
+
+    @property
+    def power_w(self) -> float:
+        return self.board_power_w
+
+    def check(self) -> list[str]:
+        problems = []
+        macs = max(self.mm_macs_per_cycle, self.mv_macs_per_cycle) * self.cores
+        if self.dsp_count and macs > self.dsp_count * self.macs_per_dsp:
+            problems.append(
+                f"mm_macs_per_cycle x cores = {macs} MACs/cycle needs more than dsp_count "
+                f"{self.dsp_count} x macs_per_dsp {self.macs_per_dsp} = "
+                f"{self.dsp_count * self.macs_per_dsp}")
+        total = self.hbm_channels * self.hbm_channel_bytes_per_s
+        if not math.isclose(total, self.hbm_bytes_per_s, rel_tol=0.05):
+            problems.append(
+                f"hbm_channels x hbm_channel_bytes_per_s = {total:.4g} bytes/s differs from "
+                f"hbm_bytes_per_s = {self.hbm_bytes_per_s:.4g} by more than 5%")
+        if self.hbm_eff_cross_channel > self.hbm_eff_same_channel:
+            problems.append("hbm_eff_cross_channel must not exceed hbm_eff_same_channel")
+        return problems
+
+
+HardwareSpec = GPUSpec | FlightLLMSpec
+_KINDS: dict[str, type[_SpecBase]] = {c.kind: c for c in (GPUSpec, FlightLLMSpec)}
+
+
+def register_kind(cls: type[_SpecBase]) -> type[_SpecBase]:
+    """Add a spec class (used by the FlightLLM/HADES packages for their own kinds)."""
+    _KINDS[cls.kind] = cls
+    return cls
+
+
+def _spec_fields(cls: type[_SpecBase]) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.name not in ("sources",)}
+
+
+def _describe(f: dataclasses.Field[Any]) -> str:
+    lo, hi = f.metadata.get("range", (None, None))
+    unit = unit_of_field(f.name)
+    u = f" {unit[0]}" if unit else ""
+    return f"[{lo:g}, {hi:g}]{u}" if lo is not None else "a string"
+
+
+def _coerce(where: str, f: dataclasses.Field[Any], raw: Any) -> Any:
+    if f.type in ("str", str):
+        if not isinstance(raw, str):
+            raise SpecError(f"{where}: {f.name} = {raw!r}: expected a string")
+        return raw
+    try:
+        value = parse_quantity(f.name, raw)
+    except ValueError as e:
+        raise SpecError(f"{where}: {e}") from None
+    lo, hi = f.metadata["range"]
+    if not (lo <= value <= hi) or math.isnan(value):
+        raise SpecError(f"{where}: {f.name} = {raw!r} is out of range; allowed {_describe(f)}"
+                        f" ({f.metadata['doc']})")
+    if f.type in ("int", int):
+        if value != int(value):
+            raise SpecError(f"{where}: {f.name} = {raw!r}: must be a whole number")
+        return int(value)
+    return float(value)
+
+
+def spec_from_dict(data: Mapping[str, Any], where: str = "<spec>") -> HardwareSpec:
+    """A validated spec from a parsed TOML table; ``where`` names the source in errors."""
+    data = dict(data)
+    kind = data.pop("kind", None)
+    if kind not in _KINDS:
+        raise SpecError(f"{where}: 'kind' must be one of {', '.join(sorted(_KINDS))}; "
+                        f"got {kind!r}")
+    cls = _KINDS[kind]
+    fields = _spec_fields(cls)
+    sources = data.pop("sources", {})
+    if not isinstance(sources, dict):
+        raise SpecError(f"{where}: [sources] must be a table of field = \"source\"")
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean {close[0]!r} ({_describe(fields[close[0]])})?" if close else ""
+            raise SpecError(f"{where}: unknown key {key!r} for a {kind} spec{hint} "
+                            f"allowed keys: {', '.join(fields)}")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING:
+                raise SpecError(f"{where}: missing key {name!r} ({_describe(f)}"
+                                f"{', ' + f.metadata['doc'] if f.metadata else ''})")
+            continue
+        values[name] = _coerce(where, f, data[name])
+    spec = cls(**values, sources=tuple(sorted((k, str(v)) for k, v in sources.items())))
+    return validate(spec, where)
+
+
+def validate(spec: HardwareSpec, where: str = "<spec>") -> HardwareSpec:
+    """Range-check every field and the cross-field rules of ``spec`` (after ``replace``)."""
+    for name, f in _spec_fields(type(spec)).items():
+        if "range" in f.metadata:
+            _coerce(where, f, getattr(spec, name))
+    problems = spec.check()
+    if problems:
+        raise SpecError(f"{where}: impossible spec: " + "; ".join(problems))
+    return spec
+
+
+def load_spec(path: str | Path) -> HardwareSpec:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"hardware file {str(p)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{p}: malformed TOML: {e}") from None
+    return spec_from_dict(data, str(p))
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in HW_DIR.glob("*.toml"))
+
+
+def load_preset(name_or_path: str) -> HardwareSpec:
+    """A preset by name (``gpu-a100``) or a TOML file path."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path:
+        return load_spec(name_or_path)
+    path = HW_DIR / f"{name_or_path}.toml"
+    if not path.exists():
+        raise SpecError(f"unknown hardware preset {name_or_path!r}; presets: "
+                        f"{', '.join(list_presets())} (or a path to a .toml file)")
+    return load_spec(path)
