@@ -6,7 +6,6 @@ Errors a user can cause print one line (``error: ...``) and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,7 +41,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for col in ("name", "class", "layers", "hidden", "max positions", "source"):
         t.add_column(col)
     for e in ZOO.values():
-        t.add_row(e.name, e.config_class, str(e.layers), str(e.hidden), str(e.max_positions),
+        t.add_row(e.name, e.config_class, str(e.layers), str(e.hidden), str(e.max_positions or "-"),
                   e.source)
     _out.print(t)
     return 0
@@ -126,6 +125,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     entry = _entry(args.model)
     w = get_workload(entry, prefill=args.prefill, decode=args.decode, batch=args.batch,
                      dtype=args.dtype, use_cache=not args.no_cache)
+    if args.weight_bits or args.kv_bits:
+        from mapping.compression import quantize
+
+        w = w.map(lambda g: quantize(g, weight_bits=args.weight_bits, kv_bits=args.kv_bits))
     result = simulate(spec, w)
     if args.json:
         print(result.to_json())
@@ -193,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
     s.add_argument("--fidelity", default="roofline", help=f"one of {', '.join(FIDELITIES)}")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--weight-bits", type=_positive, default=None,
+                   help="store linear weights in 2/3/4/8/16 bits (default: the model dtype)")
+    s.add_argument("--kv-bits", type=_positive, default=None,
+                   help="store the KV cache in 2/3/4/8/16 bits (default: the model dtype)")
     _add_workload_args(s)
     s.set_defaults(func=cmd_simulate)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from models.errors import UserError
 from models.graph import FORMAT, Graph, Phase
+from models.request import TraceRequest
 from models.workload import Workload
 from models.zoo import ModelEntry, get_model
 
@@ -34,20 +35,21 @@ def _version(pkg: str) -> str:
         return "none"
 
 
-def _key(entry: ModelEntry, phase: Phase, tokens: int, context: int, batch: int,
-         dtype: str) -> str:
-    blob = json.dumps([FORMAT, entry.config_class, dict(entry.config), phase.value, tokens,
-                       context, batch, dtype, _version("torch"), _version("transformers"),
-                       _version("llmcosim"), _code_stamp()], sort_keys=True, default=str)
+def _key(entry: ModelEntry, req: TraceRequest) -> str:
+    blob = json.dumps([FORMAT, entry.config_class, dict(entry.config), req.phase.value,
+                       req.tokens, req.context, req.batch, req.dtype, _version("torch"),
+                       _version("transformers"), _version("llmcosim"), _code_stamp()],
+                      sort_keys=True, default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    return f"{entry.name}-{phase.value}-b{batch}-t{tokens}-c{context}-{dtype}-{digest}"
+    return (f"{entry.name}-{req.phase.value}-b{req.batch}-t{req.tokens}-c{req.context}-"
+            f"{req.dtype}-{digest}")
 
 
 def _code_stamp() -> str:
     """The lowering code's own hash: editing the tracer invalidates old graphs."""
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("trace.py", "lower.py", "replicate.py", "graph.py"):
+    for name in ("trace.py", "lower.py", "replicate.py", "graph.py", "request.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:12]
 
@@ -57,14 +59,9 @@ def get_graph(model: str | ModelEntry, phase: str | Phase, *, tokens: int | None
               use_cache: bool = True) -> Graph:
     """The IR graph, from the cache or traced (importing torch only then)."""
     entry = get_model(model) if isinstance(model, str) else model
-    try:
-        ph = Phase(phase)
-    except ValueError:
-        raise UserError(f"unknown phase {phase!r}; allowed: "
-                        f"{', '.join(p.value for p in Phase)}") from None
-    if tokens is None:
-        tokens = 1 if ph is Phase.DECODE else 128 if ph is Phase.PREFILL else 4
-    path = cache_dir() / f"{_key(entry, ph, tokens, context, batch, dtype)}.json"
+    req = TraceRequest.make(entry, phase, tokens=tokens, context=context, batch=batch,
+                            dtype=dtype)
+    path = cache_dir() / f"{_key(entry, req)}.json"
     if use_cache and path.exists():
         try:
             return Graph.from_json(path)
@@ -72,7 +69,8 @@ def get_graph(model: str | ModelEntry, phase: str | Phase, *, tokens: int | None
             path.unlink(missing_ok=True)  # a damaged cache entry is re-traced
     from models.trace import trace  # torch is imported only when a trace is needed
 
-    graph = trace(entry, ph, tokens=tokens, context=context, batch=batch, dtype=dtype)
+    graph = trace(entry, req.phase, tokens=req.tokens, context=req.context, batch=req.batch,
+                  dtype=req.dtype)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
@@ -91,7 +89,7 @@ def get_workload(model: str | ModelEntry, *, prefill: int, decode: int, batch: i
         raise UserError("nothing to simulate: --prefill and --decode are both 0")
     if decode and prefill == 0:
         raise UserError("decode needs a prompt: --prefill must be >= 1 when --decode > 0")
-    if prefill + decode > entry.max_positions:
+    if entry.max_positions is not None and prefill + decode > entry.max_positions:
         raise UserError(f"--prefill {prefill} + --decode {decode} = {prefill + decode} exceeds "
                         f"{entry.name}'s maximum of {entry.max_positions} positions")
     kw = {"batch": batch, "dtype": dtype, "use_cache": use_cache}

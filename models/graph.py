@@ -24,7 +24,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def dtype_bytes(dtype: str) -> float:
         raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}") from None
 
 
-class OpKind(str, Enum):
+class OpKind(StrEnum):
     """What an op does, at the granularity timing models care about."""
 
     EMBEDDING = "embedding"      # gather rows of a weight table
@@ -75,7 +75,7 @@ class OpKind(str, Enum):
     DATA = "data"                # copies, concatenation, index creation: no arithmetic
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     PREFILL = "prefill"   # T prompt tokens, empty cache
     DECODE = "decode"     # 1 token over a cache of C
     VERIFY = "verify"     # k speculative tokens over a cache of C
@@ -88,6 +88,7 @@ class Param:
     name: str
     shape: tuple[int, ...]
     dtype: str
+    bits: int | None = None   # storage bits per element after compression (None: the dtype's)
 
     @property
     def numel(self) -> int:
@@ -98,6 +99,8 @@ class Param:
 
     @property
     def bytes(self) -> int:
+        if self.bits is not None:
+            return -(-self.numel * self.bits // 8)
         return int(self.numel * dtype_bytes(self.dtype))
 
 
@@ -107,7 +110,7 @@ class Node:
 
     name: str
     kind: OpKind
-    op: str                                  # the ATen op(s) it came from, e.g. "aten.linear.default"
+    op: str                                  # source ATen op, e.g. "aten.linear.default"
     inputs: tuple[str, ...]
     in_shapes: tuple[tuple[int, ...], ...]
     out_shape: tuple[int, ...]
@@ -234,7 +237,8 @@ class Graph:
             "format": FORMAT, "model": self.model, "phase": self.phase.value,
             "batch": self.batch, "tokens": self.tokens, "context": self.context,
             "dtype": self.dtype, "meta": dict(self.meta),
-            "params": [{"name": p.name, "shape": list(p.shape), "dtype": p.dtype}
+            "params": [{"name": p.name, "shape": list(p.shape), "dtype": p.dtype,
+                        **({"bits": p.bits} if p.bits is not None else {})}
                        for p in self.params],
             "nodes": [n.to_dict() for n in self.nodes],
         }
@@ -248,12 +252,14 @@ class Graph:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Graph:
         if d.get("format") != FORMAT:
-            raise ValueError(f"not an llmcosim graph: format {d.get('format')!r}, expected {FORMAT!r}")
+            raise ValueError(f"not an llmcosim graph: format {d.get('format')!r}, "
+                             f"expected {FORMAT!r}")
         return cls(
             model=d["model"], phase=Phase(d["phase"]), batch=d["batch"], tokens=d["tokens"],
             context=d["context"], dtype=d["dtype"],
             nodes=tuple(Node.from_dict(n) for n in d["nodes"]),
-            params=tuple(Param(p["name"], tuple(p["shape"]), p["dtype"]) for p in d["params"]),
+            params=tuple(Param(p["name"], tuple(p["shape"]), p["dtype"], p.get("bits"))
+                         for p in d["params"]),
             meta=tuple(sorted(_freeze(d.get("meta", {})).items())),
         )
 
@@ -291,8 +297,8 @@ def interpolate(g0: Graph, g1: Graph, context: int) -> Graph:
     c0, c1 = g0.context, g1.context
     if c0 == c1:
         raise ValueError("interpolate needs graphs traced at two different context lengths")
-    same = (g0.model, g0.phase, g0.batch, g0.tokens, g0.dtype)
-    if same != (g1.model, g1.phase, g1.batch, g1.tokens, g1.dtype) or len(g0.nodes) != len(g1.nodes):
+    same = (g0.model, g0.phase, g0.batch, g0.tokens, g0.dtype, len(g0.nodes))
+    if same != (g1.model, g1.phase, g1.batch, g1.tokens, g1.dtype, len(g1.nodes)):
         raise ValueError("interpolate needs two traces of the same model, phase, batch and tokens")
     nodes = []
     for a, b in zip(g0.nodes, g1.nodes, strict=True):

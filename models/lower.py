@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +33,7 @@ _VIEW_OPS = frozenset({
     "expand", "slice", "select", "alias", "detach", "detach_", "contiguous", "clone",
     "dropout", "lift_fresh_copy", "split", "split_with_sizes", "unbind", "chunk", "narrow",
     "as_strided", "flatten", "unflatten", "expand_as", "view_as", "movedim", "lift_fresh",
+    "numpy_T", "mT", "mH", "adjoint", "swapaxes", "swapdims", "view_as_real", "view_as_complex",
 })
 _META_OPS = frozenset({"_assert_tensor_metadata", "sym_size", "sym_numel", "_assert_async",
                        "sym_constrain_range_for_size", "_assert_scalar", "sym_storage_offset"})
@@ -44,12 +44,13 @@ _ELEMENTWISE_OPS = frozenset({
     "clamp", "clamp_min", "clamp_max", "minimum", "maximum", "abs", "reciprocal", "to",
     "_to_copy", "type_as", "erf", "fill", "floor", "ceil", "round", "remainder", "fmod",
     "floor_divide", "sign", "square", "log1p", "expm1", "isinf", "isnan", "nan_to_num",
+    "__and__", "__or__", "__xor__", "__invert__", "bitwise_xor", "lerp", "addcmul", "addcdiv",
 })
 _ACTIVATION_OPS = frozenset({"silu", "gelu", "relu", "leaky_relu", "mish", "hardswish",
                              "softplus", "elu", "selu", "celu", "sigmoid_", "gelu_"})
 _REDUCTION_OPS = frozenset({"mean", "sum", "amax", "amin", "max", "min", "var", "var_mean",
                             "cumsum", "cumprod", "argmax", "argmin", "prod", "any", "all",
-                            "norm", "logsumexp"})
+                            "norm", "logsumexp", "topk", "sort"})
 _DATA_OPS = frozenset({"cat", "stack", "arange", "zeros", "ones", "full", "empty", "new_ones",
                        "new_zeros", "new_full", "new_empty", "zeros_like", "ones_like",
                        "full_like", "empty_like", "index", "index_select", "gather", "scatter",
@@ -223,6 +224,8 @@ class _Lowerer:
     # -- one call_function node --------------------------------------------------------------
     def call(self, n: torch.fx.Node) -> None:
         name = _packet(n.target)
+        if name.endswith("_") and not name.startswith("_") and name not in _VIEW_OPS:
+            name = name[:-1]  # in-place variants (div_, mul_) cost what their out-of-place do
         out = _val_of(n)
         args = self._tensor_args(n)
         if name in _META_OPS or out is None:
@@ -248,6 +251,11 @@ class _Lowerer:
         kind = self._kind(n, name, args)
         res = _Val(n.name, _shape(out), _dtype_name(out.dtype))
         module, cls = _module_of(n)
+        if not module and kind in (OpKind.ELEMENTWISE, OpKind.DATA):
+            # The tracing wrapper's own cache bookkeeping, outside the model: a constant.
+            res.producer = None
+            self.vals[n] = res
+            return
         raw = _Raw(n.name, kind, str(n.target), args, res, 0, module, cls)
         self._cost(raw, name, n, args, res)
         elementwise = kind in (OpKind.ELEMENTWISE, OpKind.DATA)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded, ever
@@ -23,59 +22,19 @@ from models.errors import UserError  # noqa: E402
 from models.graph import Graph, Phase  # noqa: E402
 from models.lower import lower  # noqa: E402
 from models.replicate import replicate_layers  # noqa: E402
+from models.request import DTYPES, TraceRequest  # noqa: E402
 from models.zoo import ModelEntry, get_model  # noqa: E402
 
 __all__ = ["TraceRequest", "build_model", "decoder_layers", "export", "replicable_layers", "trace"]
 
 log = logging.getLogger(__name__)
-_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-@dataclass(frozen=True)
-class TraceRequest:
-    phase: Phase
-    tokens: int        # new tokens per sequence in this pass
-    context: int       # tokens already in the KV cache
-    batch: int = 1
-    dtype: str = "float16"
-
-    @classmethod
-    def make(cls, entry: ModelEntry, phase: str | Phase, *, tokens: int | None = None,
-             context: int = 0, batch: int = 1, dtype: str = "float16") -> TraceRequest:
-        """Validate a user's request; UserError names the bad argument and the allowed range."""
-        try:
-            ph = Phase(phase)
-        except ValueError:
-            raise UserError(f"unknown phase {phase!r}; allowed: "
-                            f"{', '.join(p.value for p in Phase)}") from None
-        if tokens is None:
-            tokens = 1 if ph is Phase.DECODE else 128 if ph is Phase.PREFILL else 4
-        if ph is Phase.DECODE and tokens != 1:
-            raise UserError(f"decode processes exactly 1 token per pass, got --tokens {tokens}; "
-                            "use --phase verify for several query tokens")
-        if ph is Phase.PREFILL and context != 0:
-            raise UserError("prefill starts from an empty KV cache: --context must be 0 "
-                            f"(got {context}); use --tokens for the prompt length")
-        if tokens < 1:
-            raise UserError(f"--tokens must be >= 1, got {tokens}")
-        if context < 0:
-            raise UserError(f"--context must be >= 0, got {context}")
-        if ph is not Phase.PREFILL and context < 1:
-            raise UserError(f"{ph.value} needs a non-empty KV cache: --context must be >= 1")
-        if batch < 1:
-            raise UserError(f"--batch must be >= 1, got {batch}")
-        if dtype not in _DTYPES:
-            raise UserError(f"unknown dtype {dtype!r}; allowed: {', '.join(_DTYPES)}")
-        limit = entry.max_positions
-        if context + tokens > limit:
-            raise UserError(f"context {context} + {tokens} new tokens = {context + tokens} exceeds "
-                            f"{entry.name}'s maximum of {limit} positions")
-        return cls(ph, tokens, context, batch, dtype)
+_DTYPES = {name: getattr(torch, name) for name in DTYPES}
 
 
 def _config(entry: ModelEntry) -> transformers.PretrainedConfig:
     kwargs = dict(entry.config)
     if entry.config_class.startswith("auto:"):
+        kwargs.pop("model_type", None)
         try:
             return transformers.AutoConfig.for_model(entry.config_class[5:], **kwargs)
         except (ValueError, KeyError) as e:
@@ -123,12 +82,24 @@ class _CachedForward(torch.nn.Module):
         return out.logits
 
 
-def _kv_shape(cfg: Any, batch: int, context: int) -> tuple[int, int, int, int]:
-    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    heads = text.num_attention_heads
-    kv_heads = getattr(text, "num_key_value_heads", None) or heads
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
-    return (batch, kv_heads, context, head_dim)  # (batch, kv_heads, kv_len, head_dim)
+def _past_shapes(model: torch.nn.Module, batch: int, context: int,
+                 dtype: torch.dtype) -> list[torch.Tensor]:
+    """Past K/V tensors (layer by layer) shaped as the model's own cache stores them.
+
+    One meta forward of a single token fills a ``DynamicCache``; reading its tensors back
+    covers GQA/MQA, per-layer head dims and configs that name their KV heads differently.
+    """
+    probe = transformers.DynamicCache(config=model.config)
+    ids = torch.zeros(batch, 1, dtype=torch.long, device="meta")
+    with torch.no_grad():
+        model(input_ids=ids, past_key_values=probe, use_cache=True, logits_to_keep=1)
+    past = []
+    for layer in probe.layers:
+        for t in (layer.keys, layer.values):
+            shape = list(t.shape)  # (batch, kv_heads, 1, head_dim)
+            shape[-2] = context
+            past.append(torch.zeros(shape, dtype=dtype, device="meta"))
+    return past
 
 
 def decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList] | None:
@@ -173,20 +144,22 @@ def export(entry: ModelEntry, req: TraceRequest, *,
     keep = req.tokens if req.phase is Phase.VERIFY else 1
     wrapper = _CachedForward(model, keep)
     ids = torch.zeros(req.batch, req.tokens, dtype=torch.long, device="meta")
-    past: list[torch.Tensor] = []
-    if req.context:
-        shape = _kv_shape(model.config, req.batch, req.context)
-        layers = model.config.get_text_config().num_hidden_layers
-        past = [torch.zeros(shape, dtype=_DTYPES[req.dtype], device="meta")
-                for _ in range(2 * layers)]
     # Stack traces per node cost ~2 s on a 7B model and the IR does not use them.
     import torch.fx.config as fx_config
 
     saved = fx_config.do_not_emit_stack_traces
     fx_config.do_not_emit_stack_traces = True
     try:
+        past: list[torch.Tensor] = []
+        if req.context:
+            past = _past_shapes(model, req.batch, req.context, _DTYPES[req.dtype])
         with torch.no_grad():
             return torch.export.export(wrapper, (ids, *past), strict=False)
+    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"tracing {entry.name!r} ({req.phase.value}) failed in torch: {first} "
+                        "(models are run on the meta device, so data-dependent control flow "
+                        "such as mixture-of-experts routing is not supported yet)") from e
     finally:
         fx_config.do_not_emit_stack_traces = saved
 

@@ -7,7 +7,8 @@ through :func:`models.graph.interpolate`, so a 2,048-token generation costs two 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from models.graph import Graph, interpolate
 
@@ -42,3 +43,11 @@ class Workload:
         if context == self.decode_last.context:
             return self.decode_last
         return interpolate(self.decode_first, self.decode_last, context)
+
+    def map(self, fn: Callable[[Graph], Graph]) -> Workload:
+        """The same workload with ``fn`` (a mapping pass) applied to every graph."""
+        first = fn(self.decode_first) if self.decode_first is not None else None
+        last = first if self.decode_last is self.decode_first else (
+            fn(self.decode_last) if self.decode_last is not None else None)
+        return replace(self, prefill=fn(self.prefill) if self.prefill is not None else None,
+                       decode_first=first, decode_last=last)

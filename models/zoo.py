@@ -28,19 +28,26 @@ class ModelEntry:
     aliases: tuple[str, ...] = field(default=())
 
     @property
-    def max_positions(self) -> int:
-        for key in ("max_position_embeddings", "n_positions"):
+    def max_positions(self) -> int | None:
+        """Longest sequence the config allows; None when it names no limit (e.g. ALiBi)."""
+        for key in ("max_position_embeddings", "n_positions", "seq_length", "n_ctx"):
             if key in self.config:
                 return int(self.config[key])
-        raise UserError(f"model {self.name!r}: its config names no maximum position count")
+        return None
 
     @property
     def layers(self) -> int:
-        return int(self.config.get("num_hidden_layers", self.config.get("n_layer", 0)))
+        for key in ("num_hidden_layers", "n_layer", "num_layers"):
+            if key in self.config:
+                return int(self.config[key])
+        return 0
 
     @property
     def hidden(self) -> int:
-        return int(self.config.get("hidden_size", self.config.get("n_embd", 0)))
+        for key in ("hidden_size", "n_embd", "d_model"):
+            if key in self.config:
+                return int(self.config[key])
+        return 0
 
 
 def _llama(**kw: Any) -> dict[str, Any]:

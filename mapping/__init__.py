@@ -1,0 +1,1 @@
+"""Mapping passes: functions from graph to graph (compression, fusion, tiling, schedules)."""

@@ -1,0 +1,1 @@
+"""Report builders (Markdown + matplotlib PNG); generated files go to reports/out/."""
