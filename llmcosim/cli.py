@@ -35,6 +35,30 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
+def _tree(text: str | None) -> tuple[int, ...] | None:
+    """``--tree``: parents inline ("-1,0,0,1") or a TOML file with ``parents = [...]``."""
+    if text is None:
+        return None
+    if text.endswith(".toml"):
+        import tomllib
+
+        try:
+            data = tomllib.loads(Path(text).read_text())
+        except FileNotFoundError:
+            raise UserError(f"--tree file {text!r} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"--tree file {text!r}: malformed TOML: {e}") from None
+        parents = data.get("parents")
+        if not isinstance(parents, list) or not all(isinstance(p, int) for p in parents):
+            raise UserError(f"--tree file {text!r} needs 'parents = [ints]'")
+        return tuple(parents)
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise UserError(f"--tree {text!r}: expected comma-separated parent indices such as "
+                        "-1,0,0,1, or a .toml file") from None
+
+
 # -- models ---------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
     t = Table(title="Model zoo (configs in models/zoo.py; any config.json via --model FILE)")
@@ -53,7 +77,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
     entry = _entry(args.model)
     g = get_graph(entry, args.phase, tokens=args.tokens, context=args.context,
-                  batch=args.batch, dtype=args.dtype, use_cache=not args.no_cache)
+                  batch=args.batch, dtype=args.dtype, tree=_tree(args.tree),
+                  use_cache=not args.no_cache)
     tot = g.totals()
     if args.out:
         out = Path(args.out)
@@ -95,8 +120,8 @@ def cmd_hw(args: argparse.Namespace) -> int:
         for col in ("field", "value", "source"):
             t.add_column(col)
         for f in spec.__dataclass_fields__:
-            if f not in ("name", "description", "sources"):
-                t.add_row(f, f"{getattr(spec, f):g}", spec.source_of(f))
+            if f not in ("name", "description", "sources", "kind"):
+                t.add_row(f, f"{getattr(spec, f):,.6g}", spec.source_of(f))
         _out.print(t)
         return 0
     t = Table(title="Hardware presets (configs/hw/*.toml)")
@@ -123,11 +148,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                         f"{', '.join(FIDELITIES)}")
     spec = load_preset(args.hw)
     entry = _entry(args.model)
+    from mapping.compression import check_bits, quantize
+
+    check_bits("weight-bits", args.weight_bits)
+    check_bits("kv-bits", args.kv_bits)
     w = get_workload(entry, prefill=args.prefill, decode=args.decode, batch=args.batch,
                      dtype=args.dtype, use_cache=not args.no_cache)
     if args.weight_bits or args.kv_bits:
-        from mapping.compression import quantize
-
         w = w.map(lambda g: quantize(g, weight_bits=args.weight_bits, kv_bits=args.kv_bits))
     result = simulate(spec, w)
     if args.json:
@@ -180,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="new tokens per pass (prefill default 128, verify 4, decode 1)")
     s.add_argument("--context", type=_positive, default=None,
                    help="tokens already in the KV cache (decode/verify; default 512)")
+    s.add_argument("--tree", help="verify a token tree: parents such as -1,0,0,1 or a .toml "
+                   "file (configs/trees/); default: a causal chain")
     s.add_argument("--out", help="write the graph as JSON to this file")
     s.add_argument("--summary", action="store_true", help="table of ops, FLOPs and bytes")
     _add_workload_args(s)

@@ -37,11 +37,13 @@ def _version(pkg: str) -> str:
 
 def _key(entry: ModelEntry, req: TraceRequest) -> str:
     blob = json.dumps([FORMAT, entry.config_class, dict(entry.config), req.phase.value,
-                       req.tokens, req.context, req.batch, req.dtype, _version("torch"),
+                       req.tokens, req.context, req.batch, req.dtype, req.tree,
+                       _version("torch"),
                        _version("transformers"), _version("llmcosim"), _code_stamp()],
                       sort_keys=True, default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    return (f"{entry.name}-{req.phase.value}-b{req.batch}-t{req.tokens}-c{req.context}-"
+    tree = "-tree" if req.tree else ""
+    return (f"{entry.name}-{req.phase.value}{tree}-b{req.batch}-t{req.tokens}-c{req.context}-"
             f"{req.dtype}-{digest}")
 
 
@@ -56,11 +58,11 @@ def _code_stamp() -> str:
 
 def get_graph(model: str | ModelEntry, phase: str | Phase, *, tokens: int | None = None,
               context: int = 0, batch: int = 1, dtype: str = "float16",
-              use_cache: bool = True) -> Graph:
+              tree: tuple[int, ...] | None = None, use_cache: bool = True) -> Graph:
     """The IR graph, from the cache or traced (importing torch only then)."""
     entry = get_model(model) if isinstance(model, str) else model
     req = TraceRequest.make(entry, phase, tokens=tokens, context=context, batch=batch,
-                            dtype=dtype)
+                            dtype=dtype, tree=tree)
     path = cache_dir() / f"{_key(entry, req)}.json"
     if use_cache and path.exists():
         try:
@@ -70,7 +72,7 @@ def get_graph(model: str | ModelEntry, phase: str | Phase, *, tokens: int | None
     from models.trace import trace  # torch is imported only when a trace is needed
 
     graph = trace(entry, req.phase, tokens=req.tokens, context=req.context, batch=req.batch,
-                  dtype=req.dtype)
+                  dtype=req.dtype, tree=req.tree)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:

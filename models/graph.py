@@ -131,7 +131,7 @@ class Node:
 
     def with_attrs(self, **updates: Any) -> Node:
         merged = dict(self.attrs)
-        merged.update(updates)
+        merged.update({k: _freeze(v) for k, v in updates.items()})
         return replace(self, attrs=tuple(sorted(merged.items())))
 
     @property

@@ -8,7 +8,7 @@ from models.errors import UserError
 from models.graph import Phase
 from models.zoo import ModelEntry
 
-__all__ = ["DTYPES", "TraceRequest"]
+__all__ = ["DTYPES", "TraceRequest", "check_tree", "tree_depths"]
 
 DTYPES = ("float16", "bfloat16", "float32")
 
@@ -20,16 +20,20 @@ class TraceRequest:
     context: int       # tokens already in the KV cache
     batch: int = 1
     dtype: str = "float16"
+    tree: tuple[int, ...] | None = None   # verify: parent of each draft token (-1: the root)
 
     @classmethod
     def make(cls, entry: ModelEntry, phase: str | Phase, *, tokens: int | None = None,
-             context: int = 0, batch: int = 1, dtype: str = "float16") -> TraceRequest:
+             context: int = 0, batch: int = 1, dtype: str = "float16",
+             tree: tuple[int, ...] | None = None) -> TraceRequest:
         """Validate a user's request; UserError names the bad argument and the allowed range."""
         try:
             ph = Phase(phase)
         except ValueError:
             raise UserError(f"unknown phase {phase!r}; allowed: "
                             f"{', '.join(p.value for p in Phase)}") from None
+        if tokens is None and tree:
+            tokens = len(tree)
         if tokens is None:
             tokens = 1 if ph is Phase.DECODE else 128 if ph is Phase.PREFILL else 4
         if ph is Phase.DECODE and tokens != 1:
@@ -48,8 +52,33 @@ class TraceRequest:
             raise UserError(f"--batch must be >= 1, got {batch}")
         if dtype not in DTYPES:
             raise UserError(f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+        if tree is not None:
+            tree = tuple(int(p) for p in tree)
+            if ph is not Phase.VERIFY:
+                raise UserError("a token tree (--tree) only applies to --phase verify")
+            check_tree(tree)
+            if tokens != len(tree):
+                raise UserError(f"--tree has {len(tree)} nodes but --tokens is {tokens}")
         limit = entry.max_positions
         if limit is not None and context + tokens > limit:
             raise UserError(f"context {context} + {tokens} new tokens = {context + tokens} exceeds "
                             f"{entry.name}'s maximum of {limit} positions")
-        return cls(ph, tokens, context, batch, dtype)
+        return cls(ph, tokens, context, batch, dtype, tree)
+
+
+def check_tree(parents: tuple[int, ...]) -> None:
+    """A token tree: node i's parent is -1 (it extends the verified prefix) or an earlier node."""
+    if not parents:
+        raise UserError("--tree is empty; give the parent of each draft token, e.g. -1,0,0,1")
+    for i, p in enumerate(parents):
+        if not -1 <= p < i:
+            raise UserError(f"--tree node {i} has parent {p}; a parent must be -1 (the root) "
+                            f"or an earlier node 0..{i - 1}")
+
+
+def tree_depths(parents: tuple[int, ...]) -> list[int]:
+    """Depth of each tree node (1 for children of the root), i.e. its position offset."""
+    depth: list[int] = []
+    for p in parents:
+        depth.append(1 if p < 0 else depth[p] + 1)
+    return depth

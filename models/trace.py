@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded, ever
@@ -19,13 +20,16 @@ import torch  # noqa: E402  (HF_HUB_OFFLINE must be set before transformers is i
 import transformers  # noqa: E402
 
 from models.errors import UserError  # noqa: E402
-from models.graph import Graph, Phase  # noqa: E402
+from models.graph import Graph, OpKind, Phase  # noqa: E402
 from models.lower import lower  # noqa: E402
 from models.replicate import replicate_layers  # noqa: E402
-from models.request import DTYPES, TraceRequest  # noqa: E402
+from models.request import DTYPES, TraceRequest, tree_depths  # noqa: E402
 from models.zoo import ModelEntry, get_model  # noqa: E402
 
-__all__ = ["TraceRequest", "build_model", "decoder_layers", "export", "replicable_layers", "trace"]
+__all__ = [
+    "TraceRequest", "build_model", "decoder_layers", "export", "forward_call",
+    "replicable_layers", "trace",
+]
 
 log = logging.getLogger(__name__)
 _DTYPES = {name: getattr(torch, name) for name in DTYPES}
@@ -66,20 +70,46 @@ def build_model(entry: ModelEntry, dtype: str = "float16", *,
 
 
 class _CachedForward(torch.nn.Module):
-    """forward(ids, *past_kv) -> logits, with the cache built inside (export-friendly)."""
+    """forward(ids, *past_kv) -> logits, with the cache built inside (export-friendly).
 
-    def __init__(self, model: torch.nn.Module, logits_to_keep: int):
+    A token tree (verify) passes its 4D additive attention mask and depth-based positions as
+    buffers: transformers uses a 4D mask as given, so each node sees the cache and its ancestors.
+    """
+
+    def __init__(self, model: torch.nn.Module, logits_to_keep: int,
+                 mask: torch.Tensor | None = None, positions: torch.Tensor | None = None):
         super().__init__()
         self.m = model
         self.logits_to_keep = logits_to_keep
+        self.register_buffer("tree_mask", mask)
+        self.register_buffer("tree_positions", positions)
 
     def forward(self, ids: torch.Tensor, *past: torch.Tensor) -> torch.Tensor:
         cache = transformers.DynamicCache(config=self.m.config)
         for i in range(len(past) // 2):
             cache.update(past[2 * i], past[2 * i + 1], i)
+        extra = {}
+        if self.tree_mask is not None:
+            extra = {"attention_mask": self.tree_mask, "position_ids": self.tree_positions}
         out = self.m(input_ids=ids, past_key_values=cache, use_cache=True,
-                     logits_to_keep=self.logits_to_keep)
+                     logits_to_keep=self.logits_to_keep, **extra)
         return out.logits
+
+
+def _tree_inputs(req: TraceRequest, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Additive mask (batch, 1, k, context + k) and positions (batch, k) of a token tree."""
+    assert req.tree is not None
+    k, c = len(req.tree), req.context
+    allowed = torch.zeros(k, c + k, dtype=torch.bool)
+    allowed[:, :c] = True
+    for i, parent in enumerate(req.tree):
+        allowed[i, c + i] = True
+        if parent >= 0:
+            allowed[i, c:] |= allowed[parent, c:]
+    mask = torch.zeros(k, c + k, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    pos = torch.tensor([c - 1 + d for d in tree_depths(req.tree)], dtype=torch.long)
+    mask = mask.expand(req.batch, 1, k, c + k).to("meta")
+    return mask, pos.expand(req.batch, k).to("meta")
 
 
 def _past_shapes(model: torch.nn.Module, batch: int, context: int,
@@ -91,7 +121,8 @@ def _past_shapes(model: torch.nn.Module, batch: int, context: int,
     """
     probe = transformers.DynamicCache(config=model.config)
     ids = torch.zeros(batch, 1, dtype=torch.long, device="meta")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
         model(input_ids=ids, past_key_values=probe, use_cache=True, logits_to_keep=1)
     past = []
     for layer in probe.layers:
@@ -136,25 +167,36 @@ def replicable_layers(entry: ModelEntry, dtype: str) -> tuple[str, int] | None:
     return path, len(layers)
 
 
-def export(entry: ModelEntry, req: TraceRequest, *,
-           layers: int | None = None) -> torch.export.ExportedProgram:
-    """``torch.export`` of one forward pass of ``entry`` as ``req`` asks, on ``meta``."""
+def forward_call(entry: ModelEntry, req: TraceRequest, *, layers: int | None = None
+                 ) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
+    """The module and meta inputs of one forward pass; ``module(*args)`` runs it."""
     model = build_model(entry, req.dtype, layers=layers)
     # Prefill/decode only need the last position's logits (as generate() does); verify needs all.
     keep = req.tokens if req.phase is Phase.VERIFY else 1
-    wrapper = _CachedForward(model, keep)
     ids = torch.zeros(req.batch, req.tokens, dtype=torch.long, device="meta")
+    past: list[torch.Tensor] = []
+    if req.context:
+        past = _past_shapes(model, req.batch, req.context, _DTYPES[req.dtype])
+    mask = positions = None
+    if req.tree is not None:
+        mask, positions = _tree_inputs(req, _DTYPES[req.dtype])
+    return _CachedForward(model, keep, mask, positions), (ids, *past)
+
+
+def export(entry: ModelEntry, req: TraceRequest, *,
+           layers: int | None = None) -> torch.export.ExportedProgram:
+    """``torch.export`` of one forward pass of ``entry`` as ``req`` asks, on ``meta``."""
     # Stack traces per node cost ~2 s on a 7B model and the IR does not use them.
     import torch.fx.config as fx_config
 
     saved = fx_config.do_not_emit_stack_traces
     fx_config.do_not_emit_stack_traces = True
     try:
-        past: list[torch.Tensor] = []
-        if req.context:
-            past = _past_shapes(model, req.batch, req.context, _DTYPES[req.dtype])
-        with torch.no_grad():
-            return torch.export.export(wrapper, (ids, *past), strict=False)
+        wrapper, args = forward_call(entry, req, layers=layers)
+        with torch.no_grad(), warnings.catch_warnings():
+            # transformers 5 renames past_key_values; older model classes only know that name
+            warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+            return torch.export.export(wrapper, args, strict=False)
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"tracing {entry.name!r} ({req.phase.value}) failed in torch: {first} "
@@ -164,9 +206,16 @@ def export(entry: ModelEntry, req: TraceRequest, *,
         fx_config.do_not_emit_stack_traces = saved
 
 
+def _mark_tree(g: Graph) -> Graph:
+    """Attention ops of a tree verify pass carry the mask kind (dense cost, sparse mask)."""
+    attn = (OpKind.MATMUL, OpKind.SOFTMAX, OpKind.ATTENTION)
+    return g.with_nodes(n.with_attrs(mask="tree") if n.kind in attn else n for n in g.nodes)
+
+
 def trace(model: str | ModelEntry, phase: str | Phase = Phase.DECODE, *,
           tokens: int | None = None, context: int = 0, batch: int = 1,
-          dtype: str = "float16", full: bool = False) -> Graph:
+          dtype: str = "float16", tree: tuple[int, ...] | None = None,
+          full: bool = False) -> Graph:
     """Trace ``model`` and lower it to the IR. ``model`` is a zoo name or a ModelEntry.
 
     When all decoder layers are alike, a two-layer copy is exported and its layer repeated
@@ -174,15 +223,19 @@ def trace(model: str | ModelEntry, phase: str | Phase = Phase.DECODE, *,
     """
     entry = get_model(model) if isinstance(model, str) else model
     req = TraceRequest.make(entry, phase, tokens=tokens, context=context, batch=batch,
-                            dtype=dtype)
+                            dtype=dtype, tree=tree)
     t0 = time.perf_counter()
     stack = None if full else replicable_layers(entry, req.dtype)
     ep = export(entry, req, layers=2 if stack else None)
     meta = {"source": entry.source, "transformers": transformers.__version__,
             "torch": torch.__version__.split("+")[0],
             "layers_exported": 2 if stack else "all"}
+    if req.tree is not None:
+        meta["tree_parents"] = tuple(req.tree)
     graph = lower(ep, entry.name, req.phase, batch=req.batch, tokens=req.tokens,
                   context=req.context, dtype=req.dtype, meta=meta)
+    if req.tree is not None:
+        graph = _mark_tree(graph)
     if stack:
         graph = replicate_layers(graph, stack[1], stack[0])
     log.debug("traced %s %s in %.2f s", entry.name, req.phase.value, time.perf_counter() - t0)

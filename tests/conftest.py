@@ -8,9 +8,15 @@ tests/slow/ `slow` by directory, so a file cannot forget its layer.
 from __future__ import annotations
 
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Hermetic runs: traced graphs go to a fresh cache, and nothing is ever downloaded.
+os.environ.setdefault("LLMCOSIM_CACHE", tempfile.mkdtemp(prefix="llmcosim-test-cache-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 _LAYER_BY_DIR = {"torch": "torch", "hdl": "hdl", "slow": "slow", "gpu": "gpu"}
 
@@ -36,6 +42,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, layer))
         if item.get_closest_marker("gpu") is not None:
             if skip_gpu is None:
-                skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU") if not _cuda_available() else False
+                no_gpu = not _cuda_available()
+                skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU") if no_gpu else False
             if skip_gpu:
                 item.add_marker(skip_gpu)
