@@ -19,7 +19,6 @@ from models.zoo import ZOO, ModelEntry, entry_from_config_file, get_model
 
 __all__ = ["build_parser", "main"]
 
-FIDELITIES = ("roofline",)
 # Pipes and CI logs get wide tables instead of rich's 80-column default.
 _out = Console(width=None if sys.stdout.isatty() else 150)
 
@@ -140,13 +139,13 @@ def cmd_hw(args: argparse.Namespace) -> int:
 # -- simulate -------------------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
     from models.cache import get_workload
-    from sim.roofline import simulate
+    from sim.registry import fidelities, run
     from sim.spec import load_preset
 
-    if args.fidelity not in FIDELITIES:
-        raise UserError(f"unknown --fidelity {args.fidelity!r}; available: "
-                        f"{', '.join(FIDELITIES)}")
     spec = load_preset(args.hw)
+    if args.fidelity not in fidelities(spec.kind):
+        raise UserError(f"unknown --fidelity {args.fidelity!r} for {spec.name}; available: "
+                        f"{', '.join(fidelities(spec.kind))}")
     entry = _entry(args.model)
     from mapping.compression import check_bits, quantize
 
@@ -156,7 +155,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                      dtype=args.dtype, use_cache=not args.no_cache)
     if args.weight_bits or args.kv_bits:
         w = w.map(lambda g: quantize(g, weight_bits=args.weight_bits, kv_bits=args.kv_bits))
-    result = simulate(spec, w)
+    result = run(spec, w, args.fidelity)
     if args.json:
         print(result.to_json())
         return 0
@@ -223,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="zoo name or config.json path")
     s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
-    s.add_argument("--fidelity", default="roofline", help=f"one of {', '.join(FIDELITIES)}")
+    s.add_argument("--fidelity", default="roofline",
+                   help="simulator: roofline (default); more as simulators land")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--weight-bits", type=_positive, default=None,
                    help="store linear weights in 2/3/4/8/16 bits (default: the model dtype)")

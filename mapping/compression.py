@@ -13,12 +13,12 @@ from dataclasses import replace
 from models.errors import UserError
 from models.graph import Graph, OpKind, dtype_bytes
 
-__all__ = ["ALLOWED_BITS", "quantize"]
+__all__ = ["ALLOWED_BITS", "check_bits", "quantize"]
 
 ALLOWED_BITS = (2, 3, 4, 8, 16)  # FlightLLM's mixed precision: 2/3/4/8-bit weights, INT8 KV
 
 
-def _check(name: str, bits: int | None) -> None:
+def check_bits(name: str, bits: int | None) -> None:
     if bits is not None and bits not in ALLOWED_BITS:
         raise UserError(f"--{name} {bits} is not supported; allowed: "
                         f"{', '.join(map(str, ALLOWED_BITS))}")
@@ -32,8 +32,8 @@ def _scaled(nbytes: int, bits: int, dtype: str) -> int:
 
 def quantize(g: Graph, *, weight_bits: int | None = None, kv_bits: int | None = None) -> Graph:
     """``g`` with linear weights stored at ``weight_bits`` and the KV cache at ``kv_bits``."""
-    _check("weight-bits", weight_bits)
-    _check("kv-bits", kv_bits)
+    check_bits("weight-bits", weight_bits)
+    check_bits("kv-bits", kv_bits)
     param_dtype = {p.name: p.dtype for p in g.params}
     quantized: set[str] = set()
     nodes = []

@@ -16,7 +16,7 @@ from pathlib import Path
 from mapping.compression import quantize
 from models.cache import get_workload
 from sim.result import SimResult
-from sim.roofline import simulate
+from sim.registry import run
 from sim.spec import list_presets, load_preset
 
 __all__ = ["breakdown_plot", "markdown", "write_demo"]
@@ -93,7 +93,7 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
     results = []
     for name in list_presets():
         spec = load_preset(name)
-        r = simulate(spec, w_fpga if spec.kind == "flightllm" else w)
+        r = run(spec, w_fpga if spec.kind == "flightllm" else w, "roofline")
         if spec.kind == "flightllm":
             r = replace(r, notes=(*r.notes, "W4 linear weights, INT8 KV (FlightLLM artifact)"))
         results.append(r)
