@@ -15,8 +15,8 @@ from pathlib import Path
 
 from mapping.compression import quantize
 from models.cache import get_workload
-from sim.result import SimResult
 from sim.registry import run
+from sim.result import SimResult
 from sim.spec import list_presets, load_preset
 
 __all__ = ["breakdown_plot", "markdown", "write_demo"]
