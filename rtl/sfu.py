@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -73,8 +73,10 @@ class Softmax(wiring.Component):
 
         with m.FSM():
             with m.State("LOAD"):
-                m.d.comb += self.x.ready.eq(1)
-                with m.If(self.x.valid):
+                # not ready in reset: also makes event-driven simulators evaluate ready/valid
+                # when reset falls (Icarus leaves FSM-only comb outputs X until then)
+                m.d.comb += self.x.ready.eq(~ResetSignal())
+                with m.If(self.x.valid & self.x.ready):
                     m.d.sync += [xbuf[beat].eq(self.x.payload),
                                  mx.eq(self._max(m, Mux(beat == 0, -128, mx), self.x.payload)),
                                  beat.eq(Mux(last_beat, 0, beat + 1))]
@@ -89,7 +91,7 @@ class Softmax(wiring.Component):
             with m.State("DIV"):
                 self._divide_step(m, rem, div, quot, step, total)
             with m.State("OUT"):
-                m.d.comb += self.y.valid.eq(1)
+                m.d.comb += self.y.valid.eq(~ResetSignal())
                 for i in range(lanes):
                     y = (erow[i] * quot + (1 << 15)) >> 16
                     m.d.comb += self.y.payload[i].eq(Mux(y > 0xFFFF, 0xFFFF, y))

@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from verification.blocks import BlockConfig, build_component, make_vectors
+from verification.blocks import BlockConfig, Vectors, build_component, make_vectors
 
 __all__ = ["ROOT", "SIMULATORS", "RunResult", "ensure_built", "run_config", "write_verilog"]
 
@@ -93,7 +95,9 @@ def _locked(path: Path):
 def _runner(sim: str):
     from cocotb_tools.runner import get_runner
 
-    return get_runner(sim)
+    runner = get_runner(sim)
+    runner.log.setLevel(logging.ERROR)  # "Skipping compilation" etc.; the logs are in files
+    return runner
 
 
 def ensure_built(cfg: BlockConfig, sim: str, waves: bool = False) -> Path:
@@ -111,12 +115,18 @@ def ensure_built(cfg: BlockConfig, sim: str, waves: bool = False) -> Path:
 
 def run_config(cfg: BlockConfig, *, sim: str = "icarus", vectors: int = 200, seed: int = 1,
                waves: bool = False, idle: float = 0.25, backpressure: float = 0.25,
-               tag: str = "") -> RunResult:
-    """Run ``vectors`` random transactions of ``cfg`` under ``sim`` and score them."""
+               tag: str = "", mutate: Callable[[Vectors], None] | None = None) -> RunResult:
+    """Run ``vectors`` random transactions of ``cfg`` under ``sim`` and score them.
+
+    ``mutate`` edits the reference vectors before the run (used to show that a wrong
+    reference makes the run fail).
+    """
     if vectors < 1:
         raise ValueError(f"vectors {vectors}: must be at least 1")
     start = time.perf_counter()
     vec = make_vectors(cfg, vectors, seed)
+    if mutate is not None:
+        mutate(vec)
     bdir = ensure_built(cfg, sim, waves)
     tdir = BUILD / "runs" / f"{sim}-{cfg.slug}-s{seed}-n{vectors}{tag}-p{os.getpid()}"
     tdir.mkdir(parents=True, exist_ok=True)
@@ -143,9 +153,13 @@ def run_config(cfg: BlockConfig, *, sim: str = "icarus", vectors: int = 200, see
 def _result(cfg, sim, seed, vectors, vec, tdir, waves, wall) -> RunResult:
     result_file = tdir / "result.json"
     wave = None
-    if waves:
-        found = sorted(tdir.glob("*.fst")) + sorted(tdir.glob("*.vcd"))
-        wave = found[0] if found else None
+    if waves:  # Icarus dumps into the build dir, Verilator into the test dir
+        found = [p for d in (tdir, tdir.parent.parent / sim / (cfg.slug + "-waves"))
+                 for p in sorted(d.glob("*.fst")) + sorted(d.glob("*.vcd"))]
+        if found:
+            wave = tdir / found[0].name
+            if found[0] != wave:
+                shutil.copyfile(found[0], wave)
     if not result_file.exists():
         return RunResult(cfg, sim, seed, vectors, False,
                          f"seed {seed}: simulator left no result; log {tdir / 'sim.log'}",

@@ -56,7 +56,9 @@ class _Driver:
                 self.payload.value = payload
             self.driven = (int(offer), payload)
 
-    def sample(self, cycle: int, idle_prob: float) -> None:
+    def sample(self, cycle: int, idle_prob: float, errors: list[str]) -> None:
+        if self.driven[0] and not self.ready.value.is_resolvable:
+            errors.append(f"cycle {cycle}: {self.name}.ready is X/Z while valid is high")
         if self.driven[0] and self.ready.value == 1:
             self.handshakes.append((self.beats[self.pos][0], cycle))
             self.pos += 1
@@ -89,6 +91,8 @@ class _Monitor:
             self.ready_now = ready
 
     def sample(self, cycle: int) -> None:
+        if not self.valid.value.is_resolvable:
+            self.protocol_errors.append(f"cycle {cycle}: output valid is X/Z")
         valid = self.valid.value == 1
         if self.held is not None and not valid:
             self.protocol_errors.append(f"cycle {cycle}: valid dropped before the beat was taken")
@@ -166,7 +170,7 @@ async def run_vectors(dut):
         mon.drive(0.0 if timing_phase else spec["backpressure"])
         await ReadOnly()
         for d in drivers:
-            d.sample(cycle, 0.0 if timing_phase else spec["idle"])
+            d.sample(cycle, 0.0 if timing_phase else spec["idle"], mon.protocol_errors)
         mon.sample(cycle)
         if timing_phase and mon.txns_done() >= spec["timing_txns"]:
             timing_phase = False

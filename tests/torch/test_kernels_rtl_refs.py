@@ -6,8 +6,8 @@ import math
 import random
 
 import pytest
-
 import torch
+
 from kernels.csd_chain import compress_nm, csd_chain, dense_matvec
 from kernels.dequant import dequant
 from kernels.softmax import exp_table, softmax_fixed, softmax_float
