@@ -1,0 +1,330 @@
+"""Sweep specs (TOML) -> validated axes, constraints and design points.
+
+A sweep file has four tables (every key optional except ``hardware.preset``)::
+
+    [sweep]        name, out, sampling (grid|random|lhs|list), samples, seed, fidelity,
+                   constraints = ["expr", ...], cache (per-program result cache, default true)
+    [hardware]     preset = "flightllm-u280" (or a list), then any numeric spec field
+    [workload]     model, prefill, decode, batch, dtype
+    [compression]  weight_bits, kv_bits ("none" or absent: the model dtype)
+    [[points]]     sampling = "list": one table per point (keys as above; preset or hw)
+
+Any value may be a scalar (fixed), a list (an axis over those values) or a range table
+``{min, max, steps, scale = "linear"|"log", integer}``. Every error names the key and what is
+allowed (:class:`UserError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.errors import UserError
+from sweeps.expr import Expr, parse_expr
+from sweeps.sampling import Axis, grid, latin_hypercube, random_samples
+
+__all__ = ["INPUTS", "Point", "SweepSpec", "load_sweep", "parse_sweep"]
+
+SAMPLINGS = ("grid", "random", "lhs", "list")
+# Point inputs other than hardware fields, with their defaults.
+INPUTS: dict[str, Any] = {"hw": None, "model": "llama2-7b", "prefill": 128, "decode": 512,
+                          "batch": 1, "dtype": "float16", "weight_bits": None, "kv_bits": None,
+                          "fidelity": "roofline"}
+_SECTIONS = {
+    "sweep": ("name", "out", "sampling", "samples", "seed", "fidelity", "constraints", "cache"),
+    "workload": ("model", "prefill", "decode", "batch", "dtype"),
+    "compression": ("weight_bits", "kv_bits"),
+}
+_INT_INPUTS = ("prefill", "decode", "batch")
+_BITS = ("weight_bits", "kv_bits")
+_DERIVED = ("kind", "peak_ops_per_s", "mem_bytes_per_s", "mem_capacity_bytes", "power_w")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One design point: everything a simulation depends on, hashable by content."""
+
+    hw: str
+    model: str
+    prefill: int
+    decode: int
+    batch: int
+    dtype: str
+    weight_bits: int | None
+    kv_bits: int | None
+    fidelity: str
+    overrides: tuple[tuple[str, float | int], ...] = ()   # spec field -> value, sorted
+    model_digest: str = ""                                # content hash of a workload file
+    derived: tuple[tuple[str, str], ...] = ()             # spec field -> expression of fields
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def inputs(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in INPUTS}
+        d.update(self.overrides)
+        return d
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    out: Path
+    sampling: str
+    samples: int
+    seed: int
+    axes: tuple[Axis, ...]
+    fixed: dict[str, Any]
+    constraints: tuple[Expr, ...]
+    listed: tuple[dict[str, Any], ...] = ()
+    derived: tuple[tuple[str, str], ...] = ()
+    cache: bool = True
+    text: str = ""
+    field_types: dict[str, type] = field(default_factory=dict)  # numeric spec fields
+
+    @property
+    def axis_names(self) -> list[str]:
+        names = [a.name for a in self.axes]
+        for p in self.listed:
+            names += [k for k in p if k not in names]
+        return names
+
+    def points(self) -> list[Point]:
+        """Every design point, duplicates (same content hash) removed, in a fixed order."""
+        if self.sampling == "list":
+            raw = [dict(p) for p in self.listed]
+        elif self.sampling == "grid":
+            raw = grid(list(self.axes))
+        elif self.sampling == "random":
+            raw = random_samples(list(self.axes), self.samples, self.seed)
+        else:
+            raw = latin_hypercube(list(self.axes), self.samples, self.seed)
+        seen: dict[str, Point] = {}
+        for values in raw:
+            p = self._point({**self.fixed, **values})
+            seen.setdefault(p.key, p)
+        return list(seen.values())
+
+    def _point(self, v: dict[str, Any]) -> Point:
+        overrides = tuple(sorted((k, self.field_types[k](x)) for k, x in v.items()
+                                 if k not in INPUTS))
+        model = str(v["model"])
+        return Point(hw=str(v["hw"]), model=model, prefill=int(v["prefill"]),
+                     decode=int(v["decode"]), batch=int(v["batch"]), dtype=str(v["dtype"]),
+                     weight_bits=v["weight_bits"], kv_bits=v["kv_bits"],
+                     fidelity=str(v["fidelity"]), overrides=overrides,
+                     model_digest=_file_digest(model), derived=self.derived)
+
+
+def _file_digest(model: str) -> str:
+    p = Path(model)
+    if model.endswith(".json") and p.is_file():
+        return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    return ""
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise UserError(f"sweep file {str(p)!r} does not exist") from None
+    return parse_sweep(text, where=str(p), default_name=p.stem)
+
+
+def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") -> SweepSpec:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{where}: malformed TOML: {e}") from None
+    allowed = ("sweep", "hardware", "workload", "compression", "points")
+    for key in data:
+        if key == "speculation":
+            raise UserError(f"{where}: [speculation] (gamma, alpha, tree, draft) needs the HADES "
+                            "simulator, which is not registered yet; remove the table for now")
+        if key not in allowed:
+            raise UserError(f"{where}: unknown table [{key}]; allowed: {', '.join(allowed)}")
+    sec = {s: data.get(s, {}) for s in ("sweep", "workload", "compression", "hardware")}
+    for s, keys in _SECTIONS.items():
+        if not isinstance(sec[s], dict):
+            raise UserError(f"{where}: [{s}] must be a table")
+        for k in sec[s]:
+            if k not in keys:
+                raise UserError(f"{where}: unknown key {s}.{k}; allowed: {', '.join(keys)}")
+    sw = sec["sweep"]
+    sampling = sw.get("sampling", "grid")
+    if sampling not in SAMPLINGS:
+        raise UserError(f"{where}: sweep.sampling = {sampling!r}; allowed: {', '.join(SAMPLINGS)}")
+    samples = sw.get("samples", 0)
+    if sampling in ("random", "lhs") and (not isinstance(samples, int) or samples < 1):
+        raise UserError(f"{where}: sweep.samples must be a whole number >= 1 for "
+                        f"sampling = {sampling!r} (got {samples!r})")
+    seed = sw.get("seed", 0)
+    if not isinstance(seed, int):
+        raise UserError(f"{where}: sweep.seed must be a whole number (got {seed!r})")
+    name = str(sw.get("name", default_name))
+
+    hw = dict(sec["hardware"])
+    if "preset" not in hw:
+        raise UserError(f"{where}: hardware.preset is required (see `llmcosim hw`)")
+    presets = hw.pop("preset")
+    field_types = _field_types(where, presets if isinstance(presets, list) else [presets])
+    derived = _derived(where, hw.pop("derived", {}), field_types)
+    raw: dict[str, Any] = {"hw": presets, "fidelity": sw.get("fidelity", INPUTS["fidelity"])}
+    raw.update(sec["workload"])
+    raw.update(sec["compression"])
+    raw.update(hw)
+
+    fixed: dict[str, Any] = dict(INPUTS)
+    axes: list[Axis] = []
+    for key, value in raw.items():
+        loc = _loc(key)
+        if isinstance(value, list | dict):
+            axes.append(_axis(where, loc, key, value, field_types, sampling))
+        else:
+            fixed[key] = _value(where, loc, key, value, field_types)
+    listed: list[dict[str, Any]] = []
+    if sampling == "list":
+        pts = data.get("points")
+        if not isinstance(pts, list) or not pts:
+            raise UserError(f"{where}: sampling = 'list' needs [[points]] tables")
+        for i, pt in enumerate(pts):
+            listed.append({("hw" if k == "preset" else k):
+                           _value(where, f"points[{i}].{k}", "hw" if k == "preset" else k, v,
+                                  field_types) for k, v in pt.items()})
+        for a in axes:
+            fixed[a.name] = a.values[0] if a.values else a.lo
+        axes = []
+    elif "points" in data:
+        raise UserError(f"{where}: [[points]] needs sweep.sampling = 'list'")
+    if sampling == "grid":
+        for a in axes:
+            if a.values is None and not a.steps:
+                raise UserError(f"{where}: {_loc(a.name)} is a range: give steps for a grid, "
+                                "or use sampling = 'random' or 'lhs'")
+
+    cons = sw.get("constraints", [])
+    if not isinstance(cons, list):
+        raise UserError(f"{where}: sweep.constraints must be a list of expression strings")
+    known = set(INPUTS) | set(field_types) | set(_DERIVED)
+    constraints = tuple(parse_expr(c, f"{where}: sweep.constraints[{i}]", known)
+                        for i, c in enumerate(cons))
+    out = Path(sw.get("out", f"results/{name}.db"))
+    return SweepSpec(name=name, out=out, sampling=sampling, samples=samples, seed=seed,
+                     axes=tuple(axes), fixed=fixed, constraints=constraints,
+                     listed=tuple(listed), derived=derived, cache=bool(sw.get("cache", True)),
+                     text=text, field_types=field_types)
+
+
+def _derived(where: str, table: Any, types: dict[str, type]) -> tuple[tuple[str, str], ...]:
+    """``[hardware.derived]``: fields computed from others per point (kept consistent)."""
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: [hardware.derived] must be a table of field = \"expression\"")
+    out = []
+    for k, text in table.items():
+        if k not in types:
+            raise UserError(f"{where}: hardware.derived.{k}: unknown field; allowed: "
+                            f"{', '.join(types)}")
+        parse_expr(text, f"{where}: hardware.derived.{k}", types)
+        out.append((k, text))
+    return tuple(out)
+
+
+def _loc(key: str) -> str:
+    if key in ("hw",):
+        return "hardware.preset"
+    for s, keys in _SECTIONS.items():
+        if key in keys:
+            return f"{s}.{key}"
+    return f"hardware.{key}"
+
+
+def _field_types(where: str, presets: list[Any]) -> dict[str, type]:
+    """Numeric spec fields common to every preset of the sweep, with their Python types."""
+    from sim.spec import load_preset
+
+    common: dict[str, type] | None = None
+    for name in presets:
+        if not isinstance(name, str):
+            raise UserError(f"{where}: hardware.preset entries must be preset names or paths")
+        spec = load_preset(name)
+        types = {f.name: (int if f.type in ("int", int) else float)
+                 for f in dataclasses.fields(spec) if "range" in f.metadata}
+        common = types if common is None else {k: v for k, v in common.items() if k in types}
+    return common or {}
+
+
+def _axis(where: str, loc: str, key: str, value: Any, types: dict[str, type],
+          sampling: str) -> Axis:
+    if isinstance(value, list):
+        if not value:
+            raise UserError(f"{where}: {loc} is an empty list")
+        vals = tuple(_value(where, loc, key, v, types) for v in value)
+        return Axis(key, values=tuple(dict.fromkeys(vals)))
+    extra = set(value) - {"min", "max", "steps", "scale", "integer", "values"}
+    if extra:
+        raise UserError(f"{where}: {loc}: unknown range key {sorted(extra)[0]!r}; allowed: "
+                        "min, max, steps, scale, integer (or values)")
+    if "values" in value:
+        return _axis(where, loc, key, list(value["values"]), types, sampling)
+    if key not in types and key not in _INT_INPUTS:
+        raise UserError(f"{where}: {loc}: a range needs a numeric input; give a list instead")
+    if "min" not in value or "max" not in value:
+        raise UserError(f"{where}: {loc}: a range needs min and max")
+    lo = float(_value(where, loc, key, value["min"], types))
+    hi = float(_value(where, loc, key, value["max"], types))
+    if lo > hi:
+        raise UserError(f"{where}: {loc}: min {lo:g} > max {hi:g}")
+    scale = value.get("scale", "linear")
+    if scale not in ("linear", "log"):
+        raise UserError(f"{where}: {loc}.scale = {scale!r}; allowed: linear, log")
+    if scale == "log" and lo <= 0:
+        raise UserError(f"{where}: {loc}: a log range needs min > 0")
+    steps = value.get("steps")
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise UserError(f"{where}: {loc}.steps must be a whole number >= 1 (got {steps!r})")
+    integer = bool(value.get("integer", types.get(key) is int or key in _INT_INPUTS))
+    return Axis(key, lo=lo, hi=hi, steps=steps, log=scale == "log", integer=integer)
+
+
+def _value(where: str, loc: str, key: str, v: Any, types: dict[str, type]) -> Any:
+    """One value of input ``key``, checked and in canonical form (SI numbers for fields)."""
+    if key in ("hw", "model", "dtype", "fidelity"):
+        if not isinstance(v, str):
+            raise UserError(f"{where}: {loc} = {v!r}: expected a string")
+        return v
+    if key in _INT_INPUTS:
+        if not isinstance(v, int) or isinstance(v, bool) or v < (0 if key != "batch" else 1):
+            raise UserError(f"{where}: {loc} = {v!r}: expected a whole number >= "
+                            f"{0 if key != 'batch' else 1}")
+        return v
+    if key in _BITS:
+        from mapping.compression import ALLOWED_BITS
+
+        if v == "none":
+            return None
+        if v not in ALLOWED_BITS or isinstance(v, bool):
+            raise UserError(f"{where}: {loc} = {v!r}; allowed: "
+                            f"{', '.join(map(str, ALLOWED_BITS))} or \"none\"")
+        return v
+    if key not in types:
+        raise UserError(f"{where}: unknown key {loc!r}; hardware fields of these presets: "
+                        f"{', '.join(types)}")
+    from sim.units import parse_quantity
+
+    try:
+        x = parse_quantity(key, v)
+    except ValueError as e:
+        raise UserError(f"{where}: {loc}: {e}") from None
+    if types[key] is int:
+        if x != int(x):
+            raise UserError(f"{where}: {loc} = {v!r}: must be a whole number")
+        return int(x)
+    return float(x)
