@@ -246,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_optional_commands(sub: argparse._SubParsersAction) -> None:
     """Commands of packages that may not be installed (RTL needs the `hdl` extra)."""
     try:
+        from sweeps.cli import add_sweep_parsers
+    except ImportError:
+        pass
+    else:
+        add_sweep_parsers(sub)
+    try:
         from verification.cli import add_rtl_parser, run_rtl
     except ImportError:
         return
