@@ -112,6 +112,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 # -- hw -------------------------------------------------------------------------------------
 def cmd_hw(args: argparse.Namespace) -> int:
     from sim.spec import list_presets, load_preset
+    from sim.units import unit_of_field
 
     if args.name:
         spec = load_preset(args.name)
@@ -120,7 +121,10 @@ def cmd_hw(args: argparse.Namespace) -> int:
             t.add_column(col)
         for f in spec.__dataclass_fields__:
             if f not in ("name", "description", "sources", "kind"):
-                t.add_row(f, f"{getattr(spec, f):,.6g}", spec.source_of(f))
+                unit = unit_of_field(f)
+                value = getattr(spec, f)
+                shown = eng(value, unit[0]) if unit and unit[0] != "USD" else f"{value:,.6g}"
+                t.add_row(f, shown, spec.source_of(f))
         _out.print(t)
         return 0
     t = Table(title="Hardware presets (configs/hw/*.toml)")

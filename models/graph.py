@@ -21,6 +21,7 @@ forward pass whose weights and cache live off chip; it is what the roofline boun
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -92,10 +93,7 @@ class Param:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     @property
     def bytes(self) -> int:

@@ -8,6 +8,7 @@ from the rotary-embedding module; attention reads of the cache are counted as KV
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass, field, replace
@@ -62,6 +63,14 @@ _SOFTMAX_OPS = frozenset({"softmax", "_softmax", "_safe_softmax", "log_softmax"}
 _NORM_OPS = frozenset({"layer_norm", "native_layer_norm", "rms_norm", "group_norm"})
 _ATTN_OPS = frozenset({"scaled_dot_product_attention"})
 
+# Lookup order matters only for names in two tables (none today).
+_KIND_TABLES: tuple[tuple[frozenset[str], OpKind], ...] = (
+    (frozenset({"embedding"}), OpKind.EMBEDDING), (_ATTN_OPS, OpKind.ATTENTION),
+    (_SOFTMAX_OPS, OpKind.SOFTMAX), (_NORM_OPS, OpKind.NORM),
+    (_ACTIVATION_OPS, OpKind.ACTIVATION), (_REDUCTION_OPS, OpKind.REDUCTION),
+    (_ELEMENTWISE_OPS, OpKind.ELEMENTWISE), (_DATA_OPS, OpKind.DATA),
+)
+
 _SOFTMAX_FLOPS_PER_ELEM = 5  # max, subtract, exp, sum, divide
 _LAYER_RE = re.compile(r"\.(\d+)(?:\.|$)")
 _NORM_CLASS_RE = re.compile(r"norm", re.IGNORECASE)
@@ -82,18 +91,12 @@ class _Val:
     from_softmax: bool = False      # derived from attention probabilities
 
     @property
-    def nbytes(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return int(n * dtype_bytes(self.dtype))
+    def numel(self) -> int:
+        return math.prod(self.shape)
 
     @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+    def nbytes(self) -> int:
+        return int(self.numel * dtype_bytes(self.dtype))
 
 
 @dataclass
@@ -290,24 +293,11 @@ class _Lowerer:
         return True
 
     def _kind(self, n: torch.fx.Node, name: str, args: list[_Val]) -> OpKind:
-        if name == "embedding":
-            return OpKind.EMBEDDING
         if name in _LINEAR_OPS:
             return OpKind.LINEAR if any(a.param for a in args) else OpKind.MATMUL
-        if name in _ATTN_OPS:
-            return OpKind.ATTENTION
-        if name in _SOFTMAX_OPS:
-            return OpKind.SOFTMAX
-        if name in _NORM_OPS:
-            return OpKind.NORM
-        if name in _ACTIVATION_OPS:
-            return OpKind.ACTIVATION
-        if name in _REDUCTION_OPS:
-            return OpKind.REDUCTION
-        if name in _ELEMENTWISE_OPS:
-            return OpKind.ELEMENTWISE
-        if name in _DATA_OPS:
-            return OpKind.DATA
+        for table, kind in _KIND_TABLES:
+            if name in table:
+                return kind
         self._fail(n, name)
         raise AssertionError("unreachable")
 

@@ -79,27 +79,12 @@ class _SpecBase:
 
 
 @dataclass(frozen=True, kw_only=True)
-class GPUSpec(_SpecBase):
-    """A GPU from its datasheet: dense tensor-core peaks per dtype, memory, power, price."""
+class _HBMSpec(_SpecBase):
+    """A device with one off-chip memory (HBM or DRAM) and a unit price."""
 
-    kind: ClassVar[str] = "gpu"
-    clock_hz: float = _f(1e8, 5e9, "boost clock")
-    sm_count: int = _f(1, 1000, "streaming multiprocessors")
-    fp16_flops_per_s: float = _f(1e12, 1e17, "dense FP16 tensor-core peak")
-    bf16_flops_per_s: float = _f(0, 1e17, "dense BF16 tensor-core peak (0: unsupported)")
-    fp32_flops_per_s: float = _f(1e11, 1e16, "FP32 (non-tensor) peak")
-    int8_ops_per_s: float = _f(0, 1e17, "dense INT8 peak (tensor cores or DP4A)")
-    hbm_bytes: float = _f(1e9, 1e13, "device memory capacity")
-    hbm_bytes_per_s: float = _f(1e10, 1e14, "device memory bandwidth")
-    l2_bytes: float = _f(1e5, 1e9, "L2 cache")
-    tdp_w: float = _f(10, 3000, "board power limit (TDP)")
-    price_usd: float = _f(0, 1e6, "unit price assumed for cost efficiency")
-
-    def peak_ops_per_s(self, dtype: str) -> float:
-        by = {"float16": self.fp16_flops_per_s, "bfloat16": self.bf16_flops_per_s,
-              "float32": self.fp32_flops_per_s, "int8": self.int8_ops_per_s}
-        peak = by.get(dtype, 0.0)
-        return peak if peak > 0 else self.fp16_flops_per_s  # unsupported: emulate via FP16
+    hbm_bytes: float = _f(1e8, 1e13, "off-chip memory capacity")
+    hbm_bytes_per_s: float = _f(1e9, 1e14, "off-chip memory peak bandwidth")
+    price_usd: float = _f(0, 1e6, "unit price assumed for cost efficiency (0: not published)")
 
     @property
     def mem_bytes_per_s(self) -> float:
@@ -109,13 +94,34 @@ class GPUSpec(_SpecBase):
     def mem_capacity_bytes(self) -> float:
         return self.hbm_bytes
 
+
+@dataclass(frozen=True, kw_only=True)
+class GPUSpec(_HBMSpec):
+    """A GPU from its datasheet: dense tensor-core peaks per dtype, memory, power, price."""
+
+    kind: ClassVar[str] = "gpu"
+    clock_hz: float = _f(1e8, 5e9, "boost clock")
+    sm_count: int = _f(1, 1000, "streaming multiprocessors")
+    fp16_flops_per_s: float = _f(1e12, 1e17, "dense FP16 tensor-core peak")
+    bf16_flops_per_s: float = _f(0, 1e17, "dense BF16 tensor-core peak (0: unsupported)")
+    fp32_flops_per_s: float = _f(1e11, 1e16, "FP32 (non-tensor) peak")
+    int8_ops_per_s: float = _f(0, 1e17, "dense INT8 peak (tensor cores or DP4A)")
+    l2_bytes: float = _f(1e5, 1e9, "L2 cache")
+    tdp_w: float = _f(10, 3000, "board power limit (TDP)")
+
+    def peak_ops_per_s(self, dtype: str) -> float:
+        by = {"float16": self.fp16_flops_per_s, "bfloat16": self.bf16_flops_per_s,
+              "float32": self.fp32_flops_per_s, "int8": self.int8_ops_per_s}
+        peak = by.get(dtype, 0.0)
+        return peak if peak > 0 else self.fp16_flops_per_s  # unsupported: emulate via FP16
+
     @property
     def power_w(self) -> float:
         return self.tdp_w
 
 
 @dataclass(frozen=True, kw_only=True)
-class FlightLLMSpec(_SpecBase):
+class FlightLLMSpec(_HBMSpec):
     """A FlightLLM FPGA accelerator (FPGA'24): one compute core per SLR, HBM pseudo-channels.
 
     Compute runs in INT8 after dequantisation, so every op's peak is the INT8 MAC rate.
@@ -129,25 +135,14 @@ class FlightLLMSpec(_SpecBase):
     mm_macs_per_cycle: int = _f(1, 1_000_000, "MPE MACs per cycle per core in MM (prefill) mode")
     mv_macs_per_cycle: int = _f(1, 1_000_000, "MPE MACs per cycle per core in MV (decode) mode")
     sfu_elems_per_cycle: int = _f(1, 4096, "SFU elements per cycle per core")
-    hbm_bytes: float = _f(1e8, 1e12, "HBM capacity")
-    hbm_bytes_per_s: float = _f(1e9, 1e13, "HBM peak bandwidth")
     hbm_channels: int = _f(1, 256, "HBM pseudo-channels")
     hbm_channel_bytes_per_s: float = _f(1e8, 1e12, "peak bandwidth of one pseudo-channel")
     hbm_eff_same_channel: float = _f(0.01, 1.0, "achievable fraction within one channel")
     hbm_eff_cross_channel: float = _f(0.01, 1.0, "achievable fraction across channels")
     board_power_w: float = _f(0, 1000, "board power while decoding (0: not published)")
-    price_usd: float = _f(0, 1e6, "unit price assumed for cost efficiency")
 
     def peak_ops_per_s(self, dtype: str) -> float:
         return 2.0 * self.mm_macs_per_cycle * self.cores * self.clock_hz
-
-    @property
-    def mem_bytes_per_s(self) -> float:
-        return self.hbm_bytes_per_s
-
-    @property
-    def mem_capacity_bytes(self) -> float:
-        return self.hbm_bytes
 
     @property
     def power_w(self) -> float:
