@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +29,7 @@ def test_bound_dominates_whole_graph_bounds(seed):
         assert t >= tot.compulsory_bytes / spec.mem_bytes_per_s * (1 - 1e-12)
         peak = max(spec.peak_ops_per_s(d) for d in ("float16", "float32", "int8", "bfloat16"))
         assert t >= tot.flops / peak * (1 - 1e-12)
-        assert t == sum(b.time_s for b in op_bounds(spec, g)) or \
-            abs(t - sum(b.time_s for b in op_bounds(spec, g))) < 1e-9 * t
+        assert t == pytest.approx(sum(b.time_s for b in op_bounds(spec, g)), rel=1e-12)
 
 
 @settings(max_examples=30, deadline=None)
