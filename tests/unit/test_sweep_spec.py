@@ -1,0 +1,118 @@
+"""Sweep specs: parsing, validation messages, sampling, constraints, content hashes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.errors import UserError
+from sweeps.expr import parse_expr
+from sweeps.sampling import Axis, grid, latin_hypercube, random_samples
+from sweeps.spec import parse_sweep
+
+BASE = """
+[hardware]
+preset = "flightllm-u280"
+[workload]
+model = "llama2-7b"
+prefill = 16
+decode = 4
+"""
+
+
+def test_grid_expands_every_combination_and_canonicalises_units():
+    s = parse_sweep(BASE + """
+[compression]
+weight_bits = [4, 8]
+kv_bits = [8, "none"]
+""" + "", "t")
+    pts = s.points()
+    assert len(pts) == 4
+    assert {(p.weight_bits, p.kv_bits) for p in pts} == {(4, 8), (4, None), (8, 8), (8, None)}
+    a = parse_sweep(BASE.replace('preset = "flightllm-u280"',
+                                 'preset = "flightllm-u280"\nclock_hz = "250 MHz"'))
+    b = parse_sweep(BASE.replace('preset = "flightllm-u280"',
+                                 'preset = "flightllm-u280"\nclock_hz = 2.5e8'))
+    assert a.points()[0].key == b.points()[0].key
+    assert a.points()[0].key != s.points()[0].key
+
+
+def test_range_axis_grid_steps_and_integer_fields():
+    s = parse_sweep(BASE.replace('preset = "flightllm-u280"', """preset = "flightllm-u280"
+clock_hz = { min = "100 MHz", max = "300 MHz", steps = 3 }
+hbm_channels = { min = 8, max = 32, steps = 4, scale = "log" }"""))
+    pts = s.points()
+    assert sorted({dict(p.overrides)["clock_hz"] for p in pts}) == [1e8, 2e8, 3e8]
+    chans = sorted({dict(p.overrides)["hbm_channels"] for p in pts})
+    assert chans == [8, 13, 20, 32] and all(isinstance(c, int) for c in chans)
+
+
+def test_duplicate_points_are_computed_once():
+    s = parse_sweep(BASE + "[compression]\nweight_bits = [4, 4, 8]\n")
+    assert len(s.points()) == 2
+
+
+@pytest.mark.parametrize("snippet, message", [
+    ("[sweep]\nsampling = 'sobol'\n", "allowed: grid, random, lhs, list"),
+    ("[sweep]\nfoo = 1\n", "unknown key sweep.foo; allowed: name"),
+    ("[compression]\nweight_bits = [5]\n", "allowed: 2, 3, 4, 8, 16"),
+    ("[compression]\nsparsity = '2:4'\n", "allowed: weight_bits, kv_bits"),
+    ("[speculation]\ngamma = [2, 4]\n", "HADES"),
+    ("[sweep]\nsampling = 'random'\n", "sweep.samples must be"),
+    ("[sweep]\nconstraints = ['dsp_count < 1 and bogus > 2']\n", "unknown name 'bogus'"),
+    ("[sweep]\nconstraints = ['__import__(\"os\")']\n", "may be called"),
+])
+def test_validation_errors_name_key_and_allowed_values(snippet, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        parse_sweep(BASE + snippet, "s.toml")
+
+
+def test_unknown_hardware_field_lists_allowed_fields():
+    with pytest.raises(UserError, match=r"hardware.sram_bytes.*clock_hz"):
+        parse_sweep(BASE.replace('preset = "flightllm-u280"',
+                                 'preset = "flightllm-u280"\nsram_bytes = [1, 2]'))
+
+
+def test_range_without_steps_needs_random_sampling():
+    text = BASE.replace('preset = "flightllm-u280"',
+                        'preset = "flightllm-u280"\nclock_hz = {min = 1e8, max = 2e8}')
+    with pytest.raises(UserError, match="give steps for a grid"):
+        parse_sweep(text)
+    s = parse_sweep(text + "[sweep]\nsampling = 'lhs'\nsamples = 7\nseed = 3\n")
+    assert len(s.points()) == 7
+
+
+def test_list_sampling_takes_explicit_points():
+    s = parse_sweep(BASE + """[sweep]
+sampling = "list"
+[[points]]
+preset = "gpu-a100"
+[[points]]
+weight_bits = 4
+""")
+    pts = s.points()
+    assert [(p.hw, p.weight_bits) for p in pts] == [("gpu-a100", None), ("flightllm-u280", 4)]
+
+
+def test_random_and_lhs_are_seeded_and_lhs_is_stratified():
+    axes = [Axis("x", lo=0.0, hi=1.0), Axis("y", lo=1.0, hi=100.0, log=True),
+            Axis("z", values=("a", "b"))]
+    assert random_samples(axes, 20, 5) == random_samples(axes, 20, 5)
+    assert random_samples(axes, 20, 5) != random_samples(axes, 20, 6)
+    pts = latin_hypercube(axes, 10, 1)
+    assert pts == latin_hypercube(axes, 10, 1)
+    strata = sorted(int(p["x"] * 10 - 1e-9) for p in pts)    # one sample per tenth of x
+    assert strata == list(range(10))
+    logs = sorted(int(np.log10(p["y"]) / 2 * 10 - 1e-9) for p in pts)
+    assert logs == list(range(10))
+    assert sorted(p["z"] for p in pts) == ["a"] * 5 + ["b"] * 5
+    assert len(grid(axes[2:])) == 2
+
+
+def test_expressions_evaluate_and_report_inapplicable_names():
+    e = parse_expr("cores * mm_macs_per_cycle <= max(dsp_count, 1) * 2", "c")
+    assert e.holds({"cores": 3, "mm_macs_per_cycle": 4096, "dsp_count": 6345}) is True
+    assert e.holds({"cores": 4, "mm_macs_per_cycle": 4096, "dsp_count": 6345}) is False
+    assert e.holds({"cores": 4}) is None   # a GPU point has no DSPs: the rule does not apply
+    with pytest.raises(UserError, match="Attribute is not allowed"):
+        parse_expr("x.__class__", "c")
