@@ -48,6 +48,7 @@ class RunResult:
     expect_ii: int
     wall_s: float
     waves: Path | None = None
+    sim_s: float = 0.0  # simulator process alone (build excluded)
 
 
 def simulator_env(sim: str) -> None:
@@ -140,6 +141,7 @@ def run_config(cfg: BlockConfig, *, sim: str = "icarus", vectors: int = 200, see
     result_file.unlink(missing_ok=True)
     if str(ROOT) not in sys.path:  # the runner hands sys.path to the simulator's Python
         sys.path.insert(0, str(ROOT))
+    sim_start = time.perf_counter()
     with contextlib.suppress(SystemExit):  # the runner exits on a failed test under pytest
         _runner(sim).test(test_module="verification.tb_stream", hdl_toplevel="top",
                           hdl_toplevel_lang="verilog",
@@ -147,7 +149,10 @@ def run_config(cfg: BlockConfig, *, sim: str = "icarus", vectors: int = 200, see
                           extra_env={"LLMCOSIM_VECTORS": str(tdir / "vectors.json"),
                                      "LLMCOSIM_RESULT": str(result_file)},
                           log_file=tdir / "sim.log")
-    return _result(cfg, sim, seed, vectors, vec, tdir, waves, time.perf_counter() - start)
+    sim_s = time.perf_counter() - sim_start
+    res = _result(cfg, sim, seed, vectors, vec, tdir, waves, time.perf_counter() - start)
+    res.sim_s = sim_s
+    return res
 
 
 def _result(cfg, sim, seed, vectors, vec, tdir, waves, wall) -> RunResult:
