@@ -1,0 +1,76 @@
+"""Sweep throughput: points/s of a 1,000-point roofline sweep, local pool vs Ray (2 workers).
+
+    .venv/bin/python benchmarks/sweep_bench.py [--workers 2] [--spec configs/sweeps/bench_1000.toml]
+
+Measures (numbers go to stdout as JSON):
+  * local / ray points per second, simulation included (program cache off);
+  * dispatch overhead per point with chunk = 1 on a warm program cache (every point is a
+    cache hit, so what is left is task dispatch + SQLite writes); Ray minus local is the Ray
+    backend's overhead per point.
+The tables of the local and Ray runs are compared (they must be identical).
+A 100-point FlightLLM cycle-level sweep is not measured: that simulator is not registered yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from sweeps import Store, load_sweep, run_sweep
+from sweeps.worker import METRICS
+
+
+def _table(db: Path) -> dict:
+    with Store(db, readonly=True) as s:
+        return {r["hash"]: tuple(r[m] for m in ("status", *METRICS)) for r in s.rows()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--spec", default="configs/sweeps/bench_1000.toml")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
+    spec = load_sweep(args.spec)
+    from models.cache import get_workload  # warm the trace cache outside the timings
+
+    p = spec.points()[0]
+    get_workload(p.model, prefill=p.prefill, decode=p.decode, batch=p.batch, dtype=p.dtype)
+    out: dict[str, object] = {"points": len(spec.points()), "workers": args.workers,
+                              "cpus": os.cpu_count()}
+
+    def timed(name: str, **kw: object) -> float:
+        s = run_sweep(spec, db=tmp / f"{name}.db", workers=args.workers, progress=False,
+                      fresh=True, **kw)
+        out[f"{name}_points_per_s"] = round(s.ran / s.wall_s, 1)
+        out[f"{name}_wall_s"] = round(s.wall_s, 2)
+        return s.wall_s
+
+    timed("local", cache=False)
+    timed("local_warm_chunk1", cache=True, chunk=1)   # fills the program cache
+    local_overhead = timed("local_cached_chunk1", cache=True, chunk=1)
+
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    out["ray_init_s"] = round(time.perf_counter() - t0, 2)
+    try:
+        timed("ray", cache=False, backend="ray")
+        ray_overhead = timed("ray_cached_chunk1", cache=True, chunk=1, backend="ray")
+    finally:
+        ray.shutdown()
+    n = len(spec.points())
+    out["local_dispatch_ms_per_point"] = round(local_overhead / n * 1e3, 3)
+    out["ray_dispatch_ms_per_point"] = round(ray_overhead / n * 1e3, 3)
+    out["ray_overhead_ms_per_point"] = round((ray_overhead - local_overhead) / n * 1e3, 3)
+    out["tables_identical"] = _table(tmp / "local.db") == _table(tmp / "ray.db")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
