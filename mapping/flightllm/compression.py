@@ -1,0 +1,304 @@
+"""FlightLLM compression: N:16 weight sparsity, per-layer weight bits, block-sparse attention.
+
+Configured from a TOML file in ``configs/sparsity/`` (see ``flightllm_qk70.toml``, the
+artifact's setup). The pass annotates nodes with what the code generator and the timing model
+need and rescales the IR's byte and FLOP counts so that the roofline stays a lower bound:
+
+linear nodes
+    ``nm_rows``: ``((N, block_rows), ...)`` how many 16-row block-rows of the weight run N:16;
+    ``keep``: kept fraction; ``weight_bits``; ``meta_bytes`` (4-bit index per kept weight of a
+    sparse block) and ``fsb_bytes`` (one descriptor byte per 16x16 block of a sparse layer).
+    ``weight_bytes`` = kept weights at ``weight_bits`` + meta + FSB; ``flops`` scaled by keep.
+prefill attention matmuls (role qk / pv)
+    ``attn_blocks``: kept 64x64 blocks per head; ``attn_elems``: kept score elements per head
+    (causal triangle and mask applied); ``flops`` scaled by kept elements / T².
+
+A keep ratio that is not one of the chain's N/16 is realised as a mix of the two neighbouring
+N values over 16-row block-rows (each block-row keeps one N, so a dot product never changes
+the chain's cut points); the FSB byte of every block records its N.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mapping.compression import quantize
+from models.errors import UserError
+from models.graph import Graph, Node, OpKind, Phase, dtype_bytes
+
+__all__ = [
+    "ATTN_BLOCK",
+    "BLOCK_M",
+    "CONFIG_DIR",
+    "FSB_BYTES_PER_BLOCK",
+    "META_BITS_PER_KEPT",
+    "SUPPORTED_N",
+    "WEIGHT_BITS",
+    "CompressionConfig",
+    "LinearRule",
+    "apply_compression",
+    "block_row_mix",
+    "config_from_dict",
+    "default_config",
+    "load_config",
+    "load_masks",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "sparsity"
+BLOCK_M = 16                 # FlightLLM §4: N:M sparsity with M = 16
+SUPPORTED_N = (2, 4, 8, 16)  # FlightLLM §4: the CSD-Chain runs N:16 with N in {2,4,8,16}
+META_BITS_PER_KEPT = 4       # FlightLLM: 4-bit sparse index per kept weight (1 of 16)
+FSB_BYTES_PER_BLOCK = 1      # FlightLLM: one FSB descriptor byte per 16x16 weight block
+WEIGHT_BITS = (2, 3, 4, 8)   # FlightLLM mixed precision: 2/3/4/8-bit weights
+ATTN_BLOCK = 64              # FlightLLM / artifact MASK_LAYOUT_BLOCK_SIZE: 64x64 blocks
+_RULE_KEYS = {"match", "layers", "keep", "pattern", "bits"}
+_TOP_KEYS = {"name", "description", "weight_bits", "act_bits", "kv_bits", "attention", "linear"}
+
+
+@dataclass(frozen=True)
+class LinearRule:
+    """Linears whose module path contains one of ``match``, in ``layers`` (None: all)."""
+
+    match: tuple[str, ...]
+    layers: tuple[int, ...] | None = None
+    keep: float | None = None     # kept fraction, realised as an N:16 block-row mix
+    pattern: int | None = None    # one N for every block-row
+    bits: int | None = None
+
+    def applies(self, node: Node) -> bool:
+        if self.layers is not None and node.layer not in self.layers:
+            return False
+        return any(m in node.module for m in self.match)
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    name: str
+    description: str = ""
+    weight_bits: int = 4
+    act_bits: int = 8
+    kv_bits: int = 8
+    prefill_attention: str = "causal"       # "causal" or "masks"
+    masks_path: Path | None = None
+    rules: tuple[LinearRule, ...] = ()
+    source: str = "<config>"
+
+
+def _err(where: str, msg: str) -> UserError:
+    return UserError(f"{where}: {msg}")
+
+
+def _bits(where: str, key: str, v: Any, allowed: tuple[int, ...]) -> int:
+    if isinstance(v, bool) or v not in allowed:
+        raise _err(where, f"{key} = {v!r} is not supported; allowed: "
+                   f"{', '.join(map(str, allowed))}")
+    return int(v)
+
+
+def _pattern(where: str, v: Any) -> int:
+    text = str(v).strip().lower()
+    if text == "dense":
+        return BLOCK_M
+    head, sep, tail = text.partition(":")
+    if sep and tail == str(BLOCK_M) and head.isdigit() and int(head) in SUPPORTED_N:
+        return int(head)
+    raise _err(where, f"pattern = {v!r} is not supported by the CSD-Chain; allowed: "
+               + ", ".join(f"'{n}:16'" for n in SUPPORTED_N) + " or 'dense'")
+
+
+def _rule(where: str, d: Mapping[str, Any]) -> LinearRule:
+    unknown = set(d) - _RULE_KEYS
+    if unknown:
+        raise _err(where, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}")
+    match = d.get("match")
+    match = (match,) if isinstance(match, str) else match
+    if not match or not all(isinstance(m, str) for m in match):
+        raise _err(where, "match must be a string or a list of module-path substrings")
+    layers = d.get("layers", "all")
+    if layers != "all" and not (isinstance(layers, list)
+                                and all(isinstance(x, int) for x in layers)):
+        raise _err(where, f"layers = {layers!r}: expected \"all\" or a list of layer indices")
+    if "keep" in d and "pattern" in d:
+        raise _err(where, "give either keep or pattern, not both")
+    keep = d.get("keep")
+    if keep is not None and not (isinstance(keep, int | float)
+                                 and min(SUPPORTED_N) / BLOCK_M <= keep <= 1):
+        raise _err(where, f"keep = {keep!r}: must be in [{min(SUPPORTED_N) / BLOCK_M}, 1] "
+                   f"(the sparsest CSD-Chain pattern is {min(SUPPORTED_N)}:16)")
+    return LinearRule(
+        match=tuple(match), layers=None if layers == "all" else tuple(layers),
+        keep=None if keep is None else float(keep),
+        pattern=_pattern(where, d["pattern"]) if "pattern" in d else None,
+        bits=_bits(where, "bits", d["bits"], WEIGHT_BITS) if "bits" in d else None)
+
+
+def config_from_dict(d: Mapping[str, Any], where: str = "<config>",
+                     base_dir: Path = CONFIG_DIR) -> CompressionConfig:
+    """A validated :class:`CompressionConfig` from a parsed TOML table."""
+    unknown = set(d) - _TOP_KEYS
+    if unknown:
+        raise _err(where, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    attn = d.get("attention", {})
+    mode = attn.get("prefill", "causal")
+    if mode not in ("causal", "masks"):
+        raise _err(where, f"attention.prefill = {mode!r}; allowed: 'causal', 'masks'")
+    masks = attn.get("masks")
+    if mode == "masks" and not masks:
+        raise _err(where, "attention.prefill = 'masks' needs attention.masks = \"file.npz\"")
+    rules = tuple(_rule(f"{where} [[linear]] #{i}", r) for i, r in enumerate(d.get("linear", [])))
+    return CompressionConfig(
+        name=str(d.get("name", Path(where).stem)), description=str(d.get("description", "")),
+        weight_bits=_bits(where, "weight_bits", d.get("weight_bits", 4), WEIGHT_BITS),
+        act_bits=_bits(where, "act_bits", d.get("act_bits", 8), (8,)),
+        kv_bits=_bits(where, "kv_bits", d.get("kv_bits", 8), (8,)),
+        prefill_attention=mode, masks_path=(base_dir / masks) if masks else None,
+        rules=rules, source=where)
+
+
+def load_config(path: str | Path) -> CompressionConfig:
+    """Read a sparsity TOML file; UserError naming the file on any problem."""
+    p = Path(path)
+    if not p.exists() and (CONFIG_DIR / p.name).exists() and p.parent == Path("."):
+        p = CONFIG_DIR / p.name
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"--sparsity file {str(p)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{p}: malformed TOML: {e}") from None
+    return config_from_dict(data, str(p), p.resolve().parent)
+
+
+def default_config() -> CompressionConfig:
+    """The artifact's setup (``configs/sparsity/flightllm_qk70.toml``)."""
+    return load_config(CONFIG_DIR / "flightllm_qk70.toml")
+
+
+def load_masks(path: Path) -> np.ndarray:
+    """Block masks ``(layers, heads, q_blocks, k_blocks)`` of bools from a bit-packed npz."""
+    try:
+        d = np.load(path)
+    except FileNotFoundError:
+        raise UserError(f"attention mask file {str(path)!r} does not exist") from None
+    shape = tuple(int(s) for s in d["shape"])
+    return np.unpackbits(d["packed"])[: math.prod(shape)].reshape(shape).astype(bool)
+
+
+def block_row_mix(keep: float, block_rows: int) -> tuple[tuple[int, int], ...]:
+    """``((N, rows), ...)`` over ``block_rows`` 16-row block-rows whose mean N/16 ≈ ``keep``."""
+    target = keep * BLOCK_M
+    lo = max(n for n in SUPPORTED_N if n <= target + 1e-9)
+    hi = min(n for n in SUPPORTED_N if n >= target - 1e-9)
+    if lo == hi:
+        return ((lo, block_rows),)
+    n_hi = round(block_rows * (target - lo) / (hi - lo))
+    mix = ((hi, n_hi), (lo, block_rows - n_hi))
+    return tuple((n, r) for n, r in mix if r)
+
+
+def _linear_setting(cfg: CompressionConfig, node: Node) -> tuple[float | None, int | None, int]:
+    keep, pattern, bits = None, None, cfg.weight_bits
+    for r in cfg.rules:
+        if r.applies(node):
+            if r.keep is not None or r.pattern is not None:
+                keep, pattern = r.keep, r.pattern
+            bits = r.bits if r.bits is not None else bits
+    return keep, pattern, bits
+
+
+def _compress_linear(cfg: CompressionConfig, node: Node) -> Node:
+    keep, pattern, bits = _linear_setting(cfg, node)
+    k_in, n_out = node.in_shapes[0][-1], node.out_shape[-1]
+    sparse = (keep is not None and keep < 1) or (pattern is not None and pattern < BLOCK_M)
+    if sparse and (n_out % BLOCK_M or k_in % BLOCK_M):
+        raise UserError(f"layer {node.module} ({node.name}): N:16 sparsity needs in/out "
+                        f"features that are multiples of {BLOCK_M}; got {k_in} x {n_out}")
+    rows = -(-n_out // BLOCK_M)
+    if not sparse:
+        mix: tuple[tuple[int, int], ...] = ((BLOCK_M, rows),)
+    elif pattern is not None:
+        mix = ((pattern, rows),)
+    else:
+        mix = block_row_mix(keep, rows)
+    kept_frac = sum(n * r for n, r in mix) / (BLOCK_M * rows)
+    numel = k_in * n_out
+    kept = round(numel * kept_frac)
+    sparse_kept = sum(n * r * k_in for n, r in mix if n < BLOCK_M)
+    meta = -(-sparse_kept * META_BITS_PER_KEPT // 8) if sparse else 0
+    fsb = rows * (k_in // BLOCK_M) * FSB_BYTES_PER_BLOCK if sparse else 0
+    wbytes = -(-kept * bits // 8)
+    return replace(node, weight_bytes=wbytes + meta + fsb,
+                   flops=round(node.flops * kept_frac)).with_attrs(
+        nm_rows=mix, keep=kept_frac, weight_bits=bits, meta_bytes=meta, fsb_bytes=fsb,
+        act_bits=cfg.act_bits)
+
+
+def _block_sizes(t: int) -> np.ndarray:
+    nb = -(-t // ATTN_BLOCK)
+    return np.minimum(ATTN_BLOCK, t - ATTN_BLOCK * np.arange(nb))
+
+
+def _attention_blocks(node: Node, t: int, masks: np.ndarray | None
+                      ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Kept blocks and kept score elements per head for a prefill of ``t`` tokens."""
+    heads = node.in_shapes[0][1] if len(node.in_shapes[0]) == 4 else 1
+    size = _block_sizes(t)
+    nb = len(size)
+    causal = np.tril(np.ones((nb, nb), dtype=bool))
+    if masks is None:
+        m = np.broadcast_to(causal, (heads, nb, nb))
+    else:
+        layers, mh, mq, _ = masks.shape
+        if node.layer >= layers or mh != heads:
+            raise UserError(f"layer {node.layer} ({node.name}): the mask file has {layers} "
+                            f"layers x {mh} heads; this model needs layer {node.layer} with "
+                            f"{heads} heads")
+        if nb > mq:
+            raise UserError(f"layer {node.layer} ({node.name}): prefill of {t} tokens needs "
+                            f"{nb} blocks of {ATTN_BLOCK}; the masks cover {mq * ATTN_BLOCK}")
+        m = masks[node.layer, :, :nb, :nb] & causal  # (heads, q_blocks, k_blocks)
+    elems = np.einsum("hqk,q,k->h", m.astype(np.int64), size, size)
+    return tuple(int(x) for x in m.sum(axis=(1, 2))), tuple(int(x) for x in elems)
+
+
+def _compress_attention(node: Node, t: int, masks: np.ndarray | None) -> Node:
+    blocks, elems = _attention_blocks(node, t, masks)
+    heads = len(elems)
+    frac = sum(elems) / (heads * t * t)
+    return replace(node, flops=round(node.flops * frac)).with_attrs(
+        attn_blocks=blocks, attn_elems=elems, act_bits=8)
+
+
+def _scale_act(node: Node, act_bits: int, dtype: str) -> Node:
+    scale = act_bits / (8 * dtype_bytes(dtype))
+    return replace(node, act_bytes=math.ceil(node.act_bytes * scale))
+
+
+def apply_compression(g: Graph, cfg: CompressionConfig | None = None) -> Graph:
+    """``g`` compressed as ``cfg`` says (default: the artifact's setup)."""
+    cfg = cfg or default_config()
+    masks = None
+    if g.phase is Phase.PREFILL and cfg.prefill_attention == "masks":
+        assert cfg.masks_path is not None
+        masks = load_masks(cfg.masks_path)
+    g = quantize(g, kv_bits=cfg.kv_bits)
+    nodes = []
+    for n in g.nodes:
+        n = _scale_act(n, cfg.act_bits, g.dtype)
+        if n.kind is OpKind.LINEAR and n.weights:
+            n = _compress_linear(cfg, n)
+        elif (n.kind is OpKind.MATMUL and g.phase is Phase.PREFILL
+              and n.attr.get("role") in ("qk", "pv")):
+            n = _compress_attention(n, g.tokens, masks)
+        nodes.append(n)
+    bits = {w: n.attr["weight_bits"] for n in nodes if "weight_bits" in n.attr for w in n.weights}
+    params = tuple(replace(p, bits=bits[p.name]) if p.name in bits else p for p in g.params)
+    return replace(g, nodes=tuple(nodes), params=params,
+                   meta=tuple(sorted({**dict(g.meta), "compression": cfg.name}.items())))
