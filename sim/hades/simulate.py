@@ -1,0 +1,188 @@
+"""Entry points: the HADES ``cycle`` fidelity (registered in ``sim.registry``) and the
+speculation schedule on any device at roofline fidelity (GPU, FlightLLM), with and without
+speculation, so every design is compared the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mapping.spec_workload import SpeculativeWorkload
+from mapping.speculation import plan_rounds, tree_levels
+from models.workload import Workload
+from sim.hades.affine import AffineGraph
+from sim.hades.energy import area_mm2, energy_j
+from sim.hades.engine import SpecRun, run_speculative
+from sim.hades.spec import HadesSpec
+from sim.hades.units import pass_cost, sampling_cycles
+from sim.perfetto import TraceWriter
+from sim.result import SimResult
+from sim.roofline import graph_bound_s
+from sim.roofline import simulate as roofline_simulate
+from sim.spec import HardwareSpec
+
+__all__ = ["plain_decode", "simulate_cycle", "simulate_speculative", "speculative_roofline"]
+
+
+def _add(into: dict[str, float], cost: Any) -> None:
+    into["macs"] = into.get("macs", 0.0) + cost.macs
+    into["offchip_bytes"] = into.get("offchip_bytes", 0.0) + cost.offchip_bytes
+    into["sram_bytes"] = into.get("sram_bytes", 0.0) + cost.sram_bytes
+    into["sfu_elems"] = into.get("sfu_elems", 0.0) + cost.sfu_elems
+
+
+def _vocab(w: Workload) -> int:
+    g = w.decode_first or w.prefill
+    lm = [n for n in g.nodes if n.kind.value == "linear"] if g is not None else []
+    return int(lm[-1].out_shape[-1]) if lm else 32000
+
+
+def _prefill(spec: HadesSpec, w: Workload, counts: dict[str, float]) -> float:
+    if w.prefill is None:
+        return 0.0
+    cost = pass_cost(spec, AffineGraph.from_graphs(w.prefill), 0)
+    _add(counts, cost)
+    return cost.time_s
+
+
+def plain_decode(spec: HadesSpec, w: Workload, counts: dict[str, float]) -> tuple[float, float]:
+    """Non-speculative decode on HADES: (seconds, roofline-bound seconds) of the D passes."""
+    if not w.decode_tokens:
+        return 0.0, 0.0
+    g = AffineGraph.from_graphs(w.decode_first, w.decode_last)
+    samp = sampling_cycles(spec, _vocab(w), 1) / spec.clock_hz   # argmax per token
+    total = bound = 0.0
+    for ctx in w.decode_contexts:
+        cost = pass_cost(spec, g, ctx)
+        _add(counts, cost)
+        total += cost.time_s + samp
+        bound += g.roofline_s(spec, ctx)
+    return total, bound
+
+
+def _result(spec: HardwareSpec, w: Workload, fidelity: str, prefill_s: float, decode_s: float,
+            energy: float | None, extra: dict[str, Any], counts: dict[str, float],
+            breakdown: dict[str, dict[str, float]], notes: tuple[str, ...] = ()) -> SimResult:
+    tokens = w.batch * w.decode_tokens
+    decode_energy = energy * decode_s / (prefill_s + decode_s) if energy else None
+    memory = float(sum(p.bytes for p in (w.prefill or w.decode_first).params))
+    if w.decode_last is not None:
+        memory += w.decode_last.totals().kv_read_bytes
+    fits = memory <= spec.mem_capacity_bytes
+    if not fits:
+        notes = (*notes, f"weights + KV cache need {memory / 1e9:.2f} GB but {spec.name} has "
+                 f"{spec.mem_capacity_bytes / 1e9:.2f} GB")
+    return SimResult(
+        hw=spec.name, model=w.model, prefill=w.prefill_tokens, decode=w.decode_tokens,
+        batch=w.batch, fidelity=fidelity, prefill_ms=prefill_s * 1e3,
+        decode_ms_per_token=decode_s * 1e3 / w.decode_tokens if w.decode_tokens else 0.0,
+        decode_tokens_per_s=tokens / decode_s if decode_s else 0.0,
+        total_ms=(prefill_s + decode_s) * 1e3, energy_j=energy,
+        tokens_per_j=tokens / decode_energy if decode_energy else None, fits_memory=fits,
+        memory_bytes=memory, breakdown_ms=breakdown, counts=counts, extra=extra,
+        notes=notes)
+
+
+def _spec_extra(run: SpecRun, w: SpeculativeWorkload, baseline_tps: float) -> dict[str, Any]:
+    cfg = w.config
+    assert cfg is not None
+    rounds = run.rounds
+    full = [r for r in rounds if r.emitted == r.accepted + 1]
+    mean_acc = sum(r.accepted for r in rounds) / len(rounds)
+    tps = w.decode_tokens / run.decode_s if run.decode_s else 0.0
+    return {
+        "draft": w.draft, **cfg.describe(),
+        "rounds": len(rounds),
+        "mean_accepted": mean_acc,
+        "tokens_per_pass": sum(r.accepted + 1 for r in full) / max(len(full), 1),
+        "expected_tokens_per_pass": None if cfg.tree else cfg.acceptance.mean_tokens(cfg.gamma),
+        "split_ms": {k: v * 1e3 for k, v in run.split.items()},
+        "baseline_tokens_per_s": baseline_tps,
+        "speedup": tps / baseline_tps if baseline_tps else None,
+    }
+
+
+def simulate_speculative(spec: HadesSpec, w: SpeculativeWorkload,
+                         trace: TraceWriter | None = None) -> SimResult:
+    """Prefill + speculative decode on HADES (event-driven), with the non-speculative baseline."""
+    counts: dict[str, float] = {}
+    prefill_s = _prefill(spec, w, counts)
+    if w.draft_prefill is not None:   # the draft reads the prompt too (in parallel if separate)
+        dc = pass_cost(spec, AffineGraph.from_graphs(w.draft_prefill), 0, draft=True)
+        _add(counts, dc)
+        prefill_s = max(prefill_s, dc.time_s) if spec.draft_engine == "separate" \
+            else prefill_s + dc.time_s
+    base_s, _ = plain_decode(spec, w, {})
+    run = run_speculative(spec, w, trace)
+    for k in ("macs", "offchip_bytes", "sram_bytes", "sfu_elems", "verifier_cycles"):
+        counts[k] = counts.get(k, 0.0) + run.counts[k]
+    counts.update({k: run.counts[k] for k in ("rollback_bytes", "draft_passes",
+                                               "verify_passes")})
+    total_s = prefill_s + run.decode_s
+    energy = energy_j(spec, counts, total_s)
+    extra = _spec_extra(run, w, w.decode_tokens / base_s if base_s else 0.0)
+    extra.update(
+        utilisation={k: v / run.decode_s for k, v in run.busy.items()} if run.decode_s else {},
+        predraft_hits=run.predraft_hits, draft_engine=spec.draft_engine,
+        energy_breakdown_j=energy, area_mm2=area_mm2(spec),
+        verify_bound_ms=run.bound_s * 1e3, sim_wall_s=run.wall_s,
+        draft_target_cost_ratio=_cost_ratio(spec, w))
+    breakdown = {"decode": extra["split_ms"]}
+    return _result(spec, w, "cycle", prefill_s, run.decode_s, energy["total"], extra, counts,
+                   breakdown)
+
+
+def _cost_ratio(spec: HadesSpec, w: SpeculativeWorkload) -> float:
+    """c = one draft step / one target decode step at the prompt length (on this chip)."""
+    d = pass_cost(spec, AffineGraph.from_graphs(w.draft_first), w.prefill_tokens, draft=True,
+                  weights_on_chip=spec.draft_engine == "separate" and
+                  sum(p.bytes for p in w.draft_first.params) <= spec.draft_sram_bytes)
+    t = pass_cost(spec, AffineGraph.from_graphs(w.decode_first), w.prefill_tokens)
+    return d.time_s / t.time_s
+
+
+def simulate_cycle(spec: HadesSpec, w: Workload) -> SimResult:
+    """The ``cycle`` fidelity for HADES: speculative when ``w`` carries a speculation config."""
+    if isinstance(w, SpeculativeWorkload) and w.config is not None:
+        return simulate_speculative(spec, w)
+    counts: dict[str, float] = {}
+    prefill_s = _prefill(spec, w, counts)
+    decode_s, bound_s = plain_decode(spec, w, counts)
+    energy = energy_j(spec, counts, prefill_s + decode_s)
+    extra = {"energy_breakdown_j": energy, "area_mm2": area_mm2(spec),
+             "decode_bound_ms": bound_s * 1e3}
+    return _result(spec, w, "cycle", prefill_s, decode_s, energy["total"], extra, counts, {})
+
+
+def speculative_roofline(spec: HardwareSpec, w: SpeculativeWorkload) -> SimResult:
+    """The speculation schedule with every pass at its roofline time on ``spec`` (any kind).
+
+    Draft and target are time-multiplexed on the one device; sampling and rollback are not
+    modelled at this fidelity (GPU kernels for them are small next to a 7B pass).
+    """
+    cfg = w.config
+    assert cfg is not None and w.verify_first is not None and w.draft_first is not None
+    base = roofline_simulate(spec, w)
+    verify = AffineGraph.from_graphs(w.verify_first, w.verify_last)
+    draft = AffineGraph.from_graphs(w.draft_first, w.draft_last)
+    steps = [draft.widen(n) for n in [1, *tree_levels(cfg.tree)[:-1]]] if cfg.tree else \
+        [draft] * cfg.gamma
+    run = SpecRun(rounds=plan_rounds(cfg, w.prefill_tokens, w.decode_tokens))
+    for r in run.rounds:
+        if not cfg.zero_cost_draft:
+            run.split["draft"] += sum(g.roofline_s(spec, r.context + j)
+                                      for j, g in enumerate(steps))
+        run.split["verify"] += verify.roofline_s(spec, r.context)
+    run.decode_s = sum(run.split.values())
+    prefill_s = base.prefill_ms / 1e3 + (graph_bound_s(spec, w.draft_prefill)
+                                         if w.draft_prefill is not None else 0.0)
+    base_tps = base.decode_tokens_per_s
+    extra = _spec_extra(run, w, base_tps)
+    first = w.decode_first
+    extra["draft_target_cost_ratio"] = (
+        graph_bound_s(spec, w.draft_first) / graph_bound_s(spec, first))
+    power = spec.power_w
+    energy = power * (prefill_s + run.decode_s) if power else None
+    return _result(spec, w, "roofline", prefill_s, run.decode_s, energy, extra,
+                   {"verify_passes": float(len(run.rounds))}, {"decode": extra["split_ms"]},
+                   base.notes)
