@@ -250,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_optional_commands(sub: argparse._SubParsersAction) -> None:
     """Commands of packages that may not be installed (RTL needs the `hdl` extra)."""
     try:
+        from kernels.cli import add_gpu_baseline_parser
+    except ImportError:
+        pass
+    else:
+        add_gpu_baseline_parser(sub)
+    try:
         from sweeps.cli import add_sweep_parsers
     except ImportError:
         pass
