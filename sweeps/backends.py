@@ -38,7 +38,8 @@ class LocalBackend:
         self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
         self.inflight: set[Future[Rows]] = set()
 
-    def run(self, chunks: list[list[Point]], cache_dir: str | None) -> Iterator[Rows]:
+    def run(self, chunks: list[list[Point]], cache_dir: str | None,
+            version: str | None = None) -> Iterator[Rows]:
         todo = iter(chunks)
         limit = 4 * self.workers
         while True:
@@ -46,7 +47,8 @@ class LocalBackend:
                 chunk = next(todo, None)
                 if chunk is None:
                     break
-                self.inflight.add(self.pool.submit(evaluate_chunk, chunk, cache_dir))
+                self.inflight.add(self.pool.submit(evaluate_chunk, chunk, cache_dir,
+                                                  version))
             if not self.inflight:
                 return
             done, self.inflight = wait(self.inflight, return_when=FIRST_COMPLETED)
@@ -104,7 +106,8 @@ class RayBackend:
         self.task = ray.remote(num_cpus=1)(evaluate_chunk)
         self.inflight: list[Any] = []
 
-    def run(self, chunks: list[list[Point]], cache_dir: str | None) -> Iterator[Rows]:
+    def run(self, chunks: list[list[Point]], cache_dir: str | None,
+            version: str | None = None) -> Iterator[Rows]:
         todo = iter(chunks)
         limit = 4 * self.workers
         while True:
@@ -112,7 +115,7 @@ class RayBackend:
                 chunk = next(todo, None)
                 if chunk is None:
                     break
-                self.inflight.append(self.task.remote(chunk, cache_dir))
+                self.inflight.append(self.task.remote(chunk, cache_dir, version))
             if not self.inflight:
                 return
             done, self.inflight = self.ray.wait(self.inflight, num_returns=1)

@@ -119,7 +119,8 @@ def _dispatch(store: Store, points: list[Point], workers: int, backend: str,
     try:
         with bar:
             try:
-                for rows in be.run(_chunks(points, be.workers, chunk), cache_dir):
+                for rows in be.run(_chunks(points, be.workers, chunk), cache_dir,
+                                   code_version()):
                     store.record(rows)
                     bar.advance(rows)
             except KeyboardInterrupt:

@@ -141,10 +141,10 @@ def _load(point: Point) -> Any:
                         dtype=point.dtype)
 
 
-def _program_key(point: Point, spec: Any) -> str:
+def _program_key(point: Point, spec: Any, version: str) -> str:
     fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
               if f.name not in ("name", "description", "sources")}
-    blob = json.dumps([code_version(), point.fidelity, spec.kind, fields, point.model,
+    blob = json.dumps([version, point.fidelity, spec.kind, fields, point.model,
                        point.model_digest, point.prefill, point.decode, point.batch, point.dtype,
                        point.weight_bits, point.kv_bits], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
@@ -166,15 +166,22 @@ def _store(path: Path, result: dict[str, Any]) -> None:
     os.replace(f.name, path)  # atomic: concurrent workers never read half a file
 
 
-def evaluate(point: Point, cache_dir: str | None = None) -> dict[str, Any]:
-    """One row's outputs for ``point``; an exception becomes status 'failed' with its message."""
+def evaluate(point: Point, cache_dir: str | None = None,
+             version: str | None = None) -> dict[str, Any]:
+    """One row's outputs for ``point``; an exception becomes status 'failed' with its message.
+
+    ``version`` is the driver's :func:`code_version`, so every worker (a Ray worker started
+    later, after someone edited the code) keys the program cache like the driver.
+    """
     t0 = time.perf_counter()
-    row: dict[str, Any] = {"hash": point.key, "code_version": code_version(), "cached": 0}
+    version = version or code_version()
+    row: dict[str, Any] = {"hash": point.key, "code_version": version, "cached": 0}
     try:
         spec = resolve_spec(point)
         row.update(kind=spec.kind, peak_ops_per_s=spec.peak_ops_per_s(point.dtype),
                    mem_bytes_per_s=spec.mem_bytes_per_s, price_usd=spec.price_usd or None)
-        path = (Path(cache_dir) / f"{_program_key(point, spec)}.json") if cache_dir else None
+        key = _program_key(point, spec, version)
+        path = Path(cache_dir) / f"{key}.json" if cache_dir else None
         result = _cached(path)
         if result is not None:
             row["cached"] = 1
@@ -199,5 +206,6 @@ def evaluate(point: Point, cache_dir: str | None = None) -> dict[str, Any]:
     return row
 
 
-def evaluate_chunk(points: list[Point], cache_dir: str | None = None) -> list[dict[str, Any]]:
-    return [evaluate(p, cache_dir) for p in points]
+def evaluate_chunk(points: list[Point], cache_dir: str | None = None,
+                   version: str | None = None) -> list[dict[str, Any]]:
+    return [evaluate(p, cache_dir, version) for p in points]

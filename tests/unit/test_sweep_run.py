@@ -129,7 +129,7 @@ import sys, time
 from sim import registry
 from sim.roofline import simulate
 def sleepy(spec, w):
-    time.sleep(0.01)
+    time.sleep(0.02)
     return simulate(spec, w)
 registry.register("test-sleepy", sleepy)
 from sweeps import parse_sweep, run_sweep
