@@ -63,3 +63,13 @@ def _load_builtins() -> None:
         from sim.roofline import simulate
 
         register("roofline", simulate, description="per-op max(FLOPs/peak, bytes/bandwidth)")
+    if "cycle" not in _REGISTRY:
+        from sim.flightllm.simulate import simulate as flightllm_simulate
+
+        register("cycle", flightllm_simulate, kinds={"flightllm"},
+                 description="FlightLLM cycle-level: ISA program on HBM/MPE/SFU unit models")
+    if "cycle" not in _REGISTRY:
+        from sim.hades.simulate import simulate_cycle
+
+        register("cycle", simulate_cycle, kinds={"hades"},
+                 description="HADES event-driven simulator (speculation rounds over its units)")

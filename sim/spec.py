@@ -140,6 +140,25 @@ class FlightLLMSpec(_HBMSpec):
     hbm_eff_same_channel: float = _f(0.01, 1.0, "achievable fraction within one channel")
     hbm_eff_cross_channel: float = _f(0.01, 1.0, "achievable fraction across channels")
     board_power_w: float = _f(0, 1000, "board power while decoding (0: not published)")
+    # -- FlightLLM core details (defaults: the authors' artifact vhk158_config.yaml) --------
+    mm_rows: int = _f(2, 4096, "MM tile token rows (artifact MM_START_M_NUM)", default=128)
+    mm_tile_cols: int = _f(16, 4096, "MM tile output columns (artifact MM_START_N_NUM)",
+                           default=16)
+    mv_tile_cols: int = _f(16, 8192, "MV tile output columns (artifact MV_START_N_NUM)",
+                           default=512)
+    weight_channels: int = _f(1, 64, "HBM channels feeding the A buffer per core (artifact)",
+                              default=8)
+    a_buffer_bytes: float = _f(1024, 1e9, "A buffer per core (artifact 4096 x 256 B)",
+                               default=4096 * 256)
+    b_buffer_bytes: float = _f(256, 1e9, "B buffer per core (artifact 4096 x 32 B)",
+                               default=4096 * 32)
+    global_buffer_bytes: float = _f(256, 1e9, "global buffer per core (artifact 512 x 256 B)",
+                                    default=512 * 256)
+    meta_buffer_bytes: float = _f(16, 1e9, "sparse-index buffer (artifact 4096 x 16 B)",
+                                  default=4096 * 16)
+    fsb_buffer_bytes: float = _f(16, 1e9, "FSB buffer (artifact 4096 x 1 B)", default=4096)
+    hbm_latency_cycles: int = _f(0, 10_000, "HBM request latency in accelerator cycles",
+                                 default=24)
 
     def peak_ops_per_s(self, dtype: str) -> float:
         return 2.0 * self.mm_macs_per_cycle * self.cores * self.clock_hz

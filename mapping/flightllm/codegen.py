@@ -1,0 +1,299 @@
+"""Instruction generation: a compressed graph -> one LD/ST/MM/MV/MISC/SYS stream per core.
+
+Model parallel over the cores (one per SLR): every linear is split by output columns, attention
+by heads. A core's activation is *full* (every core holds the whole vector) or *split* (each
+holds its columns); an op that needs the full vector after a split one triggers a gather: ST of
+the core's slice, a SYS barrier over all cores, LD of the other slices from the other cores'
+channels (cross-channel efficiency). Linears tile by ``mv_tile_cols`` output columns (MV) or
+``mm_tile_rows`` tokens x columns that fit half the B buffer (MM), and by K chunks that fit
+half of the weight buffer: double buffering, LD of tile i+2 waits for the MV/MM of tile i.
+Fusion: SiLU, element-wise and RoPE consumers of a linear run per output tile on the SFU
+(``arch.fuse``); softmax runs per head right after its scores. Always-on-chip decode keeps
+activations in the buffers; otherwise (and in prefill) each op loads its input and stores its
+output. Scale/mask element-wise ops inside attention fold into the softmax pass; data-movement
+ops (views, cat, rotary tables) need no instruction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from mapping.flightllm.builder import Arch, Builder
+from mapping.flightllm.isa import LD_TARGETS, MISC_OPS, Program, Queue
+from models.errors import UserError
+from models.graph import Graph, Node, OpKind
+
+__all__ = ["generate"]
+
+_EPILOGUE = {OpKind.ACTIVATION: ("silu",), OpKind.ELEMENTWISE: ("eltwise_add",),
+             OpKind.ROPE: ("eltwise_mul", "eltwise_mul", "eltwise_add")}  # artifact RoPE
+
+
+class _Gen:
+    def __init__(self, g: Graph, arch: Arch):
+        self.g, self.a, self.b = g, arch, Builder(arch.cores)
+        self.t = g.tokens * g.batch
+        self.decode = self.t == 1
+        self.ready: list[int | None] = [None] * arch.cores   # last producer of the activation
+        self.split = False
+        self.tiles = [0] * arch.cores                        # weight tiles issued per core
+        self.mpe_done: list[list[int]] = [[] for _ in range(arch.cores)]  # per tile
+        self.consumers: dict[str, list[Node]] = defaultdict(list)
+        for n in g.nodes:
+            for i in n.inputs:
+                self.consumers[i].append(n)
+        self.fused: set[str] = set()
+        self.unfused_ops: list[list[str]] = []
+
+    # -- helpers -----------------------------------------------------------------------
+    def ch(self, core: int, j: int) -> int:
+        return core * self.a.channels_per_core + j % self.a.channels_per_core
+
+    def share(self, total: int, core: int, align: int = 16) -> tuple[int, int]:
+        """Column range of ``core`` when ``total`` columns are split in ``align`` blocks."""
+        blocks = -(-total // align)
+        per = -(-blocks // self.a.cores)
+        lo, hi = min(core * per * align, total), min((core + 1) * per * align, total)
+        return lo, hi
+
+    def gather(self, nbytes_full: int) -> None:
+        """ST own slice, SYS barrier, LD the other cores' slices (cross-channel)."""
+        cores = self.a.cores
+        if not self.split or cores == 1:
+            self.split = False
+            return
+        part = -(-nbytes_full // cores)
+        for c in range(cores):
+            st = self.b.emit(c, Queue.ST, after=(self.ready[c],), channel=self.ch(c, 0),
+                             nbytes=part)
+            sys = self.b.emit(c, Queue.SYS, after=(st,))
+            last = None
+            for o in range(cores):
+                if o != c:
+                    last = self.b.emit(c, Queue.LD, after=(sys,), channel=self.ch(o, 0),
+                                       cross=1, nbytes=part, op=LD_TARGETS["B"])
+            self.ready[c] = last
+        self.split = False
+
+    def misc(self, core: int, op: str, rows: int, cols: int, after: tuple, node: int) -> int:
+        return self.b.emit(core, Queue.MISC, after=after, op=MISC_OPS[op], rows=rows, cols=cols,
+                           node=node)
+
+    def act_roundtrip_in(self, core: int, nbytes: int, node: int) -> None:
+        """Off-chip activations: load this op's input before computing."""
+        per = -(-nbytes // self.a.weight_channels)
+        last = None
+        for j in range(self.a.weight_channels):
+            last = self.b.emit(core, Queue.LD, after=(self.ready[core],), channel=self.ch(core, j),
+                               nbytes=per, op=LD_TARGETS["A" if self.decode else "global"],
+                               node=node)
+        self.ready[core] = last
+
+    def act_roundtrip_out(self, core: int, nbytes: int, node: int) -> None:
+        self.ready[core] = self.b.emit(core, Queue.ST, after=(self.ready[core],),
+                                       channel=self.ch(core, 1), nbytes=nbytes, node=node)
+
+    @property
+    def offchip(self) -> bool:
+        return not (self.decode and self.a.on_chip_decode)
+
+    # -- linears -----------------------------------------------------------------------
+    def k_chunk(self, node: Node, cols: int, n: int, k: int) -> int:
+        bits = node.attr.get("weight_bits", 8)
+        buf = (self.a.a_buffer_bytes if self.decode else self.a.b_buffer_bytes) // 2
+        per_k = cols * (bits * n / 16 + (4 * n / 16 if n < 16 else 0)) / 8
+        kc = int(buf // per_k) // 16 * 16
+        if not self.decode:
+            kc = min(kc, (self.a.a_buffer_bytes // 2) // self.a.mm_tile_rows // 16 * 16)
+        if kc < 16:
+            raise UserError(f"layer {node.module}: a tile of {cols} columns x 16 does not fit "
+                            f"half the weight buffer ({buf} bytes)")
+        return min(kc, -(-k // 16) * 16)
+
+    def weight_tile(self, core: int, node: Node, cols: int, kc: int, n: int, sparse: bool,
+                    after: int | None) -> int:
+        """LDs of one weight tile (+ meta, FSB); returns the last LD."""
+        bits, nid = node.attr.get("weight_bits", 8), self.b.node(node.name)
+        wbytes = -(-cols * kc * n // 16 * bits // 8)
+        slot = None
+        if self.tiles[core] >= 2:
+            slot = self.mpe_done[core][self.tiles[core] - 2]
+        chans = self.a.weight_channels if self.decode else 1
+        target = LD_TARGETS["A" if self.decode else "B"]
+        last = None
+        for j in range(chans):
+            last = self.b.emit(core, Queue.LD, after=(slot, after), nbytes=-(-wbytes // chans),
+                               channel=self.ch(core, j if self.decode else chans), op=target,
+                               node=nid)
+        if sparse:
+            aux = self.ch(core, self.a.weight_channels)
+            if n < 16:
+                last = self.b.emit(core, Queue.LD, channel=aux, op=LD_TARGETS["meta"],
+                                   nbytes=cols * kc * n // 16 * 4 // 8, node=nid)
+            last = self.b.emit(core, Queue.LD, channel=aux, op=LD_TARGETS["FSB"],
+                               nbytes=(cols // 16) * (kc // 16), node=nid)
+        self.tiles[core] += 1
+        return last
+
+    def segments(self, node: Node, lo: int, hi: int) -> list[tuple[int, int]]:
+        """(N, columns) runs of the core's columns [lo, hi) under the block-row mix."""
+        out, start = [], 0
+        for n, rows in node.attr.get("nm_rows", ((16, -(-node.out_shape[-1] // 16)),)):
+            a, b = max(lo, start), min(hi, start + rows * 16)
+            if b > a:
+                out.append((n, b - a))
+            start += rows * 16
+        return out
+
+    def linear(self, node: Node) -> None:
+        k, n_out = node.in_shapes[0][-1], node.out_shape[-1]
+        if self.split:
+            self.gather(self.t * k)
+        epi = self.epilogue(node)
+        sparse = node.attr.get("fsb_bytes", 0) > 0
+        nid = self.b.node(node.name)
+        rows = self.t if node.in_shapes[0][-2:-1] == (self.t,) else 1
+        for c in range(self.a.cores):
+            lo, hi = self.share(n_out, c)
+            if self.offchip:
+                self.act_roundtrip_in(c, rows * k, nid)
+            for n, cols in self.segments(node, lo, hi):
+                self.linear_core(c, node, n, cols, k, rows, sparse, epi)
+            if self.offchip:
+                self.act_roundtrip_out(c, rows * (hi - lo), nid)
+        self.split = True
+
+    def linear_core(self, c: int, node: Node, n: int, cols: int, k: int, rows: int,
+                    sparse: bool, epi: list[str]) -> None:
+        wide = self.a.mv_tile_cols if self.decode else self.a.mm_tile_cols
+        kc = self.k_chunk(node, min(wide, cols), n, k)
+        nid = self.b.node(node.name)
+        queue = Queue.MV if self.decode else Queue.MM
+        inp = self.ready[c]
+        last = None
+        for c0 in range(0, cols, wide):
+            w = min(wide, cols - c0)
+            for r0 in range(0, rows, self.a.mm_tile_rows):
+                r = min(self.a.mm_tile_rows, rows - r0)
+                for k0 in range(0, k, kc):
+                    kk = min(kc, k - k0)
+                    ld = self.weight_tile(c, node, w, kk, n, sparse, None)
+                    last = self.b.emit(c, queue, after=(ld, inp), rows=r, cols=w,
+                                       k=-(-kk // 16) * 16, n=n, node=nid)
+                    self.mpe_done[c].append(last)
+                for op in epi:
+                    last = self.misc(c, op, r, w, (last,), nid)
+        self.ready[c] = last
+
+    def epilogue(self, node: Node) -> list[str]:
+        ops: list[str] = []
+        for m in self.consumers.get(node.name, []):
+            if m.kind in _EPILOGUE and m.layer == node.layer and m.name not in self.fused:
+                if m.kind is OpKind.ROPE and ops:
+                    continue
+                self.fused.add(m.name)
+                ops += _EPILOGUE[m.kind]
+                if m.kind is OpKind.ACTIVATION:  # the product with up_proj fuses into up
+                    self.fused.update(x.name for x in self.consumers.get(m.name, [])
+                                      if x.kind is OpKind.ELEMENTWISE)
+                if m.kind is OpKind.ELEMENTWISE and "mlp" in m.name:
+                    ops[-1] = "eltwise_mul"
+        if node.module.endswith(("q_proj", "k_proj")):
+            self.fused.update(x.name for x in self.g.nodes
+                              if x.kind is OpKind.ROPE and x.layer == node.layer)
+        if not self.a.fuse and ops:
+            self.unfused_ops.append(ops)
+            return []
+        return ops
+
+    def unfused(self, ops: list[str], node: Node) -> None:
+        """Without fusion: the epilogue runs after the whole op, activations via HBM."""
+        n_out = node.out_shape[-1]
+        nid = self.b.node(node.name)
+        for c in range(self.a.cores):
+            lo, hi = self.share(n_out, c)
+            self.act_roundtrip_out(c, self.t * (hi - lo), nid)
+            self.act_roundtrip_in(c, self.t * (hi - lo), nid)
+            for op in ops:
+                self.ready[c] = self.misc(c, op, self.t, hi - lo, (self.ready[c],), nid)
+
+    # -- attention ---------------------------------------------------------------------
+    def attention(self, qk: Node, pv: Node) -> None:
+        heads, _, d = qk.in_shapes[0][1], qk.in_shapes[0][2], qk.in_shapes[0][3]
+        kv_len = qk.out_shape[-1]
+        nid = self.b.node(qk.name)
+        blocks = qk.attr.get("attn_blocks")
+        elems = qk.attr.get("attn_elems")
+        for c in range(self.a.cores):
+            h0, h1 = self.share(heads, c, 1)
+            last = self.ready[c]
+            for h in range(h0, h1):
+                kl = self.b.emit(c, Queue.LD, channel=self.ch(c, h), nbytes=kv_len * d,
+                                 op=LD_TARGETS["A"], node=nid)
+                if blocks is None:
+                    s = self.mpe(c, self.t, kv_len, d, (kl, last), nid)
+                    sm = self.misc(c, "softmax", self.t, kv_len, (s,), nid)
+                else:
+                    s = self.mpe(c, 64, blocks[h] * 64, d, (kl, last), nid)
+                    sm = self.misc(c, "softmax", self.t, max(16, elems[h] // self.t), (s,), nid)
+                vl = self.b.emit(c, Queue.LD, channel=self.ch(c, h + 1), nbytes=kv_len * d,
+                                 op=LD_TARGETS["A"], node=nid)
+                if blocks is None:
+                    last = self.mpe(c, self.t, d, kv_len, (vl, sm), nid)
+                else:
+                    last = self.mpe(c, 64, d * blocks[h], 64, (vl, sm), nid)
+            self.ready[c] = last
+        self.split = True
+
+    def mpe(self, c: int, rows: int, cols: int, k: int, after: tuple, nid: int) -> int:
+        q = Queue.MV if self.decode else Queue.MM
+        return self.b.emit(c, q, after=after, rows=rows, cols=cols, k=-(-k // 16) * 16,
+                           node=nid)
+
+    def kv_store(self, node: Node) -> None:
+        for c in range(self.a.cores):
+            self.b.emit(c, Queue.ST, after=(self.ready[c],), channel=self.ch(c, 2),
+                        nbytes=-(-node.kv_write_bytes // self.a.cores),
+                        node=self.b.node(node.name))
+
+    def norm(self, node: Node) -> None:
+        size = node.out_shape[-1]
+        self.gather(self.t * size)
+        for c in range(self.a.cores):
+            self.ready[c] = self.misc(c, "rmsnorm", self.t, size, (self.ready[c],),
+                                      self.b.node(node.name))
+
+    def embedding(self, node: Node) -> None:
+        for c in range(self.a.cores):
+            self.ready[c] = self.b.emit(c, Queue.LD, channel=self.ch(c, 0),
+                                        nbytes=node.out_shape[-1] * self.t,
+                                        op=LD_TARGETS["global"], node=self.b.node(node.name))
+
+
+def generate(g: Graph, arch: Arch) -> Program:
+    """The instruction program of one forward pass of (compressed) ``g`` on ``arch``."""
+    gen = _Gen(g, arch)
+    pending_qk: Node | None = None
+    for n in g.nodes:
+        if n.name in gen.fused:
+            continue
+        if n.kind is OpKind.EMBEDDING:
+            gen.embedding(n)
+        elif n.kind is OpKind.NORM:
+            gen.norm(n)
+        elif n.kind is OpKind.LINEAR:
+            gen.linear(n)
+            for ops in gen.unfused_ops:
+                gen.unfused(ops, n)
+            gen.unfused_ops = []
+        elif n.kind is OpKind.KV_APPEND:
+            gen.kv_store(n)
+        elif n.kind is OpKind.MATMUL and n.attr.get("role") == "qk":
+            pending_qk = n
+        elif n.kind is OpKind.MATMUL and n.attr.get("role") == "pv" and pending_qk is not None:
+            gen.attention(pending_qk, n)
+            pending_qk = None
+    meta = {"phase": g.phase.value, "tokens": g.tokens, "context": g.context, "model": g.model,
+            "cores": arch.cores}
+    return gen.b.program(meta)
+

@@ -1,0 +1,95 @@
+"""The FlightLLM instruction set (artifact): six in-order queues with wait/release tokens.
+
+A program is one numpy structured array per core (``INSTR``); each row is one instruction.
+``wait``/``release`` are bit masks over the queues: an instruction consumes one token from the
+FIFO ``src -> its queue`` for every ``wait`` bit ``src`` before it starts, and pushes one token
+into ``its queue -> dst`` for every ``release`` bit ``dst`` when it finishes (decoupled
+access/execute, double buffering). ``cycles`` is filled by the timing model.
+
+Binary encoding (32-bit words; counts from the artifact: LD 7, ST 3, MM 4, MV 4, MISC 3, SYS 1):
+word 0 of every instruction = ``queue[3] | op[5] | wait[6] | release[6] | flags[12]``; the other
+words carry the fields listed in ``_FIELDS`` (one field per word, truncated to 32 bits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+__all__ = ["INSTR", "MISC_OPS", "WORDS", "Program", "Queue", "encode", "storage_bytes"]
+
+
+class Queue(IntEnum):
+    LD = 0
+    ST = 1
+    MM = 2
+    MV = 3
+    MISC = 4
+    SYS = 5
+
+
+WORDS = {Queue.LD: 7, Queue.ST: 3, Queue.MM: 4, Queue.MV: 4, Queue.MISC: 3, Queue.SYS: 1}
+# artifact MISC op codes; rope is three of them (mul sin, mul cos, add), as the artifact emits
+MISC_OPS = {"eltwise_add": 0, "eltwise_mul": 1, "softmax": 2, "layernorm": 3, "rmsnorm": 4,
+            "silu": 5}
+# LD targets (artifact: B, meta, bias, FSB, A, global buffers)
+LD_TARGETS = {"B": 0, "meta": 1, "bias": 2, "FSB": 3, "A": 4, "global": 5}
+
+INSTR = np.dtype([
+    ("queue", "i1"), ("op", "i1"), ("wait", "u1"), ("release", "u1"),
+    ("channel", "i2"),      # LD/ST: HBM pseudo-channel (core-global index)
+    ("cross", "i1"),        # LD/ST: 1 when the data sits in another core's channels
+    ("nbytes", "i8"),       # LD/ST bytes
+    ("rows", "i4"),         # MM: token rows; MISC: vectors
+    ("cols", "i4"),         # MM/MV: output columns; MISC: elements per vector
+    ("k", "i4"),            # MM/MV: dot-product length (elements)
+    ("n", "i1"),            # MM/MV: N of the N:16 pattern (16: dense)
+    ("node", "i4"),         # index into Program.nodes (-1: none)
+    ("cycles", "i8"),       # filled by the timing model
+])
+
+_FIELDS = {Queue.LD: ("channel", "nbytes", "rows", "cols", "k", "node"),
+           Queue.ST: ("channel", "nbytes"), Queue.MM: ("rows", "cols", "k"),
+           Queue.MV: ("cols", "k", "n"), Queue.MISC: ("rows", "cols"), Queue.SYS: ()}
+
+
+@dataclass
+class Program:
+    """Instruction streams of all cores for one forward pass (one length bucket)."""
+
+    cores: list[np.ndarray]
+    nodes: list[str] = field(default_factory=list)     # op names referenced by ``node``
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Instructions per queue, all cores together."""
+        out = {q.name: 0 for q in Queue}
+        for arr in self.cores:
+            for q in Queue:
+                out[q.name] += int((arr["queue"] == q).sum())
+        return out
+
+    @property
+    def total(self) -> int:
+        return sum(len(a) for a in self.cores)
+
+
+def storage_bytes(counts: dict[str, int]) -> int:
+    """Encoded size of instructions with per-queue ``counts`` (4-byte words)."""
+    return 4 * sum(WORDS[Queue[q]] * c for q, c in counts.items())
+
+
+def encode(arr: np.ndarray) -> np.ndarray:
+    """One core's instructions as uint32 words (see the module docstring)."""
+    out: list[int] = []
+    mask = 0xFFFFFFFF
+    for r in arr:
+        q = Queue(int(r["queue"]))
+        out.append((q & 7) | (int(r["op"]) & 31) << 3 | int(r["wait"]) << 8
+                   | int(r["release"]) << 14 | (int(r["cross"]) & 1) << 20)
+        fields = _FIELDS[q]
+        out += [int(r[f]) & mask for f in fields]
+        out += [0] * (WORDS[q] - 1 - len(fields))
+    return np.asarray(out, dtype=np.uint32)

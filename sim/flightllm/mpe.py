@@ -1,0 +1,45 @@
+"""MPE timing of MV and MM instructions, built on the CSD-Chain (``sim.blocks.csd_chain``).
+
+The MPE is made of VPUs; a VPU is one CSD-Chain of ``VPU_DSPS`` DSP48s. Under N:16 sparsity a
+chain yields ``16 / N`` output rows per pass of ``K / 16`` beats (``csd_chain_timing``); each
+DSP48 packs two INT8 MACs sharing one weight, i.e. two tokens. MV (decode, one token) uses one
+lane of ``mv_macs_per_cycle / 16`` chains; MM (prefill) uses both lanes of
+``mm_macs_per_cycle / 32`` chains, ``mm_rows / 2`` token pairs x the remaining chains as
+output slots. An instruction costs its passes x the chain's II plus one pipeline fill
+(the chain latency).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sim.blocks.csd_chain import LANES, csd_chain_timing
+
+__all__ = ["VPU_DSPS", "mm_cycles", "mv_cycles"]
+
+VPU_DSPS = 16  # a FlightLLM VPU chain is 16 DSP48s (sim/blocks/csd_chain.py, MAX_CHAIN_DSPS note)
+
+
+@lru_cache(maxsize=4096)
+def _chain(n: int, k: int) -> tuple[int, int, int]:
+    t = csd_chain_timing(VPU_DSPS, n, k)
+    return t.rows_per_pass, t.ii_cycles, t.latency_cycles
+
+
+def mv_cycles(cols: int, k: int, n: int, macs_per_cycle: int) -> int:
+    """One token x a (k x cols) weight tile at N:16 on ``macs_per_cycle / 16`` chains."""
+    chains = max(1, macs_per_cycle // VPU_DSPS)
+    rows, ii, lat = _chain(n, k)
+    passes = -(-cols // (chains * rows))
+    return passes * ii + lat
+
+
+def mm_cycles(rows: int, cols: int, k: int, n: int, macs_per_cycle: int, mm_rows: int) -> int:
+    """``rows`` tokens x a (k x cols) tile: token pairs share a weight in each DSP48."""
+    chains = max(1, macs_per_cycle // (VPU_DSPS * LANES))
+    pairs = max(1, mm_rows // LANES)
+    slots = max(1, chains // pairs)             # output columns per pass per token pair
+    per_pass, ii, lat = _chain(n, k)
+    col_passes = -(-cols // (slots * per_pass))
+    row_passes = -(-rows // (pairs * LANES))
+    return col_passes * row_passes * ii + lat

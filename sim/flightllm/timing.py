@@ -1,0 +1,77 @@
+"""Per-instruction cycles of a program on a FlightLLM spec (LD/ST: HBM; MM/MV: MPE; MISC: SFU).
+
+Every instruction time comes from a unit model (``hbm``, ``mpe``, ``sfu``); there is no global
+correction factor. SYS takes 1 cycle once all cores arrived (artifact).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mapping.flightllm.builder import Arch
+from mapping.flightllm.isa import Program, Queue
+from sim.flightllm.hbm import transfer_cycles
+from sim.flightllm.mpe import mm_cycles, mv_cycles
+from sim.flightllm.sfu import misc_cycles
+from sim.spec import FlightLLMSpec
+
+__all__ = ["ISSUE_CYCLES", "SYS_CYCLES", "arch_of", "fill_cycles", "ports"]
+
+SYS_CYCLES = 1    # artifact: SYS 1 cycle
+ISSUE_CYCLES = 1  # LD queue: one instruction dispatched to a channel port per cycle
+
+
+def arch_of(spec: FlightLLMSpec, *, on_chip_decode: bool = True, fuse: bool = True) -> Arch:
+    """The code generator's view of ``spec``."""
+    return Arch(cores=spec.cores, channels_per_core=spec.hbm_channels // spec.cores,
+                weight_channels=spec.weight_channels, a_buffer_bytes=int(spec.a_buffer_bytes),
+                b_buffer_bytes=int(spec.b_buffer_bytes),
+                global_buffer_bytes=int(spec.global_buffer_bytes),
+                meta_buffer_bytes=int(spec.meta_buffer_bytes),
+                fsb_buffer_bytes=int(spec.fsb_buffer_bytes), mv_tile_cols=spec.mv_tile_cols,
+                mm_tile_rows=spec.mm_rows, mm_tile_cols=spec.mm_tile_cols,
+                on_chip_decode=on_chip_decode, fuse=fuse)
+
+
+def _cycles(spec: FlightLLMSpec, r: np.void) -> int:
+    q = int(r["queue"])
+    if q in (Queue.LD, Queue.ST):
+        eff = spec.hbm_eff_cross_channel if r["cross"] else spec.hbm_eff_same_channel
+        return transfer_cycles(int(r["nbytes"]), clock_hz=spec.clock_hz,
+                               channel_bytes_per_s=spec.hbm_channel_bytes_per_s, eff=eff,
+                               latency_cycles=spec.hbm_latency_cycles)
+    if q == Queue.MV:
+        return mv_cycles(int(r["cols"]), int(r["k"]), int(r["n"]), spec.mv_macs_per_cycle)
+    if q == Queue.MM:
+        return mm_cycles(int(r["rows"]), int(r["cols"]), int(r["k"]), int(r["n"]),
+                         spec.mm_macs_per_cycle, spec.mm_rows)
+    if q == Queue.MISC:
+        return misc_cycles(int(r["op"]), int(r["rows"]), int(r["cols"]),
+                           spec.sfu_elems_per_cycle)
+    return SYS_CYCLES
+
+
+def fill_cycles(program: Program, spec: FlightLLMSpec) -> Program:
+    """Set ``cycles`` of every instruction (memoised over identical instruction fields)."""
+    key = ["queue", "op", "cross", "nbytes", "rows", "cols", "k", "n"]
+    for arr in program.cores:
+        sub = arr[key]
+        uniq, inv = np.unique(sub, return_inverse=True)
+        cyc = np.array([_cycles(spec, u) for u in uniq], dtype=np.int64)
+        arr["cycles"] = cyc[inv.reshape(-1)]
+    return program
+
+
+def ports(program: Program, nchan: int) -> tuple[list[np.ndarray], int]:
+    """Channel port of every LD per core, and the number of ports.
+
+    A same-channel LD uses its pseudo-channel's port. A cross-channel LD (another core's data,
+    through the HBM switch) gets a port of its own per (core, channel): switch traffic is not
+    modelled as contending with the owner's loads (it is a few KB per layer), which also keeps
+    every port private to one core so transfers are served in dispatch order.
+    """
+    out = []
+    for c, arr in enumerate(program.cores):
+        ch = arr["channel"].astype(np.int64)
+        out.append(np.where(arr["cross"] == 1, nchan + c * nchan + ch, ch))
+    return out, nchan * (1 + len(program.cores))

@@ -1,0 +1,116 @@
+"""FlightLLM timing model: both engines agree, bounds, monotonicity, determinism, units."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+
+from mapping.flightllm.codegen import generate
+from mapping.flightllm.compression import apply_compression, config_from_dict
+from mapping.flightllm.isa import INSTR, WORDS, Program, Queue, encode
+from mapping.flightllm.synthetic import llama_like
+from models.graph import Phase
+from sim.flightllm.engine_fast import DeadlockError, run_fast
+from sim.flightllm.engine_simpy import run_simpy
+from sim.flightllm.mpe import mm_cycles, mv_cycles
+from sim.flightllm.simulate import simulate_graph
+from sim.flightllm.timing import arch_of, fill_cycles
+from sim.roofline import graph_bound_s
+from sim.spec import load_preset, validate
+
+SPEC = load_preset("flightllm-vhk158")
+CFG = config_from_dict({"attention": {"prefill": "causal"},
+                        "linear": [{"match": ["q_proj", "k_proj"], "keep": 0.7}]})
+
+
+def _graph(phase=Phase.DECODE, **kw):
+    return apply_compression(llama_like(layers=2, phase=phase, hidden=512, heads=8, ffn=1024,
+                                        **kw), CFG)
+
+
+def _random_program(rng: random.Random, cores: int = 2, n: int = 60) -> Program:
+    """Random streams whose tokens always match: every release has a later waiting consumer."""
+    from mapping.flightllm.builder import Builder
+
+    b = Builder(cores)
+    last: list[list[int]] = [[] for _ in range(cores)]
+    for _ in range(n):
+        q = rng.choice([Queue.LD, Queue.ST, Queue.MM, Queue.MV, Queue.MISC, Queue.SYS])
+        if q == Queue.SYS:
+            for c in range(cores):
+                last[c].append(b.emit(c, q, after=tuple(rng.sample(last[c], min(2, len(last[c]))))))
+            continue
+        c = rng.randrange(cores)
+        after = tuple(rng.sample(last[c], min(rng.randint(0, 2), len(last[c]))))
+        last[c].append(b.emit(c, q, after=after, channel=rng.randrange(4) + 4 * c,
+                              nbytes=rng.randint(1, 9000), rows=rng.randint(1, 256),
+                              cols=rng.choice([16, 64, 512]), k=16 * rng.randint(1, 64),
+                              n=rng.choice([2, 4, 8, 16]), op=rng.choice([0, 1, 2, 3, 4, 5])))
+    return fill_cycles(b.program({}), SPEC)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_engines_agree_on_random_programs(seed):
+    p = _random_program(random.Random(seed))
+    s1, f1 = run_fast(p, SPEC.hbm_channels)
+    s2, f2 = run_simpy(p, SPEC.hbm_channels)
+    for a, b, c, d in zip(s1, s2, f1, f2, strict=True):
+        assert (a == b).all() and (c == d).all()
+
+
+@pytest.mark.parametrize("phase", [Phase.DECODE, Phase.PREFILL])
+def test_engines_agree_on_llama_like(phase):
+    p = fill_cycles(generate(_graph(phase), arch_of(SPEC)), SPEC)
+    f1 = run_fast(p, SPEC.hbm_channels)[1]
+    f2 = run_simpy(p, SPEC.hbm_channels)[1]
+    assert all((a == b).all() for a, b in zip(f1, f2, strict=True))
+
+
+def test_deadlock_is_reported():
+    arr = np.zeros(1, dtype=INSTR)
+    arr["queue"], arr["wait"] = Queue.MV, 1 << Queue.LD  # waits for an LD that never comes
+    with pytest.raises(DeadlockError, match="deadlocks"):
+        run_fast(Program([arr]), 32)
+
+
+@pytest.mark.parametrize("phase", [Phase.DECODE, Phase.PREFILL])
+def test_not_faster_than_roofline(phase):
+    g = _graph(phase)
+    assert simulate_graph(SPEC, g).seconds >= graph_bound_s(SPEC, g)
+
+
+@pytest.mark.parametrize(("field", "factor"), [("hbm_channel_bytes_per_s", 2),
+                                               ("mv_macs_per_cycle", 2),
+                                               ("mm_macs_per_cycle", 2)])
+@pytest.mark.parametrize("phase", [Phase.DECODE, Phase.PREFILL])
+def test_more_resources_never_slower(field, factor, phase):
+    g = _graph(phase)
+    kw = {field: getattr(SPEC, field) * factor}
+    if field == "hbm_channel_bytes_per_s":
+        kw["hbm_bytes_per_s"] = SPEC.hbm_bytes_per_s * factor
+    faster = validate(dataclasses.replace(SPEC, **kw))
+    assert simulate_graph(faster, g).cycles <= simulate_graph(SPEC, g).cycles
+
+
+def test_deterministic():
+    a, b = simulate_graph(SPEC, _graph()), simulate_graph(SPEC, _graph())
+    assert a.cycles == b.cycles and a.counts == b.counts
+
+
+def test_sparsity_speeds_up_mpe():
+    assert mv_cycles(512, 4096, 8, 1024) < mv_cycles(512, 4096, 16, 1024)
+    assert mv_cycles(512, 4096, 2, 1024) < mv_cycles(512, 4096, 4, 1024)
+    # dense MV: 512 columns on 64 chains = 8 passes of 256 beats, plus the chain's fill
+    assert 8 * 256 < mv_cycles(512, 4096, 16, 1024) < 8 * 256 + 16
+    # MM: 128 tokens x 16 columns = 64 token pairs x 2 chains, 8 passes of K/16 beats
+    assert 8 * 256 < mm_cycles(128, 16, 4096, 16, 4096, 128) < 8 * 256 + 16
+
+
+def test_encoding_word_counts():
+    p = generate(_graph(), arch_of(SPEC))
+    words = encode(p.cores[0])
+    expect = sum(WORDS[Queue(q)] for q in p.cores[0]["queue"])
+    assert len(words) == expect
