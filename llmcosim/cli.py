@@ -6,6 +6,7 @@ Errors a user can cause print one line (``error: ...``) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -141,25 +142,45 @@ def cmd_hw(args: argparse.Namespace) -> int:
 
 
 # -- simulate -------------------------------------------------------------------------------
+_SPEC_FLAGS = ("draft", "gamma", "alpha", "tree", "acceptance", "trace")
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    importlib.import_module("sim.hades")  # registers the hades hardware kind
     from models.cache import get_workload
     from sim.registry import fidelities, run
     from sim.spec import load_preset
 
     spec = load_preset(args.hw)
-    if args.fidelity not in fidelities(spec.kind):
-        raise UserError(f"unknown --fidelity {args.fidelity!r} for {spec.name}; available: "
+    speculative = any(getattr(args, f) is not None for f in _SPEC_FLAGS)
+    fidelity = args.fidelity or "roofline"
+    if not speculative and fidelity not in fidelities(spec.kind):
+        raise UserError(f"unknown --fidelity {fidelity!r} for {spec.name}; available: "
                         f"{', '.join(fidelities(spec.kind))}")
     entry = _entry(args.model)
     from mapping.compression import check_bits, quantize
 
     check_bits("weight-bits", args.weight_bits)
     check_bits("kv-bits", args.kv_bits)
-    w = get_workload(entry, prefill=args.prefill, decode=args.decode, batch=args.batch,
-                     dtype=args.dtype, use_cache=not args.no_cache)
-    if args.weight_bits or args.kv_bits:
-        w = w.map(lambda g: quantize(g, weight_bits=args.weight_bits, kv_bits=args.kv_bits))
-    result = run(spec, w, args.fidelity)
+
+    def compress(g):
+        return quantize(g, weight_bits=args.weight_bits, kv_bits=args.kv_bits)
+
+    if speculative:
+        from sim.hades.speculate import speculate
+
+        result = speculate(spec, entry, draft=args.draft, gamma=args.gamma, alpha=args.alpha,
+                           acceptance=args.acceptance, tree=_tree(args.tree),
+                           prefill=args.prefill, decode=args.decode, batch=args.batch,
+                           dtype=args.dtype, fidelity=args.fidelity, trace_out=args.trace,
+                           use_cache=not args.no_cache,
+                           graph_pass=compress if args.weight_bits or args.kv_bits else None)
+    else:
+        w = get_workload(entry, prefill=args.prefill, decode=args.decode, batch=args.batch,
+                         dtype=args.dtype, use_cache=not args.no_cache)
+        if args.weight_bits or args.kv_bits:
+            w = w.map(compress)
+        result = run(spec, w, fidelity)
     if args.json:
         print(result.to_json())
         return 0
@@ -174,6 +195,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     t.add_row("tokens/J", f"{result.tokens_per_j:.3f}" if result.tokens_per_j else "-")
     t.add_row("memory", f"{eng(result.memory_bytes, 'B')}"
               + ("" if result.fits_memory else " (does not fit)"))
+    x = result.extra
+    if "mean_accepted" in x:   # speculative decoding
+        t.add_row("mean accepted / tokens per pass",
+                  f"{x['mean_accepted']:.2f} / {x['tokens_per_pass']:.2f}")
+        t.add_row("decode split (ms)", ", ".join(f"{k} {v:,.1f}" for k, v in
+                                                 x["split_ms"].items()))
+        if x.get("speedup"):
+            t.add_row("speedup vs no speculation", f"{x['speedup']:.2f}x "
+                      f"({x['baseline_tokens_per_s']:,.1f} tokens/s without)")
+        if "utilisation" in x:
+            t.add_row("unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
+                                             x["utilisation"].items()))
     _out.print(t)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -226,13 +259,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="zoo name or config.json path")
     s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
-    s.add_argument("--fidelity", default="roofline",
-                   help="simulator: roofline (default); more as simulators land")
+    s.add_argument("--fidelity", default=None,
+                   help="simulator: roofline (default), cycle (hades; the default there with "
+                   "speculation)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--weight-bits", type=_positive, default=None,
                    help="store linear weights in 2/3/4/8/16 bits (default: the model dtype)")
     s.add_argument("--kv-bits", type=_positive, default=None,
                    help="store the KV cache in 2/3/4/8/16 bits (default: the model dtype)")
+    g = s.add_argument_group("speculative decoding (any flag turns it on)")
+    g.add_argument("--draft", help="draft model (default llama-68m); same vocabulary as --model")
+    g.add_argument("--gamma", type=_positive, default=None,
+                   help="draft tokens per round (default 4, or the trace's gamma)")
+    g.add_argument("--alpha", default=None,
+                   help="acceptance: i.i.d. probability (0.8) or per position (0.9,0.8,0.7)")
+    g.add_argument("--tree", help="verify a token tree: parents such as -1,0,0,1 or a .toml "
+                   "file (configs/trees/eagle2_60.toml)")
+    g.add_argument("--acceptance", help="trace-driven acceptance: JSONL of accepted lengths "
+                   "per round (format: mapping/acceptance.py)")
+    g.add_argument("--trace", help="write a Perfetto/Chrome trace of the rounds (hades)")
     _add_workload_args(s)
     s.set_defaults(func=cmd_simulate)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -81,6 +82,30 @@ class AffineGraph:
     def mask(self, kinds: tuple[OpKind, ...]) -> np.ndarray:
         return np.isin(self.kind, [k.value for k in kinds])
 
+    @cached_property
+    def pe_mask(self) -> np.ndarray:
+        """Ops that run on the PE array."""
+        return self.mask(PE_KINDS)
+
+    @cached_property
+    def sfu_passes(self) -> np.ndarray:
+        """SFU passes over each op's output elements (0: not an SFU op)."""
+        passes = np.zeros(len(self.kind))
+        for kind, n in SFU_PASSES.items():
+            passes[self.kind == kind.value] = n
+        return passes
+
+    def peaks(self, spec: object) -> np.ndarray:
+        """Per-op peak op/s of ``spec`` (by each op's dtype), cached per spec."""
+        cache = self.__dict__.setdefault("_peaks", {})
+        key = id(spec)
+        if key not in cache:
+            peak = np.ones(len(self.kind))
+            for d in np.unique(self.dtype):
+                peak[self.dtype == d] = spec.peak_ops_per_s(str(d))  # type: ignore[attr-defined]
+            cache[key] = (spec, peak)   # keep spec alive so its id is not reused
+        return cache[key][1]
+
     def widen(self, n: int) -> AffineGraph:
         """The same pass over ``n`` tokens instead of ``self.tokens`` (draft tree levels).
 
@@ -100,8 +125,6 @@ class AffineGraph:
     def roofline_s(self, spec: object, context: float) -> float:
         """``sim.roofline.graph_bound_s`` of the interpolated graph, on arrays."""
         a = self.at(context)
-        peak = np.ones_like(a["flops"])
-        for d in np.unique(self.dtype):
-            peak[self.dtype == d] = spec.peak_ops_per_s(str(d))  # type: ignore[attr-defined]
+        peak = self.peaks(spec)
         nbytes = a["weight_bytes"] + a["kv_read_bytes"] + a["kv_write_bytes"]
         return float(np.maximum(a["flops"] / peak, nbytes / spec.mem_bytes_per_s).sum())  # type: ignore

@@ -105,7 +105,7 @@ class _Sim:
         if self.cfg.zero_cost_draft:
             return
         cost = pass_cost(self.spec, self.draft_steps[j], ctx + j, draft=True,
-                         weights_on_chip=self.on_chip)
+                         weights_on_chip=self.on_chip, chunks=self.contend)
         unit = "draft_engine" if self.parallel else "pe_array"
         self.r.counts["draft_passes"] += 1
         yield from self._pass(cost, unit, label, self.draft_unit)
@@ -137,7 +137,8 @@ class _Sim:
             nxt = {"abort": False, "done": False}
             nxt["proc"] = env.process(self._predraft(rd.context + self.cfg.gamma + 1, nxt))
         t1 = env.now
-        cost = pass_cost(spec, self.verify, rd.context, kv_indirect=self.indirect)
+        cost = pass_cost(spec, self.verify, rd.context, kv_indirect=self.indirect,
+                         chunks=self.contend)
         self.r.bound_s += self.verify.roofline_s(spec, rd.context)
         self.r.counts["verify_passes"] += 1
         yield from self._pass(cost, "pe_array", f"verify {rd.index}", self.main)

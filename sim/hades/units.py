@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.hades.affine import PE_KINDS, SFU_PASSES, AffineGraph
+from sim.hades.affine import AffineGraph
 from sim.hades.spec import HadesSpec
 
-__all__ = ["PassCost", "pass_cost", "sampling_cycles"]
+__all__ = ["PassCost", "pass_cost", "pass_times", "sampling_cycles"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class PassCost:
     time_s: float                 # alone, with compute/memory overlap per op
     mem_s: float                  # off-chip busy time
     compute_s: float              # PE + SFU busy time
-    chunks: tuple[tuple[float, float], ...]   # per layer: (alone seconds, memory seconds)
+    chunks: tuple[tuple[float, float], ...]   # per layer: (alone s, memory s); () if not asked
     macs: float
     offchip_bytes: float
     sram_bytes: float
@@ -49,47 +49,67 @@ def _pe_cycles(a: dict[str, np.ndarray], rows: int, cols: int) -> np.ndarray:
     return np.maximum(mapped, dense) + (rows + cols)
 
 
-def pass_cost(spec: HadesSpec, g: AffineGraph, context: float, *, draft: bool = False,
-              weights_on_chip: bool = False, kv_indirect: bool = False) -> PassCost:
-    """Time and counts of pass ``g`` at ``context`` on the main array or the draft engine."""
-    a = g.at(context)
+def _op_seconds(spec: HadesSpec, g: AffineGraph, a: dict[str, np.ndarray], draft: bool,
+                weights_on_chip: bool, kv_indirect: bool) -> dict[str, np.ndarray]:
+    """Per-op compute and memory seconds (arrays broadcast over a leading context axis)."""
     separate = draft and spec.draft_engine == "separate"
     rows, cols = (spec.draft_pe_rows, spec.draft_pe_cols) if separate else \
         (spec.pe_rows, spec.pe_cols)
     f = spec.clock_hz
-    pe = g.mask(PE_KINDS)
-    cycles = np.where(pe, _pe_cycles(a, rows, cols), 0.0)
-    passes = np.zeros_like(cycles)
-    for kind, n in SFU_PASSES.items():
-        passes[g.kind == kind.value] = n
-    sfu_elems = a["elems"] * passes
-    cycles = cycles + sfu_elems / spec.sfu_lanes
-    compute_s = cycles / f
+    cycles = np.where(g.pe_mask, _pe_cycles(a, rows, cols), 0.0)
+    sfu_elems = a["elems"] * g.sfu_passes
+    compute_s = (cycles + sfu_elems / spec.sfu_lanes) / f
     bw = spec.offchip_bytes_per_s * spec.offchip_efficiency
-    w = a["weight_bytes"]
-    kv_r, kv_w = a["kv_read_bytes"], a["kv_write_bytes"]
+    w, kv_r, kv_w = a["weight_bytes"], a["kv_read_bytes"], a["kv_write_bytes"]
     if weights_on_chip:   # pinned in the draft engine's SRAM: read at SRAM bandwidth
-        sram_w_s = w / (spec.draft_sram_bytes_per_cycle * f)
+        compute_s = np.maximum(compute_s, w / (spec.draft_sram_bytes_per_cycle * f))
         off = kv_r + kv_w
         mem_s = off / bw
-        compute_s = np.maximum(compute_s, sram_w_s)
     else:
         off = w + kv_r + kv_w
-        mem_s = (w + kv_w) / bw + kv_r / (bw * (spec.kv_indirect_efficiency if kv_indirect
-                                                else 1.0))
-    t = np.maximum(compute_s, mem_s)
-    chunks = []
-    for layer in np.unique(g.layer):
-        m = g.layer == layer
-        chunks.append((float(t[m].sum()), float(mem_s[m].sum())))
+        eff = spec.kv_indirect_efficiency if kv_indirect else 1.0
+        mem_s = (w + kv_w) / bw + kv_r / (bw * eff)
     peak = 2.0 * rows * cols * f
-    bound_bytes = (kv_r + kv_w) if weights_on_chip else off
-    bound = float(np.maximum(a["flops"] / peak, bound_bytes / spec.offchip_bytes_per_s).sum())
+    return {"compute_s": compute_s, "mem_s": mem_s, "sfu_elems": sfu_elems, "off": off,
+            "sram": a["act_bytes"] + (w if weights_on_chip else 0.0),
+            "bound": np.maximum(a["flops"] / peak, off / spec.offchip_bytes_per_s)}
+
+
+def pass_cost(spec: HadesSpec, g: AffineGraph, context: float, *, draft: bool = False,
+              weights_on_chip: bool = False, kv_indirect: bool = False,
+              chunks: bool = True) -> PassCost:
+    """Time and counts of pass ``g`` at ``context`` on the main array or the draft engine."""
+    a = g.at(context)
+    o = _op_seconds(spec, g, a, draft, weights_on_chip, kv_indirect)
+    t = np.maximum(o["compute_s"], o["mem_s"])
+    per_layer = []
+    if chunks:   # only needed when two engines contend for the memory
+        for layer in np.unique(g.layer):
+            m = g.layer == layer
+            per_layer.append((float(t[m].sum()), float(o["mem_s"][m].sum())))
     return PassCost(
-        time_s=float(t.sum()), mem_s=float(mem_s.sum()), compute_s=float(compute_s.sum()),
-        chunks=tuple(chunks), macs=float(a["flops"].sum() / 2), offchip_bytes=float(off.sum()),
-        sram_bytes=float((a["act_bytes"] + (w if weights_on_chip else 0.0)).sum()),
-        sfu_elems=float(sfu_elems.sum()), bound_s=bound)
+        time_s=float(t.sum()), mem_s=float(o["mem_s"].sum()),
+        compute_s=float(o["compute_s"].sum()), chunks=tuple(per_layer),
+        macs=float(a["flops"].sum() / 2), offchip_bytes=float(o["off"].sum()),
+        sram_bytes=float(o["sram"].sum()), sfu_elems=float(o["sfu_elems"].sum()),
+        bound_s=float(o["bound"].sum()))
+
+
+def pass_times(spec: HadesSpec, g: AffineGraph, contexts: np.ndarray
+               ) -> tuple[np.ndarray, dict[str, float]]:
+    """Seconds of pass ``g`` at each of ``contexts`` on the main array, and summed counts."""
+    times = np.empty(len(contexts))
+    counts = dict.fromkeys(("macs", "offchip_bytes", "sram_bytes", "sfu_elems"), 0.0)
+    for s in range(0, len(contexts), 256):      # (256 passes, ops) blocks bound the memory
+        ctx = np.asarray(contexts[s:s + 256], dtype=np.float64)[:, None]
+        a = g.at(ctx)
+        o = _op_seconds(spec, g, a, False, False, False)
+        times[s:s + 256] = np.maximum(o["compute_s"], o["mem_s"]).sum(axis=1)
+        counts["macs"] += float(np.broadcast_to(a["flops"], o["off"].shape).sum() / 2)
+        counts["offchip_bytes"] += float(o["off"].sum())
+        counts["sram_bytes"] += float(np.broadcast_to(o["sram"], o["off"].shape).sum())
+        counts["sfu_elems"] += float(np.broadcast_to(o["sfu_elems"], o["off"].shape).sum())
+    return times, counts
 
 
 def sampling_cycles(spec: HadesSpec, vocab: int, positions: int) -> float:

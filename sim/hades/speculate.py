@@ -1,0 +1,84 @@
+"""What ``llmcosim simulate`` calls when a speculation flag is given (the CLI only wires).
+
+``speculate`` validates the flags, builds the speculative workload (tracing or loading the
+draft/verify graphs), and runs HADES at ``cycle`` fidelity or any device at ``roofline``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from mapping.acceptance import Acceptance, IIDAcceptance, PositionalAcceptance, load_trace
+from mapping.spec_workload import SpeculativeWorkload, build_speculative_workload
+from mapping.speculation import SpecConfig
+from models.errors import UserError
+from models.graph import Graph
+from models.zoo import ModelEntry, get_model
+from sim.result import SimResult
+from sim.spec import HardwareSpec
+
+__all__ = ["DEFAULT_DRAFT", "parse_alpha", "speculate"]
+
+DEFAULT_DRAFT = "llama-68m"   # SpecInfer's/Sequoia's draft for LLaMA-2 targets
+
+
+def parse_alpha(text: str) -> tuple[float, ...]:
+    """``--alpha 0.8`` (i.i.d.) or ``--alpha 0.9,0.8,0.7`` (per position α_k)."""
+    try:
+        return tuple(float(a) for a in text.split(","))
+    except ValueError:
+        raise UserError(f"--alpha {text!r}: expected a probability such as 0.8, or "
+                        "comma-separated per-position values such as 0.9,0.8,0.7") from None
+
+
+def _acceptance(alpha: str | None, trace: str | None) -> Acceptance:
+    if alpha is not None and trace is not None:
+        raise UserError("give either --alpha or --acceptance (a trace), not both")
+    if trace is not None:
+        return load_trace(trace)
+    alphas = parse_alpha(alpha) if alpha is not None else (0.8,)
+    return IIDAcceptance(alphas[0]) if len(alphas) == 1 else PositionalAcceptance(alphas)
+
+
+def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamma: int | None,
+              alpha: str | None, acceptance: str | None, tree: tuple[int, ...] | None,
+              prefill: int, decode: int, batch: int = 1, dtype: str = "float16",
+              fidelity: str | None = None, trace_out: str | None = None,
+              use_cache: bool = True, graph_pass: Callable[[Graph], Graph] | None = None,
+              seed: int = 0) -> SimResult:
+    """Speculative decode of ``target`` on ``spec``; UserError on any bad flag."""
+    importlib.import_module("sim.hades.spec")  # registers the hades kind
+    from sim.hades.simulate import simulate_speculative, speculative_roofline
+    from sim.perfetto import TraceWriter
+    from sim.registry import fidelities, run
+
+    acc = _acceptance(alpha, acceptance)
+    if gamma is None:
+        gamma = getattr(acc, "gamma", 4)
+    cfg = SpecConfig(gamma=gamma, tree=tree, acceptance=acc, seed=seed)
+    d_entry = get_model(draft or DEFAULT_DRAFT)
+    fid = fidelity or ("cycle" if spec.kind == "hades" else "roofline")
+    if fid not in fidelities(spec.kind):
+        raise UserError(f"unknown --fidelity {fid!r} for {spec.name}; available: "
+                        f"{', '.join(fidelities(spec.kind))}")
+    if trace_out is not None:
+        if fid != "cycle":
+            raise UserError("--trace (a Perfetto timeline) needs the event-driven simulator: "
+                            "--hw hades (fidelity cycle)")
+        if not Path(trace_out).resolve().parent.exists():
+            raise UserError(f"--trace: directory of {trace_out!r} does not exist")
+    w: SpeculativeWorkload = build_speculative_workload(
+        target, d_entry, prefill=prefill, decode=decode, config=cfg, batch=batch, dtype=dtype,
+        use_cache=use_cache)
+    if graph_pass is not None:
+        w = w.map(graph_pass)
+    if fid == "roofline":
+        return speculative_roofline(spec, w)
+    if trace_out is not None:
+        tw = TraceWriter(f"{spec.name}: {w.model} + {w.draft}")
+        result = simulate_speculative(spec, w, tw)  # type: ignore[arg-type]
+        tw.write(trace_out)
+        return result
+    return run(spec, w, fid)
