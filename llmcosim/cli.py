@@ -260,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
     s.add_argument("--fidelity", default=None,
-                   help="simulator: roofline (default), cycle (hades; the default there with "
-                   "speculation)")
+                   help="simulator: roofline (default), cycle (flightllm), event (hades; the "
+                   "default there with speculation)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--weight-bits", type=_positive, default=None,
                    help="store linear weights in 2/3/4/8/16 bits (default: the model dtype)")

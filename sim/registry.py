@@ -68,8 +68,8 @@ def _load_builtins() -> None:
 
         register("cycle", flightllm_simulate, kinds={"flightllm"},
                  description="FlightLLM cycle-level: ISA program on HBM/MPE/SFU unit models")
-    if "cycle" not in _REGISTRY:
+    if "event" not in _REGISTRY:
         from sim.hades.simulate import simulate_cycle
 
-        register("cycle", simulate_cycle, kinds={"hades"},
+        register("event", simulate_cycle, kinds={"hades"},
                  description="HADES event-driven simulator (speculation rounds over its units)")

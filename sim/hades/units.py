@@ -58,7 +58,9 @@ def _op_seconds(spec: HadesSpec, g: AffineGraph, a: dict[str, np.ndarray], draft
     f = spec.clock_hz
     cycles = np.where(g.pe_mask, _pe_cycles(a, rows, cols), 0.0)
     sfu_elems = a["elems"] * g.sfu_passes
-    compute_s = (cycles + sfu_elems / spec.sfu_lanes) / f
+    # no op beats the array's peak, whichever unit runs it
+    floor = a["flops"] / (2.0 * rows * cols)
+    compute_s = np.maximum(cycles + sfu_elems / spec.sfu_lanes, floor) / f
     bw = spec.offchip_bytes_per_s * spec.offchip_efficiency
     w, kv_r, kv_w = a["weight_bytes"], a["kv_read_bytes"], a["kv_write_bytes"]
     if weights_on_chip:   # pinned in the draft engine's SRAM: read at SRAM bandwidth
