@@ -70,7 +70,7 @@ class LocalBackend:
 
     def kill(self) -> None:
         """Second Ctrl-C: end the worker processes now (only ours, by pid)."""
-        for p in list(getattr(self.pool, "_processes", {}).values()):
+        for p in list((getattr(self.pool, "_processes", None) or {}).values()):
             if p.is_alive():
                 os.kill(p.pid, signal.SIGKILL)
 

@@ -100,7 +100,8 @@ def run_sweep(spec: SweepSpec, *, db: str | Path | None = None, workers: int | N
         interrupted = _dispatch(store, runnable, workers, backend, address, cache_dir, chunk,
                                 progress, spec.name)
         counts = store.counts()
-    return SweepSummary(path, len(points), len(points) - len(todo), len(runnable), counts,
+        ran = len(store.finished()) - len(done) - len(settled)   # fewer when interrupted
+    return SweepSummary(path, len(points), len(points) - len(todo), ran, counts,
                         time.perf_counter() - t0, interrupted)
 
 
@@ -116,8 +117,8 @@ def _dispatch(store: Store, points: list[Point], workers: int, backend: str,
     be = make_backend(backend, workers, address)
     bar = SweepProgress(name, len(points), enabled=progress)
     interrupted = False
-    try:
-        with bar:
+    with bar:
+        try:
             try:
                 for rows in be.run(_chunks(points, be.workers, chunk), cache_dir,
                                    code_version()):
@@ -134,8 +135,6 @@ def _dispatch(store: Store, points: list[Point], workers: int, backend: str,
                         bar.advance(rows)
                 except KeyboardInterrupt:
                     be.kill()
-    finally:
-        if interrupted:
-            be.kill()
-        be.close()
+        finally:
+            be.close()
     return interrupted
