@@ -15,7 +15,7 @@ import numpy as np
 from mapping.flightllm.codegen import generate
 from mapping.flightllm.compression import CompressionConfig, apply_compression
 from mapping.flightllm.isa import Program, Queue, storage_bytes
-from models.graph import Graph, interpolate
+from models.graph import Graph
 from models.workload import Workload
 from sim.flightllm.engine_fast import run_fast
 from sim.flightllm.timing import arch_of, fill_cycles
@@ -62,16 +62,6 @@ def _ceil(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
-def _decode_graph(w: Workload, ctx: int) -> Graph:
-    a, b = w.decode_first, w.decode_last
-    assert a is not None and b is not None
-    if ctx == a.context:
-        return a
-    if a.context == b.context:
-        raise ValueError("one decode trace cannot give other contexts")
-    return interpolate(a, b, ctx)
-
-
 def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = None
              ) -> SimResult:
     """Prefill + decode of ``w`` (raw traced graphs) on ``spec``."""
@@ -84,7 +74,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         counts.update({f"prefill_{k}": v for k, v in p.counts.items()})
     decode_s = 0.0
     if w.decode_tokens:
-        run = lru_cache(maxsize=None)(lambda c: simulate_graph(spec, _decode_graph(w, c)))
+        run = lru_cache(maxsize=None)(lambda c: simulate_graph(spec, w.decode_at(c)))
         if w.decode_first.context == w.decode_last.context:  # one pass: its own context
             buckets = [w.decode_first.context]
         else:
