@@ -145,3 +145,20 @@ def test_cli_bad_speculation_inputs_exit_2(argv, msg, capsys):
     code = main(["simulate", "--hw", "hades", "--model", "llama2-7b", *argv])
     assert code == 2
     assert msg in capsys.readouterr().err
+
+
+def test_verification_unit_cycles_come_from_the_rtl_timing_function():
+    from sim.blocks.verifier import verifier_timing
+    from sim.hades.verifier import verify_cycles
+
+    sample = dataclasses.replace(HADES, verify_mode="sample")
+    t4, t16 = verifier_timing("sample", 4, vocab=16), verifier_timing("sample", 16, vocab=16)
+    assert verify_cycles(sample, 4) == t4.beats_per_request + t4.latency_cycles
+    assert verify_cycles(sample, 20) == (t16.beats_per_request + t16.latency_cycles
+                                         + t4.beats_per_request + t4.latency_cycles)
+    g = verifier_timing("greedy", 4)
+    assert verify_cycles(HADES, 4) == g.beats_per_request + g.latency_cycles
+    cfg = SpecConfig(gamma=4, acceptance=IIDAcceptance(0.8), seed=0)
+    w = spec_workload(cfg, decode=100)
+    assert simulate_speculative(sample, w).extra["split_ms"]["sampling"] > \
+        simulate_speculative(HADES, w).extra["split_ms"]["sampling"]
