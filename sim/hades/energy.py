@@ -9,6 +9,10 @@ depends on the memory, not the logic node. Sweeps trade these by editing the tab
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sim.hades.spec import HadesSpec
 
 __all__ = ["ENERGY_TABLE", "EnergyEntry", "area_mm2", "energy_j", "node_scale", "peak_power_w"]
 
@@ -75,47 +79,47 @@ def _e(name: str, node: float) -> float:
     return e.value * node_scale(node, e.scales) * 1e-12
 
 
-def energy_j(spec: object, counts: dict[str, float], seconds: float) -> dict[str, float]:
+def energy_j(spec: HadesSpec, counts: dict[str, float], seconds: float) -> dict[str, float]:
     """Joules per component from action counts (keys: macs, sram_bytes, offchip_bytes, sfu_elems,
     verifier_cycles) plus static power × time."""
-    node = spec.tech_node_nm  # type: ignore[attr-defined]
+    node = spec.tech_node_nm
     out = {
-        "pe": counts.get("macs", 0.0) * _e(f"mac_{spec.mac_dtype}", node),  # type: ignore
+        "pe": counts.get("macs", 0.0) * _e(f"mac_{spec.mac_dtype}", node),
         "sram": counts.get("sram_bytes", 0.0) * _e("sram_byte", node),
-        "offchip": counts.get("offchip_bytes", 0.0) * 8 * spec.offchip_pj_per_bit * 1e-12,  # type: ignore
+        "offchip": counts.get("offchip_bytes", 0.0) * 8 * spec.offchip_pj_per_bit * 1e-12,
         "sfu": counts.get("sfu_elems", 0.0) * _e("sfu_elem", node),
         "verifier": counts.get("verifier_cycles", 0.0) * _e("verifier_cycle", node),
-        "static": spec.static_power_w * seconds,  # type: ignore[attr-defined]
+        "static": spec.static_power_w * seconds,
     }
     out["total"] = sum(out.values())
     return out
 
 
-def peak_power_w(spec: object) -> float:
+def peak_power_w(spec: HadesSpec) -> float:
     """Every MAC busy and the memory at peak bandwidth, plus static power."""
     s = spec
-    macs = s.pe_rows * s.pe_cols  # type: ignore[attr-defined]
-    if s.draft_engine == "separate":  # type: ignore[attr-defined]
-        macs += s.draft_pe_rows * s.draft_pe_cols  # type: ignore[attr-defined]
-    node = s.tech_node_nm  # type: ignore[attr-defined]
-    pe = macs * s.clock_hz * _e(f"mac_{s.mac_dtype}", node)  # type: ignore[attr-defined]
-    mem = s.offchip_bytes_per_s * 8 * s.offchip_pj_per_bit * 1e-12  # type: ignore[attr-defined]
-    return pe + mem + s.static_power_w  # type: ignore[attr-defined]
+    macs = s.pe_rows * s.pe_cols
+    if s.draft_engine == "separate":
+        macs += s.draft_pe_rows * s.draft_pe_cols
+    node = s.tech_node_nm
+    pe = macs * s.clock_hz * _e(f"mac_{s.mac_dtype}", node)
+    mem = s.offchip_bytes_per_s * 8 * s.offchip_pj_per_bit * 1e-12
+    return pe + mem + s.static_power_w
 
 
-def area_mm2(spec: object) -> dict[str, float]:
+def area_mm2(spec: HadesSpec) -> dict[str, float]:
     """Die area of the PE arrays and SRAMs (mm²); SFU/verifier/control are not counted."""
     s = spec
-    node = s.tech_node_nm  # type: ignore[attr-defined]
-    mac = ENERGY_TABLE[f"area_mac_{s.mac_dtype}"]  # type: ignore[attr-defined]
+    node = s.tech_node_nm
+    mac = ENERGY_TABLE[f"area_mac_{s.mac_dtype}"]
     per_mac = mac.value * node_scale(node, "area") * 1e-6
     bit = ENERGY_TABLE["area_sram_bit"].value * node_scale(node, "sram7") * 1e-6
-    draft = s.draft_engine == "separate"  # type: ignore[attr-defined]
+    draft = s.draft_engine == "separate"
     out = {
-        "pe_array": s.pe_rows * s.pe_cols * per_mac,  # type: ignore[attr-defined]
-        "sram": s.sram_bytes * 8 * bit,  # type: ignore[attr-defined]
-        "draft_pe": (s.draft_pe_rows * s.draft_pe_cols * per_mac) if draft else 0.0,  # type: ignore
-        "draft_sram": (s.draft_sram_bytes * 8 * bit) if draft else 0.0,  # type: ignore
+        "pe_array": s.pe_rows * s.pe_cols * per_mac,
+        "sram": s.sram_bytes * 8 * bit,
+        "draft_pe": (s.draft_pe_rows * s.draft_pe_cols * per_mac) if draft else 0.0,
+        "draft_sram": (s.draft_sram_bytes * 8 * bit) if draft else 0.0,
     }
     out["total"] = sum(out.values())
     return out
