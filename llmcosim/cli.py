@@ -6,7 +6,6 @@ Errors a user can cause print one line (``error: ...``) and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -124,7 +123,12 @@ def cmd_hw(args: argparse.Namespace) -> int:
             if f not in ("name", "description", "sources", "kind"):
                 unit = unit_of_field(f)
                 value = getattr(spec, f)
-                shown = eng(value, unit[0]) if unit and unit[0] != "USD" else f"{value:,.6g}"
+                if not isinstance(value, (int, float)):
+                    shown = str(value)
+                elif unit and unit[0] != "USD":
+                    shown = eng(value, unit[0])
+                else:
+                    shown = f"{value:,.6g}"
                 t.add_row(f, shown, spec.source_of(f))
         _out.print(t)
         return 0
@@ -146,7 +150,6 @@ _SPEC_FLAGS = ("draft", "gamma", "alpha", "tree", "acceptance", "trace")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    importlib.import_module("sim.hades")  # registers the hades hardware kind
     from models.cache import get_workload
     from sim.registry import fidelities, run
     from sim.spec import load_preset

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import math
 import tomllib
 from collections.abc import Mapping
@@ -195,6 +196,23 @@ def register_kind(cls: type[_SpecBase]) -> type[_SpecBase]:
     return cls
 
 
+def _import_kind(kind: str) -> None:
+    """Spec kinds outside this module live in ``sim/<kind>/spec.py`` and register on import."""
+    if not kind.isidentifier():
+        return
+    try:
+        importlib.import_module(f"sim.{kind}.spec")
+    except ModuleNotFoundError as e:
+        if e.name not in (f"sim.{kind}", f"sim.{kind}.spec"):
+            raise
+
+
+def _known_kinds() -> list[str]:
+    for path in Path(__file__).parent.glob("*/spec.py"):
+        _import_kind(path.parent.name)
+    return sorted(_KINDS)
+
+
 def _spec_fields(cls: type[_SpecBase]) -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(cls) if f.name not in ("sources",)}
 
@@ -230,8 +248,10 @@ def spec_from_dict(data: Mapping[str, Any], where: str = "<spec>") -> HardwareSp
     """A validated spec from a parsed TOML table; ``where`` names the source in errors."""
     data = dict(data)
     kind = data.pop("kind", None)
+    if isinstance(kind, str) and kind not in _KINDS:
+        _import_kind(kind)
     if kind not in _KINDS:
-        raise SpecError(f"{where}: 'kind' must be one of {', '.join(sorted(_KINDS))}; "
+        raise SpecError(f"{where}: 'kind' must be one of {', '.join(_known_kinds())}; "
                         f"got {kind!r}")
     cls = _KINDS[kind]
     fields = _spec_fields(cls)

@@ -71,7 +71,7 @@ def _gpu_toml(**override: str) -> str:
     ({"sm_count": "10.5"}, "sm_count = 10.5: must be a whole number"),
     ({"tdp_w": "true"}, "tdp_w = True: expected a number, got a boolean"),
     ({"clock_hz": ""}, "missing key 'clock_hz'"),
-    ({"kind": '"tpu"'}, "'kind' must be one of flightllm, gpu; got 'tpu'"),
+    ({"kind": '"tpu"'}, "'kind' must be one of flightllm, gpu, hades; got 'tpu'"),
 ])
 def test_bad_spec_files_name_file_field_and_range(tmp_path, override, message):
     path = _write(tmp_path, _gpu_toml(**override))
