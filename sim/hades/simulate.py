@@ -133,7 +133,7 @@ def simulate_speculative(spec: HadesSpec, w: SpeculativeWorkload,
         verify_bound_ms=run.bound_s * 1e3, sim_wall_s=run.wall_s,
         draft_target_cost_ratio=_cost_ratio(spec, w))
     breakdown = {"decode": extra["split_ms"]}
-    return _result(spec, w, "event", prefill_s, run.decode_s, energy["total"], extra, counts,
+    return _result(spec, w, "cycle", prefill_s, run.decode_s, energy["total"], extra, counts,
                    breakdown)
 
 
@@ -156,7 +156,7 @@ def simulate_cycle(spec: HadesSpec, w: Workload) -> SimResult:
     energy = energy_j(spec, counts, prefill_s + decode_s)
     extra = {"energy_breakdown_j": energy, "area_mm2": area_mm2(spec),
              "decode_bound_ms": bound_s * 1e3}
-    return _result(spec, w, "event", prefill_s, decode_s, energy["total"], extra, counts, {})
+    return _result(spec, w, "cycle", prefill_s, decode_s, energy["total"], extra, counts, {})
 
 
 def speculative_roofline(spec: HardwareSpec, w: SpeculativeWorkload) -> SimResult:

@@ -22,9 +22,9 @@ from sim.spec import HardwareSpec
 __all__ = ["DEFAULT_DRAFT", "HADES_FIDELITY", "parse_alpha", "speculate"]
 
 DEFAULT_DRAFT = "llama-68m"   # SpecInfer's/Sequoia's draft for LLaMA-2 targets
-# The registry keys simulators by fidelity name alone and "cycle" is FlightLLM's, so the HADES
-# event-driven simulator registers as "event" (see sim/registry.py).
-HADES_FIDELITY = "event"
+# The HADES simulator is event-driven at cycle resolution; it is registered as "cycle" for the
+# hades kind (sim/registry.py keys simulators by fidelity and kind), "event" being an alias.
+HADES_FIDELITY = "cycle"
 
 
 def parse_alpha(text: str) -> tuple[float, ...]:
@@ -67,7 +67,7 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
         raise UserError(f"unknown --fidelity {fid!r} for {spec.name}; available: "
                         f"{', '.join(fidelities(spec.kind))}")
     if trace_out is not None:
-        if fid != HADES_FIDELITY:
+        if fid not in (HADES_FIDELITY, "event") or spec.kind != "hades":
             raise UserError("--trace (a Perfetto timeline) needs the event-driven simulator: "
                             f"--hw hades (--fidelity {HADES_FIDELITY})")
         if not Path(trace_out).resolve().parent.exists():

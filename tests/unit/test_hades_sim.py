@@ -81,12 +81,13 @@ def test_speculative_run_dominates_its_verify_roofline():
 
 
 def test_registry_runs_hades_cycle_and_keeps_roofline_for_plain_workloads():
-    assert "event" in fidelities("hades") and "event" not in fidelities("gpu")
+    assert "cycle" in fidelities("hades") and "event" in fidelities("hades")
+    assert "event" not in fidelities("gpu")
     first = decoder(context=64)
     w = Workload("toy", 1, 64, 32, decoder(context=0, tokens=64, phase=Phase.PREFILL), first,
                  decoder(context=95))
-    cyc, roof = run(HADES, w, "event"), run(HADES, w, "roofline")
-    assert cyc.fidelity == "event" and cyc.decode_tokens_per_s <= roof.decode_tokens_per_s
+    cyc, roof = run(HADES, w, "cycle"), run(HADES, w, "roofline")
+    assert cyc.fidelity == "cycle" and cyc.decode_tokens_per_s <= roof.decode_tokens_per_s
     assert simulate_cycle(HADES, w).to_dict() == cyc.to_dict()
 
 
