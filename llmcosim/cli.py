@@ -221,7 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from reports.demo import write_demo
 
     path = write_demo(Path(args.out), model=args.model, prefill=args.prefill,
-                      decode=args.decode, echo=_out.print)
+                      decode=args.decode, cycle=not args.no_cycle, echo=_out.print)
     _out.print(f"report written to {path}")
     return 0
 
@@ -289,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prefill", type=_positive, default=128)
     s.add_argument("--decode", type=_positive, default=512)
     s.add_argument("--out", default="reports/out", help="output directory (default reports/out)")
+    s.add_argument("--no-cycle", action="store_true",
+                   help="roofline rows only (skips the cycle-level simulators, ~1 minute)")
     s.set_defaults(func=cmd_demo)
 
     _add_optional_commands(sub)

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SimResult"]
+if TYPE_CHECKING:
+    from models.workload import Workload
+    from sim.spec import HardwareSpec
+
+__all__ = ["SimResult", "memory_fit"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +45,19 @@ class SimResult:
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+
+def memory_fit(spec: HardwareSpec, w: Workload) -> tuple[float, bool, tuple[str, ...]]:
+    """(bytes, fits, notes): weights (as stored) + the KV cache at the last position."""
+    graph = w.prefill or w.decode_first
+    assert graph is not None
+    memory = float(sum(p.bytes for p in graph.params))
+    if w.decode_last is not None:
+        memory += w.decode_last.totals().kv_read_bytes  # attention reads all of K and V once
+    elif w.prefill is not None:
+        memory += w.prefill.totals().kv_write_bytes
+    if memory <= spec.mem_capacity_bytes:
+        return memory, True, ()
+    return memory, False, (f"weights + KV cache need {memory / 1e9:.2f} GB but {spec.name} has "
+                           f"{spec.mem_capacity_bytes / 1e9:.2f} GB; compress (weight bits, "
+                           "sparsity)",)

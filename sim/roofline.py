@@ -15,7 +15,7 @@ import numpy as np
 
 from models.graph import Graph, OpKind
 from models.workload import Workload
-from sim.result import SimResult
+from sim.result import SimResult, memory_fit
 from sim.spec import HardwareSpec
 
 __all__ = ["OpBound", "graph_bound_s", "op_bounds", "simulate"]
@@ -95,7 +95,6 @@ def simulate(spec: HardwareSpec, w: Workload) -> SimResult:
         counts["prefill_flops"] = float(flops.sum())
         counts["prefill_bytes"] = float(nbytes.sum())
     decode_s = 0.0
-    memory = float(sum(p.bytes for p in (w.prefill or w.decode_first).params))
     if w.decode_tokens:
         mat = _decode_matrix(spec, w)
         decode_s = float(mat.sum())
@@ -104,17 +103,10 @@ def simulate(spec: HardwareSpec, w: Workload) -> SimResult:
         counts["decode_flops"] = (t_first.flops + t_last.flops) / 2 * w.decode_tokens
         counts["decode_bytes"] = (t_first.compulsory_bytes + t_last.compulsory_bytes) / 2 \
             * w.decode_tokens
-        memory += t_last.kv_read_bytes  # attention reads the whole K and V cache once
-    elif w.prefill is not None:
-        memory += w.prefill.totals().kv_write_bytes
     power = spec.power_w
     tokens = w.batch * w.decode_tokens
     energy = power * (prefill_s + decode_s) if power else None
-    notes = []
-    fits = memory <= spec.mem_capacity_bytes
-    if not fits:
-        notes.append(f"weights + KV cache need {memory / 1e9:.2f} GB but {spec.name} has "
-                     f"{spec.mem_capacity_bytes / 1e9:.2f} GB; compress (weight bits, sparsity)")
+    memory, fits, notes = memory_fit(spec, w)
     return SimResult(
         hw=spec.name, model=w.model, prefill=w.prefill_tokens, decode=w.decode_tokens,
         batch=w.batch, fidelity="roofline", prefill_ms=prefill_s * 1e3,

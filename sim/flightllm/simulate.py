@@ -19,7 +19,7 @@ from models.graph import Graph
 from models.workload import Workload
 from sim.flightllm.engine_fast import run_fast
 from sim.flightllm.timing import arch_of, fill_cycles
-from sim.result import SimResult
+from sim.result import SimResult, memory_fit
 from sim.spec import FlightLLMSpec
 
 __all__ = ["DECODE_BUCKET", "PREFILL_BUCKET", "PassResult", "simulate", "simulate_graph"]
@@ -90,6 +90,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         extra["decode_buckets"] = len(set(buckets))
     tokens = w.batch * w.decode_tokens
     power = spec.power_w
+    memory, fits, notes = memory_fit(spec, w)
     return SimResult(
         hw=spec.name, model=w.model, prefill=w.prefill_tokens, decode=w.decode_tokens,
         batch=w.batch, fidelity="cycle", prefill_ms=prefill_s * 1e3,
@@ -98,4 +99,4 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         total_ms=(prefill_s + decode_s) * 1e3,
         energy_j=power * (prefill_s + decode_s) if power else None,
         tokens_per_j=tokens / (power * decode_s) if power and decode_s else None,
-        counts=counts, extra=extra)
+        fits_memory=fits, memory_bytes=memory, notes=notes, counts=counts, extra=extra)

@@ -18,7 +18,7 @@ from sim.hades.engine import SpecRun, run_speculative
 from sim.hades.spec import HadesSpec
 from sim.hades.units import pass_cost, pass_times, sampling_cycles
 from sim.perfetto import TraceWriter
-from sim.result import SimResult
+from sim.result import SimResult, memory_fit
 from sim.roofline import graph_bound_s
 from sim.roofline import simulate as roofline_simulate
 from sim.spec import HardwareSpec
@@ -70,13 +70,8 @@ def _result(spec: HardwareSpec, w: Workload, fidelity: str, prefill_s: float, de
             breakdown: dict[str, dict[str, float]], notes: tuple[str, ...] = ()) -> SimResult:
     tokens = w.batch * w.decode_tokens
     decode_energy = energy * decode_s / (prefill_s + decode_s) if energy else None
-    memory = float(sum(p.bytes for p in (w.prefill or w.decode_first).params))
-    if w.decode_last is not None:
-        memory += w.decode_last.totals().kv_read_bytes
-    fits = memory <= spec.mem_capacity_bytes
-    if not fits:
-        notes = (*notes, f"weights + KV cache need {memory / 1e9:.2f} GB but {spec.name} has "
-                 f"{spec.mem_capacity_bytes / 1e9:.2f} GB")
+    memory, fits, full = memory_fit(spec, w)
+    notes = (*notes, *full)
     return SimResult(
         hw=spec.name, model=w.model, prefill=w.prefill_tokens, decode=w.decode_tokens,
         batch=w.batch, fidelity=fidelity, prefill_ms=prefill_s * 1e3,
