@@ -155,7 +155,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from sim.spec import load_preset
 
     spec = load_preset(args.hw)
-    speculative = any(getattr(args, f) is not None for f in _SPEC_FLAGS)
+    from sim.flightllm.cli import flightllm_simulate_options
+
+    fl = flightllm_simulate_options(args, spec)  # FlightLLM cycle: --sparsity, --trace
+    speculative = any(getattr(args, f) is not None for f in _SPEC_FLAGS
+                      if not (fl and f == "trace"))
     fidelity = args.fidelity or "roofline"
     if not speculative and fidelity not in fidelities(spec.kind):
         raise UserError(f"unknown --fidelity {fidelity!r} for {spec.name}; available: "
@@ -183,7 +187,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                          dtype=args.dtype, use_cache=not args.no_cache)
         if args.weight_bits or args.kv_bits:
             w = w.map(compress)
-        result = run(spec, w, fidelity)
+        if fl:
+            from sim.flightllm.simulate import simulate as flightllm_simulate
+
+            result = flightllm_simulate(spec, w, **fl)
+        else:
+            result = run(spec, w, fidelity)
     if args.json:
         print(result.to_json())
         return 0
@@ -210,6 +219,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if "utilisation" in x:
             t.add_row("unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
                                              x["utilisation"].items()))
+    if "decode_busy" in x:     # FlightLLM cycle
+        t.add_row("decode unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
+                                                x["decode_busy"].items() if v))
+        t.add_row("decode HBM", f"{eng(x['decode_hbm_bytes_per_token'], 'B')}/token, "
+                  f"{x['decode_bw_utilisation']:.1%} of peak bandwidth")
+        t.add_row("decode program", f"{sum(x['decode_instructions'].values()):,} instructions, "
+                  f"{eng(x['decode_instruction_bytes'], 'B')}")
     _out.print(t)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -280,9 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "file (configs/trees/eagle2_60.toml)")
     g.add_argument("--acceptance", help="trace-driven acceptance: JSONL of accepted lengths "
                    "per round (format: mapping/acceptance.py)")
-    g.add_argument("--trace", help="write a Perfetto/Chrome trace of the rounds (hades)")
+    g.add_argument("--trace", help="write a Perfetto/Chrome trace of the rounds (hades); on "
+                   "FlightLLM at --fidelity cycle: of the prefill and first decode pass")
+    s.add_argument("--sparsity", help="FlightLLM --fidelity cycle: compression TOML "
+                   "(default configs/sparsity/flightllm_qk70.toml)")
     _add_workload_args(s)
     s.set_defaults(func=cmd_simulate)
+
+    from sim.flightllm.cli import add_parsers as add_flightllm_parsers
+
+    add_flightllm_parsers(sub)  # compile, ablate
 
     s = sub.add_parser("demo", help="trace a model, simulate it on every preset, write a report")
     s.add_argument("--model", default="llama2-7b")

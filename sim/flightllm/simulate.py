@@ -62,14 +62,19 @@ def _ceil(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
-def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = None
-             ) -> SimResult:
-    """Prefill + decode of ``w`` (raw traced graphs) on ``spec``."""
+def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = None,
+             trace: str | None = None) -> SimResult:
+    """Prefill + decode of ``w`` (raw traced graphs) on ``spec``.
+
+    ``trace``: write a Perfetto trace of the prefill pass and the first decode pass there.
+    """
     w = w.map(lambda g: apply_compression(g, cfg))
     prefill_s, extra, counts = 0.0, {}, {}
+    traced: list[tuple[str, PassResult]] = []
     if w.prefill is not None:
         p = simulate_graph(spec, w.prefill)
         prefill_s = p.seconds
+        traced.append((f"prefill {w.prefill_tokens}", p))
         extra["prefill_busy"] = p.busy
         counts.update({f"prefill_{k}": v for k, v in p.counts.items()})
     decode_s = 0.0
@@ -82,12 +87,19 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         res = [run(c) for c in buckets]
         decode_s = sum(r.seconds for r in res)
         last = res[-1]
+        traced.append((f"decode (context {buckets[0]})", res[0]))
         extra["decode_busy"] = last.busy
         extra["decode_hbm_bytes_per_token"] = last.hbm_bytes
         extra["decode_bw_utilisation"] = last.hbm_bytes / last.seconds / spec.hbm_bytes_per_s
         extra["decode_instructions"] = last.counts
         extra["decode_instruction_bytes"] = storage_bytes(last.counts)
         extra["decode_buckets"] = len(set(buckets))
+    notes_trace = []
+    if trace:
+        from sim.flightllm.trace import write_trace
+
+        write_trace(trace, traced, spec)
+        notes_trace.append(f"trace of {', '.join(t for t, _ in traced)} written to {trace}")
     tokens = w.batch * w.decode_tokens
     power = spec.power_w
     memory, fits, notes = memory_fit(spec, w)
@@ -99,4 +111,5 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         total_ms=(prefill_s + decode_s) * 1e3,
         energy_j=power * (prefill_s + decode_s) if power else None,
         tokens_per_j=tokens / (power * decode_s) if power and decode_s else None,
-        fits_memory=fits, memory_bytes=memory, notes=notes, counts=counts, extra=extra)
+        fits_memory=fits, memory_bytes=memory, notes=(*notes, *notes_trace), counts=counts,
+        extra=extra)

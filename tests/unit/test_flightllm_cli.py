@@ -1,0 +1,113 @@
+"""FlightLLM commands: compile (binary + storage), ablate, simulate options, Perfetto trace."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from llmcosim.cli import main
+from mapping.flightllm.codegen import generate
+from mapping.flightllm.compression import apply_compression, config_from_dict
+from mapping.flightllm.isa import storage_bytes
+from mapping.flightllm.synthetic import llama_like
+from models.graph import Phase
+from models.zoo import get_model
+from sim.flightllm import cli as fcli
+from sim.flightllm.simulate import simulate_graph
+from sim.flightllm.timing import arch_of
+from sim.flightllm.trace import write_trace
+from sim.spec import load_preset
+
+SPEC = load_preset("flightllm-vhk158")
+CFG = config_from_dict({"attention": {"prefill": "causal"},
+                        "linear": [{"match": ["q_proj", "k_proj"], "keep": 0.7}]})
+KW = {"layers": 2, "hidden": 512, "heads": 8, "ffn": 1024}
+CFG_FILE = "configs/sparsity/dense_int8.toml"   # causal attention: fits the small graphs
+
+
+def _small(entry, phase, tokens, context):
+    if phase == "decode":
+        return llama_like(phase=Phase.DECODE, context=context, **KW)
+    return llama_like(phase=Phase.PREFILL, tokens=tokens, **KW)
+
+
+@pytest.fixture
+def small(monkeypatch):
+    monkeypatch.setattr(fcli, "_graph", _small)
+
+
+def _counts(g):
+    return generate(apply_compression(g, CFG), arch_of(SPEC)).counts()
+
+
+def test_counts_depend_on_tiles_only():
+    """What the storage table relies on: decode counts independent of the context, prefill
+    counts equal within a 128 bucket and affine in the number of row tiles."""
+    d = [_counts(llama_like(phase=Phase.DECODE, context=c, **KW)) for c in (15, 511, 2047)]
+    assert d[0] == d[1] == d[2]
+    p = {t: storage_bytes(_counts(llama_like(phase=Phase.PREFILL, tokens=t, **KW)))
+         for t in (100, 128, 256, 384)}
+    assert p[100] == p[128]
+    assert p[384] - p[256] == p[256] - p[128] > 0
+
+
+def test_compile_writes_program_and_summary(small, tmp_path, capsys):
+    out = tmp_path / "prog"
+    assert main(["compile", "--hw", "flightllm-u280", "--model", "llama2-7b", "--phase",
+                 "decode", "--context", "512", "--out", str(out), "--json", "--sparsity",
+                 CFG_FILE]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert sorted(p.name for p in out.iterdir()) == ["core0.bin", "core1.bin", "core2.bin",
+                                                     "summary.json", "summary.md"]
+    words = sum(np.fromfile(out / f"core{c}.bin", dtype=np.uint32).size for c in range(3))
+    assert 4 * words == s["program_bytes"] == storage_bytes(s["counts"])
+    assert sum(s["counts"].values()) == s["instructions"]
+    st = s["storage"]
+    assert st["prefill_programs"] == 16 and st["decode_programs"] == 128
+    assert st["per_length_bytes"] > st["bucketed_bytes"] > 0
+    assert "Instruction storage" in (out / "summary.md").read_text()
+
+
+def test_ablate_rows(small):
+    res = fcli.ablate(load_preset("flightllm-u280"), get_model("llama2-7b"), cfg=CFG,
+                      prefill=128, context=64)
+    rows = {r["ablation"].split(" (")[0]: r for r in res["rows"]}
+    on = rows["off-chip -> always-on-chip decode"]
+    assert on["ours_x"] >= 1.0 and on["bw_util"][1] >= on["bw_util"][0]
+    assert rows["INT8 -> mixed precision"]["ours_x"] > 1.0
+    assert "|" in fcli.ablate_md(res)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--weight-bits", "4"], "--sparsity"),
+    (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--kv-bits", "8"], "--sparsity"),
+    (["--hw", "gpu-a100", "--sparsity", "configs/sparsity/flightllm_qk70.toml"],
+     "FlightLLM presets at --fidelity cycle"),
+    (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--sparsity", "nope.toml"], "nope"),
+])
+def test_simulate_flag_errors(argv, msg, capsys):
+    assert main(["simulate", "--model", "llama2-7b", *argv]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_compile_rejects_other_hw(tmp_path, capsys):
+    assert main(["compile", "--hw", "gpu-a100", "--model", "llama2-7b", "--out",
+                 str(tmp_path)]) == 2
+    assert "FlightLLM preset" in capsys.readouterr().err
+
+
+def test_trace_tracks_per_core_and_queue(tmp_path):
+    g = apply_compression(llama_like(phase=Phase.DECODE, context=64, **KW), CFG)
+    res = simulate_graph(SPEC, g)
+    path = write_trace(tmp_path / "t.json", [("decode", res)], SPEC)
+    d = json.loads(path.read_text())
+    names = {e["args"]["name"] for e in d["traceEvents"] if e.get("name") == "thread_name"}
+    for c in range(SPEC.cores):
+        assert {f"core{c}/MV", f"core{c}/MISC", f"core{c}/SYS"} <= names
+        assert any(n.startswith(f"core{c}/LD port") for n in names)
+    spans = [e for e in d["traceEvents"] if e["ph"] == "X"]
+    assert len(spans) == res.program.total + 1 and d["otherData"]["dropped_events"] == 0
+    end_us = max(e["ts"] + e["dur"] for e in spans)
+    assert end_us == pytest.approx(res.seconds * 1e6)
