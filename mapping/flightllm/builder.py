@@ -45,6 +45,10 @@ class _Core:
 
 
 _NAMES = INSTR.names
+_IX = {n: i for i, n in enumerate(_NAMES)}
+_TEMPLATE = [0] * len(_NAMES)
+_TEMPLATE[_IX["node"]], _TEMPLATE[_IX["n"]] = -1, 16
+_W, _R = _IX["wait"], _IX["release"]
 
 
 class Builder:
@@ -64,9 +68,11 @@ class Builder:
     def emit(self, core: int, queue: Queue, *, after: tuple[int | None, ...] = (),
              **fields: int) -> int:
         c = self._cores[core]
-        row = {n: 0 for n in _NAMES}
-        row.update({"queue": int(queue), "node": -1, "n": 16, **fields})
-        c.rows.append([row[n] for n in _NAMES])
+        row = _TEMPLATE.copy()
+        row[0] = int(queue)
+        for k, v in fields.items():
+            row[_IX[k]] = v
+        c.rows.append(row)
         c.qidx.append(c.qlen[queue])
         c.qlen[queue] += 1
         i = len(c.rows) - 1
@@ -81,7 +87,7 @@ class Builder:
         src, dst = k.rows[p][0], k.rows[c][0]
         if src == dst:
             return  # in-order queue
-        w, r = _NAMES.index("wait"), _NAMES.index("release")
+        w, r = _W, _R
         last = k.last.get((src, dst))
         if last is not None and k.qidx[p] <= k.qidx[last[0]]:
             return  # an older producer: implied by the token already matched

@@ -55,10 +55,19 @@ def fill_cycles(program: Program, spec: FlightLLMSpec) -> Program:
     """Set ``cycles`` of every instruction (memoised over identical instruction fields)."""
     key = ["queue", "op", "cross", "nbytes", "rows", "cols", "k", "n"]
     for arr in program.cores:
-        sub = arr[key]
-        uniq, inv = np.unique(sub, return_inverse=True)
-        cyc = np.array([_cycles(spec, u) for u in uniq], dtype=np.int64)
-        arr["cycles"] = cyc[inv.reshape(-1)]
+        if not len(arr):
+            continue
+        cols = np.stack([arr[f].astype(np.int64) for f in key])
+        order = np.lexsort(cols)               # groups of identical fields, without sorting
+        srt = cols[:, order]                   # a structured array (slow)
+        new = np.ones(len(arr), bool)
+        new[1:] = np.any(srt[:, 1:] != srt[:, :-1], axis=0)
+        group = np.cumsum(new) - 1
+        firsts = order[new]
+        cyc = np.array([_cycles(spec, arr[i]) for i in firsts], dtype=np.int64)
+        out = np.empty(len(arr), np.int64)
+        out[order] = cyc[group]
+        arr["cycles"] = out
     return program
 
 
