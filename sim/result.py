@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from models.workload import Workload
     from sim.spec import HardwareSpec
 
-__all__ = ["SimResult", "memory_fit"]
+__all__ = ["SimResult", "memory_fit", "result_from_times"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,30 @@ def memory_fit(spec: HardwareSpec, w: Workload) -> tuple[float, bool, tuple[str,
     return memory, False, (f"weights + KV cache need {memory / 1e9:.2f} GB but {spec.name} has "
                            f"{spec.mem_capacity_bytes / 1e9:.2f} GB; compress (weight bits, "
                            "sparsity)",)
+
+
+def result_from_times(spec: HardwareSpec, w: Workload, fidelity: str, prefill_s: float,
+                      decode_s: float, *, energy_j: float | None = None,
+                      decode_energy_j: float | None = None, notes: tuple[str, ...] = (),
+                      **fields: Any) -> SimResult:
+    """A SimResult with every derived field computed one way for all simulators.
+
+    Energy defaults to the device's power x time (board power or TDP); a simulator with its
+    own energy model passes ``energy_j`` (and ``decode_energy_j``, else the decode share of
+    ``energy_j`` by time). ``tokens_per_j`` counts decode energy only.
+    """
+    tokens = w.batch * w.decode_tokens
+    if energy_j is None and spec.power_w:
+        energy_j = spec.power_w * (prefill_s + decode_s)
+        decode_energy_j = spec.power_w * decode_s
+    if decode_energy_j is None and energy_j and prefill_s + decode_s > 0:
+        decode_energy_j = energy_j * decode_s / (prefill_s + decode_s)
+    memory, fits, full = memory_fit(spec, w)
+    return SimResult(
+        hw=spec.name, model=w.model, prefill=w.prefill_tokens, decode=w.decode_tokens,
+        batch=w.batch, fidelity=fidelity, prefill_ms=prefill_s * 1e3,
+        decode_ms_per_token=decode_s * 1e3 / w.decode_tokens if w.decode_tokens else 0.0,
+        decode_tokens_per_s=tokens / decode_s if decode_s else 0.0,
+        total_ms=(prefill_s + decode_s) * 1e3, energy_j=energy_j,
+        tokens_per_j=tokens / decode_energy_j if decode_energy_j else None,
+        fits_memory=fits, memory_bytes=memory, notes=(*notes, *full), **fields)

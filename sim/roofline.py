@@ -15,7 +15,7 @@ import numpy as np
 
 from models.graph import Graph, OpKind
 from models.workload import Workload
-from sim.result import SimResult, memory_fit
+from sim.result import SimResult, result_from_times
 from sim.spec import HardwareSpec
 
 __all__ = ["OpBound", "graph_bound_s", "op_bounds", "simulate"]
@@ -103,17 +103,6 @@ def simulate(spec: HardwareSpec, w: Workload) -> SimResult:
         counts["decode_flops"] = (t_first.flops + t_last.flops) / 2 * w.decode_tokens
         counts["decode_bytes"] = (t_first.compulsory_bytes + t_last.compulsory_bytes) / 2 \
             * w.decode_tokens
-    power = spec.power_w
-    tokens = w.batch * w.decode_tokens
-    energy = power * (prefill_s + decode_s) if power else None
-    memory, fits, notes = memory_fit(spec, w)
-    return SimResult(
-        hw=spec.name, model=w.model, prefill=w.prefill_tokens, decode=w.decode_tokens,
-        batch=w.batch, fidelity="roofline", prefill_ms=prefill_s * 1e3,
-        decode_ms_per_token=decode_s * 1e3 / w.decode_tokens if w.decode_tokens else 0.0,
-        decode_tokens_per_s=tokens / decode_s if decode_s else 0.0,
-        total_ms=(prefill_s + decode_s) * 1e3, energy_j=energy,
-        tokens_per_j=tokens / (power * decode_s) if power and decode_s else None,
-        fits_memory=fits, memory_bytes=memory, breakdown_ms=breakdown, counts=counts,
-        extra={"power_source": "board/TDP power x time" if power else "not published"},
-        notes=tuple(notes))
+    power_note = "board/TDP power x time" if spec.power_w else "not published"
+    return result_from_times(spec, w, "roofline", prefill_s, decode_s, breakdown_ms=breakdown,
+                             counts=counts, extra={"power_source": power_note})

@@ -18,7 +18,7 @@ from sim.hades.engine import SpecRun, run_speculative
 from sim.hades.spec import HadesSpec
 from sim.hades.units import pass_cost, pass_times, sampling_cycles
 from sim.perfetto import TraceWriter
-from sim.result import SimResult, memory_fit
+from sim.result import SimResult, result_from_times
 from sim.roofline import graph_bound_s
 from sim.roofline import simulate as roofline_simulate
 from sim.spec import HardwareSpec
@@ -68,19 +68,8 @@ def plain_decode(spec: HadesSpec, w: Workload, counts: dict[str, float]) -> tupl
 def _result(spec: HardwareSpec, w: Workload, fidelity: str, prefill_s: float, decode_s: float,
             energy: float | None, extra: dict[str, Any], counts: dict[str, float],
             breakdown: dict[str, dict[str, float]], notes: tuple[str, ...] = ()) -> SimResult:
-    tokens = w.batch * w.decode_tokens
-    decode_energy = energy * decode_s / (prefill_s + decode_s) if energy else None
-    memory, fits, full = memory_fit(spec, w)
-    notes = (*notes, *full)
-    return SimResult(
-        hw=spec.name, model=w.model, prefill=w.prefill_tokens, decode=w.decode_tokens,
-        batch=w.batch, fidelity=fidelity, prefill_ms=prefill_s * 1e3,
-        decode_ms_per_token=decode_s * 1e3 / w.decode_tokens if w.decode_tokens else 0.0,
-        decode_tokens_per_s=tokens / decode_s if decode_s else 0.0,
-        total_ms=(prefill_s + decode_s) * 1e3, energy_j=energy,
-        tokens_per_j=tokens / decode_energy if decode_energy else None, fits_memory=fits,
-        memory_bytes=memory, breakdown_ms=breakdown, counts=counts, extra=extra,
-        notes=notes)
+    return result_from_times(spec, w, fidelity, prefill_s, decode_s, energy_j=energy,
+                             notes=notes, breakdown_ms=breakdown, counts=counts, extra=extra)
 
 
 def _spec_extra(run: SpecRun, w: SpeculativeWorkload, baseline_tps: float) -> dict[str, Any]:
