@@ -35,6 +35,10 @@ def load(db: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         for k, v in json.loads(r.pop("overrides") or "{}").items():
             r.setdefault(k, v)
     df = pd.DataFrame(rows)
+    if "alpha" in df and df.alpha.notna().any():   # i.i.d. acceptance as a number
+        num = pd.to_numeric(df.alpha, errors="coerce")
+        if num.notna().sum() == df.alpha.notna().sum():
+            df["alpha"] = num
     if len(df):
         df["tokens_per_s"] = df["decode_tokens_per_s"]
         df["tokens_per_s_per_usd"] = df["decode_tokens_per_s"] / df["price_usd"]

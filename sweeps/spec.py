@@ -6,7 +6,11 @@ A sweep file has four tables (every key optional except ``hardware.preset``)::
                    constraints = ["expr", ...], cache (per-program result cache, default true)
     [hardware]     preset = "flightllm-u280" (or a list), then any numeric spec field
     [workload]     model, prefill, decode, batch, dtype
-    [compression]  weight_bits, kv_bits ("none" or absent: the model dtype)
+    [compression]  weight_bits, kv_bits ("none" or absent: the model dtype), sparsity (a
+                   FlightLLM compression TOML, configs/sparsity/), keep (kept fraction of its
+                   [[linear]] rules)
+    [speculation]  gamma, alpha ("0.8" or "0.9,0.8,0.7"), tree ("chain", a .toml file or
+                   inline parents), draft (zoo model): any of them turns speculation on
     [[points]]     sampling = "list": one table per point (keys as above; preset or hw)
 
 Any value may be a scalar (fixed), a list (an axis over those values) or a range table
@@ -34,12 +38,20 @@ SAMPLINGS = ("grid", "random", "lhs", "list")
 # Point inputs other than hardware fields, with their defaults.
 INPUTS: dict[str, Any] = {"hw": None, "model": "llama2-7b", "prefill": 128, "decode": 512,
                           "batch": 1, "dtype": "float16", "weight_bits": None, "kv_bits": None,
-                          "fidelity": "roofline"}
+                          "fidelity": "roofline", "gamma": None, "alpha": None, "tree": None,
+                          "draft": None, "sparsity": None, "keep": None}
+# Inputs added after the first release: left out of the content hash while unset, so points
+# of older sweeps keep their hashes (and --resume keeps working).
+_LATER = ("gamma", "alpha", "tree", "draft", "sparsity", "keep", "tree_parents",
+          "sparsity_digest")
 _SECTIONS = {
     "sweep": ("name", "out", "sampling", "samples", "seed", "fidelity", "constraints", "cache"),
     "workload": ("model", "prefill", "decode", "batch", "dtype"),
-    "compression": ("weight_bits", "kv_bits"),
+    "compression": ("weight_bits", "kv_bits", "sparsity", "keep"),
+    "speculation": ("gamma", "alpha", "tree", "draft"),
 }
+SPECULATION = _SECTIONS["speculation"]
+_FLOAT_INPUTS = ("alpha", "keep")   # may be ranges
 _INT_INPUTS = ("prefill", "decode", "batch")
 _BITS = ("weight_bits", "kv_bits")
 _DERIVED = ("kind", "peak_ops_per_s", "mem_bytes_per_s", "mem_capacity_bytes", "power_w")
@@ -58,13 +70,29 @@ class Point:
     weight_bits: int | None
     kv_bits: int | None
     fidelity: str
-    overrides: tuple[tuple[str, float | int], ...] = ()   # spec field -> value, sorted
+    overrides: tuple[tuple[str, float | int | str], ...] = ()   # spec field -> value, sorted
     model_digest: str = ""                                # content hash of a workload file
     derived: tuple[tuple[str, str], ...] = ()             # spec field -> expression of fields
+    gamma: int | None = None          # draft tokens per round (chain)
+    alpha: str | None = None          # acceptance: "0.8" (i.i.d.) or "0.9,0.8" (per position)
+    tree: str | None = None           # token tree as given (file or parents); None: chain
+    draft: str | None = None          # draft model (default llama-68m when speculating)
+    sparsity: str | None = None       # FlightLLM compression config file
+    keep: float | None = None         # kept fraction of the config's [[linear]] rules
+    tree_parents: tuple[int, ...] | None = None   # the tree's content
+    sparsity_digest: str = ""                     # content hash of the sparsity file
+
+    @property
+    def speculative(self) -> bool:
+        return any(getattr(self, k) is not None for k in SPECULATION)
 
     @property
     def key(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        d = dataclasses.asdict(self)
+        for k in _LATER:
+            if d[k] in (None, ""):
+                del d[k]
+        blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def inputs(self) -> dict[str, Any]:
@@ -116,18 +144,60 @@ class SweepSpec:
         overrides = tuple(sorted((k, self.field_types[k](x)) for k, x in v.items()
                                  if k not in INPUTS))
         model = str(v["model"])
+        tree = v["tree"]
+        parents = _tree_parents("speculation.tree", tree) if tree is not None else None
+        alpha = _alpha_text("speculation.alpha", v["alpha"]) if v["alpha"] is not None else None
+        sparsity = v["sparsity"]
+        keep = None if v["keep"] is None or sparsity is None else round(float(v["keep"]), 6)
         return Point(hw=str(v["hw"]), model=model, prefill=int(v["prefill"]),
                      decode=int(v["decode"]), batch=int(v["batch"]), dtype=str(v["dtype"]),
                      weight_bits=v["weight_bits"], kv_bits=v["kv_bits"],
                      fidelity=str(v["fidelity"]), overrides=overrides,
-                     model_digest=_file_digest(model), derived=self.derived)
+                     model_digest=_file_digest(model), derived=self.derived,
+                     gamma=None if parents or v["gamma"] is None else int(v["gamma"]),
+                     alpha=alpha, tree=tree, draft=v["draft"], sparsity=sparsity, keep=keep,
+                     tree_parents=parents,
+                     sparsity_digest=_file_digest(sparsity, ".toml") if sparsity else "")
 
 
-def _file_digest(model: str) -> str:
-    p = Path(model)
-    if model.endswith(".json") and p.is_file():
+def _file_digest(path: str, suffix: str = ".json") -> str:
+    p = Path(path)
+    if path.endswith(suffix) and p.is_file():
         return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
     return ""
+
+
+def _alpha_text(loc: str, v: Any, where: str = "") -> str:
+    """Canonical acceptance text: ``0.8`` -> "0.8", ``"0.9, 0.8"`` -> "0.9,0.8"."""
+    try:
+        vals = [float(x) for x in (v.split(",") if isinstance(v, str) else [v])]
+    except (TypeError, ValueError):
+        vals = []
+    if isinstance(v, bool) or not vals or not all(0 <= x <= 1 for x in vals):
+        raise UserError(f"{where}{loc} = {v!r}: expected an acceptance probability in [0, 1] "
+                        "such as 0.8, or per-position values such as \"0.9,0.8,0.7\"")
+    return ",".join(f"{x:.6g}" for x in vals)
+
+
+def _tree_parents(loc: str, text: str, where: str = "") -> tuple[int, ...]:
+    """A token tree: a ``.toml`` file with ``parents = [...]`` or inline "-1,0,0,1"."""
+    if text.endswith(".toml"):
+        try:
+            data = tomllib.loads(Path(text).read_text())
+        except FileNotFoundError:
+            raise UserError(f"{where}{loc}: tree file {text!r} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{where}{loc}: tree file {text!r}: malformed TOML: {e}") from None
+        parents = data.get("parents")
+        if not isinstance(parents, list) or not all(isinstance(p, int) for p in parents):
+            raise UserError(f"{where}{loc}: tree file {text!r} needs 'parents = [ints]'")
+        return tuple(parents)
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise UserError(f"{where}{loc} = {text!r}: expected \"chain\", a .toml tree file "
+                        "(configs/trees/) or comma-separated parent indices such as -1,0,0,1"
+                        ) from None
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
@@ -144,14 +214,12 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{where}: malformed TOML: {e}") from None
-    allowed = ("sweep", "hardware", "workload", "compression", "points")
+    allowed = ("sweep", "hardware", "workload", "compression", "speculation", "points")
     for key in data:
-        if key == "speculation":
-            raise UserError(f"{where}: [speculation] (gamma, alpha, tree, draft) needs the HADES "
-                            "simulator, which is not registered yet; remove the table for now")
         if key not in allowed:
             raise UserError(f"{where}: unknown table [{key}]; allowed: {', '.join(allowed)}")
-    sec = {s: data.get(s, {}) for s in ("sweep", "workload", "compression", "hardware")}
+    sec = {s: data.get(s, {}) for s in ("sweep", "workload", "compression", "speculation",
+                                         "hardware")}
     for s, keys in _SECTIONS.items():
         if not isinstance(sec[s], dict):
             raise UserError(f"{where}: [{s}] must be a table")
@@ -180,6 +248,7 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
     raw: dict[str, Any] = {"hw": presets, "fidelity": sw.get("fidelity", INPUTS["fidelity"])}
     raw.update(sec["workload"])
     raw.update(sec["compression"])
+    raw.update(sec["speculation"])
     raw.update(hw)
 
     fixed: dict[str, Any] = dict(INPUTS)
@@ -247,7 +316,8 @@ def _loc(key: str) -> str:
 
 
 def _field_types(where: str, presets: list[Any]) -> dict[str, type]:
-    """Numeric spec fields common to every preset of the sweep, with their Python types."""
+    """Spec fields common to every preset of the sweep, with their Python types (numeric
+    fields with a range, and string knobs such as ``draft_engine``)."""
     from sim.spec import load_preset
 
     common: dict[str, type] | None = None
@@ -257,6 +327,8 @@ def _field_types(where: str, presets: list[Any]) -> dict[str, type]:
         spec = load_preset(name)
         types = {f.name: (int if f.type in ("int", int) else float)
                  for f in dataclasses.fields(spec) if "range" in f.metadata}
+        types.update({f.name: str for f in dataclasses.fields(spec)   # e.g. draft_engine
+                      if f.type in ("str", str) and f.name not in ("name", "description")})
         common = types if common is None else {k: v for k, v in common.items() if k in types}
     return common or {}
 
@@ -274,12 +346,12 @@ def _axis(where: str, loc: str, key: str, value: Any, types: dict[str, type],
                         "min, max, steps, scale, integer (or values)")
     if "values" in value:
         return _axis(where, loc, key, list(value["values"]), types, sampling)
-    if key not in types and key not in _INT_INPUTS:
+    if types.get(key) not in (int, float) and key not in (*_INT_INPUTS, "gamma",
+                                                          *_FLOAT_INPUTS):
         raise UserError(f"{where}: {loc}: a range needs a numeric input; give a list instead")
     if "min" not in value or "max" not in value:
         raise UserError(f"{where}: {loc}: a range needs min and max")
-    lo = float(_value(where, loc, key, value["min"], types))
-    hi = float(_value(where, loc, key, value["max"], types))
+    lo, hi = (float(_value(where, loc, key, value[m], types)) for m in ("min", "max"))
     if lo > hi:
         raise UserError(f"{where}: {loc}: min {lo:g} > max {hi:g}")
     scale = value.get("scale", "linear")
@@ -290,16 +362,56 @@ def _axis(where: str, loc: str, key: str, value: Any, types: dict[str, type],
     steps = value.get("steps")
     if steps is not None and (not isinstance(steps, int) or steps < 1):
         raise UserError(f"{where}: {loc}.steps must be a whole number >= 1 (got {steps!r})")
-    integer = bool(value.get("integer", types.get(key) is int or key in _INT_INPUTS))
+    integer = bool(value.get("integer", types.get(key) is int or key in (*_INT_INPUTS,
+                                                                         "gamma")))
     return Axis(key, lo=lo, hi=hi, steps=steps, log=scale == "log", integer=integer)
 
 
 def _value(where: str, loc: str, key: str, v: Any, types: dict[str, type]) -> Any:
     """One value of input ``key``, checked and in canonical form (SI numbers for fields)."""
-    if key in ("hw", "model", "dtype", "fidelity"):
+    if key in ("hw", "model", "dtype", "fidelity", "draft") or types.get(key) is str:
         if not isinstance(v, str):
             raise UserError(f"{where}: {loc} = {v!r}: expected a string")
         return v
+    if key == "gamma":
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise UserError(f"{where}: {loc} = {v!r}: expected a whole number >= 1 "
+                            "(draft tokens per round)")
+        return v
+    if key == "alpha":
+        text = _alpha_text(loc, v, f"{where}: ")
+        return float(text) if "," not in text and not isinstance(v, str) else text
+    if key == "tree":
+        if not isinstance(v, str):
+            raise UserError(f"{where}: {loc} = {v!r}: expected \"chain\", a .toml tree file "
+                            "or comma-separated parent indices")
+        if v == "chain":
+            return None
+        _tree_parents(loc, v, f"{where}: ")
+        return v
+    if key == "sparsity":
+        if v == "none":
+            return None
+        if not isinstance(v, str):
+            raise UserError(f"{where}: {loc} = {v!r}: expected a FlightLLM compression file "
+                            "(configs/sparsity/*.toml) or \"none\"")
+        from mapping.flightllm.compression import load_config
+
+        try:
+            load_config(v)
+        except UserError as e:
+            raise UserError(f"{where}: {loc}: {e}") from None
+        return v
+    if key == "keep":
+        from mapping.flightllm.compression import BLOCK_M, SUPPORTED_N
+
+        lo = min(SUPPORTED_N) / BLOCK_M
+        if v == "none":
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= 1:
+            raise UserError(f"{where}: {loc} = {v!r}: expected a kept fraction in [{lo:g}, 1] "
+                            "(the sparsest CSD-Chain pattern is 2:16) or \"none\"")
+        return float(v)
     if key in _INT_INPUTS:
         if not isinstance(v, int) or isinstance(v, bool) or v < (0 if key != "batch" else 1):
             raise UserError(f"{where}: {loc} = {v!r}: expected a whole number >= "

@@ -21,11 +21,14 @@ __all__ = ["FINISHED", "Store"]
 FINISHED = ("ok", "failed", "filtered")
 _INPUT_COLS = {"hw": "TEXT", "model": "TEXT", "prefill": "INTEGER", "decode": "INTEGER",
                "batch": "INTEGER", "dtype": "TEXT", "weight_bits": "INTEGER",
-               "kv_bits": "INTEGER", "fidelity": "TEXT"}
+               "kv_bits": "INTEGER", "fidelity": "TEXT", "gamma": "INTEGER", "alpha": "TEXT",
+               "tree": "TEXT", "draft": "TEXT", "sparsity": "TEXT", "keep": "REAL"}
 _OUTPUT_COLS = {"kind": "TEXT", "prefill_ms": "REAL", "decode_ms_per_token": "REAL",
                 "decode_tokens_per_s": "REAL", "total_ms": "REAL", "energy_j": "REAL",
                 "tokens_per_j": "REAL", "fits_memory": "INTEGER", "memory_bytes": "REAL",
                 "peak_ops_per_s": "REAL", "mem_bytes_per_s": "REAL", "price_usd": "REAL",
+                "mean_accepted": "REAL", "tokens_per_pass": "REAL", "speedup": "REAL",
+                "baseline_tokens_per_s": "REAL", "draft_target_cost_ratio": "REAL",
                 "result": "TEXT", "wall_s": "REAL", "cached": "INTEGER",
                 "code_version": "TEXT", "finished_at": "REAL"}
 assert set(_INPUT_COLS) == set(INPUTS)
@@ -57,7 +60,15 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: process crashes are safe
             self.db.executescript(_SCHEMA)
+            self._add_missing_columns()
         self.db.row_factory = sqlite3.Row
+
+    def _add_missing_columns(self) -> None:
+        """A DB written by an older llmcosim gets the columns added since (NULL there)."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(points)")}
+        for k, t in {**_INPUT_COLS, **_OUTPUT_COLS}.items():
+            if k not in have:
+                self.db.execute(f"ALTER TABLE points ADD COLUMN {k} {t}")
 
     def close(self) -> None:
         self.db.close()

@@ -25,12 +25,15 @@ from typing import Any
 
 from sweeps.spec import Point
 
-__all__ = ["METRICS", "code_version", "env_of", "evaluate", "evaluate_chunk", "resolve_spec",
-           "result_cache_dir"]
+__all__ = ["EXTRA_METRICS", "METRICS", "code_version", "env_of", "evaluate", "evaluate_chunk",
+           "resolve_spec", "result_cache_dir"]
 
 # SimResult fields stored as columns (the rest goes to the JSON `result` column).
 METRICS = ("prefill_ms", "decode_ms_per_token", "decode_tokens_per_s", "total_ms", "energy_j",
            "tokens_per_j", "fits_memory", "memory_bytes")
+# SimResult.extra entries stored as columns (speculation; NULL for other points).
+EXTRA_METRICS = ("mean_accepted", "tokens_per_pass", "speedup", "baseline_tokens_per_s",
+                 "draft_target_cost_ratio")
 _WORKLOADS: OrderedDict[tuple, Any] = OrderedDict()   # per process; small LRU
 _MAX_WORKLOADS = 16
 
@@ -84,7 +87,8 @@ def resolve_spec(point: Point) -> Any:
         spec = dataclasses.replace(spec, **{
             k: types[k](parse_expr(text, f"hardware.derived.{k}").evaluate(env))
             for k, text in point.derived})
-    where = ", ".join(f"{k}={v:g}" for k, v in point.overrides)
+    where = ", ".join(f"{k}={v:g}" if not isinstance(v, str) else f"{k}={v}"
+                      for k, v in point.overrides)
     return validate(spec, f"{point.hw} with {where}" if where else point.hw)
 
 
@@ -100,45 +104,155 @@ def env_of(point: Point, spec: Any) -> dict[str, Any]:
     return env
 
 
-def _workload(point: Point) -> Any:
-    base_key = (point.model, point.model_digest, point.prefill, point.decode, point.batch,
-                point.dtype)
-    key = (*base_key, point.weight_bits, point.kv_bits)
+def _remember(key: tuple, make: Any) -> Any:
+    """The per-process LRU of workloads: ``make()`` on a miss."""
     if key in _WORKLOADS:
         _WORKLOADS.move_to_end(key)
         return _WORKLOADS[key]
-    base = _WORKLOADS.get((*base_key, None, None))
-    if base is None:
-        base = _load(point)
-    w = base
-    if point.weight_bits is not None or point.kv_bits is not None:
-        from mapping.compression import quantize
-
-        w = base.map(lambda g: quantize(g, weight_bits=point.weight_bits, kv_bits=point.kv_bits))
-    for k, v in (((*base_key, None, None), base), (key, w)):
-        _WORKLOADS[k] = v
-        _WORKLOADS.move_to_end(k)
+    w = _WORKLOADS[key] = make()
     while len(_WORKLOADS) > _MAX_WORKLOADS:
         _WORKLOADS.popitem(last=False)
     return w
 
 
+def _flightllm_cycle(point: Point, spec: Any) -> bool:
+    return spec.kind == "flightllm" and point.fidelity == "cycle"
+
+
+def _workload(point: Point, spec: Any) -> Any:
+    """The point's workload: traced once per process, then compressed / given its schedule.
+
+    Graph passes: weight/KV quantisation, or the FlightLLM compression config of
+    ``sparsity`` (which sets the bits itself); FlightLLM's cycle simulator applies its
+    config itself, so there the graphs stay raw (see :func:`_simulate`).
+    """
+    base_key = (point.model, point.model_digest, point.prefill, point.decode, point.batch,
+                point.dtype)
+    if point.speculative:
+        base_key += ("speculative", point.draft, point.gamma, point.tree_parents)
+    sparse = point.sparsity is not None and not _flightllm_cycle(point, spec)
+    key = (*base_key, point.weight_bits, point.kv_bits,
+           (point.sparsity, point.sparsity_digest, point.keep) if sparse else None)
+    base = _remember((*base_key, None, None, None), lambda: _load(point))
+
+    def compressed() -> Any:
+        if sparse:
+            from mapping.flightllm.compression import apply_compression
+
+            cfg = _sparsity_config(point)
+            return base.map(lambda g: apply_compression(g, cfg))
+        if point.weight_bits is None and point.kv_bits is None:
+            return base
+        from mapping.compression import quantize
+
+        return base.map(lambda g: quantize(g, weight_bits=point.weight_bits,
+                                           kv_bits=point.kv_bits))
+
+    w = _remember(key, compressed)
+    if point.speculative:   # the graphs do not depend on the acceptance: set it per point
+        w = dataclasses.replace(w, config=_spec_config(point))
+    return w
+
+
+def _spec_config(point: Point) -> Any:
+    from mapping.acceptance import IIDAcceptance, PositionalAcceptance
+    from mapping.speculation import SpecConfig
+
+    alphas = tuple(float(a) for a in (point.alpha or "0.8").split(","))
+    acc = IIDAcceptance(alphas[0]) if len(alphas) == 1 else PositionalAcceptance(alphas)
+    gamma = point.gamma or getattr(acc, "gamma", 4)   # as `llmcosim simulate --alpha a,b,c`
+    return SpecConfig(gamma=gamma, tree=point.tree_parents, acceptance=acc)
+
+
+def _sparsity_config(point: Point) -> Any:
+    return _compression_config(point.sparsity, point.sparsity_digest, point.keep,
+                               point.weight_bits, point.kv_bits)
+
+
+@lru_cache(maxsize=32)
+def _compression_config(path: str | None, digest: str, keep: float | None,
+                        weight_bits: int | None, kv_bits: int | None) -> Any:
+    """The FlightLLM compression config of ``point.sparsity``, with its overrides.
+
+    ``keep`` replaces the kept fraction (or N:16 pattern) of every [[linear]] rule;
+    ``weight_bits`` the config's weight bits; ``kv_bits`` must be the config's.
+    """
+    from mapping.flightllm.compression import WEIGHT_BITS, load_config
+    from models.errors import UserError
+
+    assert path is not None
+    cfg = load_config(path)
+    if keep is not None:
+        if not cfg.rules:
+            raise UserError(f"compression.keep = {keep:g}: {path} has no [[linear]] rules "
+                            "whose kept fraction it could set")
+        cfg = dataclasses.replace(cfg, rules=tuple(
+            dataclasses.replace(r, keep=keep, pattern=None) for r in cfg.rules))
+    if weight_bits is not None:
+        if weight_bits not in WEIGHT_BITS:
+            raise UserError(f"compression.weight_bits = {weight_bits} with a FlightLLM "
+                            f"compression config; allowed: {', '.join(map(str, WEIGHT_BITS))}")
+        cfg = dataclasses.replace(cfg, weight_bits=weight_bits)
+    if kv_bits is not None and kv_bits != cfg.kv_bits:
+        raise UserError(f"compression.kv_bits = {kv_bits}: {path} stores the KV cache in "
+                        f"{cfg.kv_bits} bits (FlightLLM supports only that)")
+    return cfg
+
+
+def _simulate(point: Point, spec: Any) -> Any:
+    """Run the point: ``sim.registry.run``, except the two entry points that take more than
+    (spec, workload): the speculative roofline and FlightLLM's cycle simulator with a
+    compression config other than its default."""
+    from models.errors import UserError
+    from sim.registry import run
+
+    w = _workload(point, spec)
+    if point.speculative:
+        if point.fidelity == "roofline":
+            from sim.hades.simulate import speculative_roofline
+
+            return speculative_roofline(spec, w)
+        if spec.kind != "hades":
+            raise UserError(f"speculation at fidelity {point.fidelity!r} is modelled on HADES "
+                            f"only; {point.hw} ({spec.kind}) needs fidelity = \"roofline\"")
+    elif point.sparsity is not None and _flightllm_cycle(point, spec):
+        from sim.flightllm.simulate import simulate
+
+        return simulate(spec, w, _sparsity_config(point))
+    return run(spec, w, point.fidelity)
+
+
 def _load(point: Point) -> Any:
     from models.cache import get_workload
 
+    if point.speculative:
+        from mapping.spec_workload import build_speculative_workload
+        from sim.hades.speculate import DEFAULT_DRAFT
+
+        if point.model.endswith(".workload.json"):
+            from models.errors import UserError
+
+            raise UserError(f"speculation needs a zoo model or config.json to trace the verify "
+                            f"passes; {point.model} holds prefill/decode graphs only")
+        return build_speculative_workload(_entry(point), point.draft or DEFAULT_DRAFT,
+                                          prefill=point.prefill, decode=point.decode,
+                                          config=_spec_config(point), batch=point.batch,
+                                          dtype=point.dtype)
     if point.model.endswith(".workload.json"):
         from sweeps.workloads import load_workload_file
 
         return load_workload_file(point.model, prefill=point.prefill, decode=point.decode,
                                   batch=point.batch)
+    return get_workload(_entry(point), prefill=point.prefill, decode=point.decode,
+                        batch=point.batch, dtype=point.dtype)
+
+
+def _entry(point: Point) -> Any:
     if point.model.endswith(".json"):
         from models.zoo import entry_from_config_file
 
-        entry: Any = entry_from_config_file(point.model)
-    else:
-        entry = point.model
-    return get_workload(entry, prefill=point.prefill, decode=point.decode, batch=point.batch,
-                        dtype=point.dtype)
+        return entry_from_config_file(point.model)
+    return point.model
 
 
 def _program_key(point: Point, spec: Any, version: str) -> str:
@@ -146,7 +260,11 @@ def _program_key(point: Point, spec: Any, version: str) -> str:
               if f.name not in ("name", "description", "sources")}
     blob = json.dumps([version, point.fidelity, spec.kind, fields, point.model,
                        point.model_digest, point.prefill, point.decode, point.batch, point.dtype,
-                       point.weight_bits, point.kv_bits], sort_keys=True, default=str)
+                       point.weight_bits, point.kv_bits,
+                       *((k, getattr(point, k)) for k in ("gamma", "alpha", "tree_parents",
+                                                          "draft", "sparsity_digest", "keep")
+                         if getattr(point, k) not in (None, ""))],
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -186,13 +304,14 @@ def evaluate(point: Point, cache_dir: str | None = None,
         if result is not None:
             row["cached"] = 1
         else:
-            from sim.registry import run
-
-            result = run(spec, _workload(point), point.fidelity).to_dict()
+            result = _simulate(point, spec).to_dict()
             if path is not None:
                 _store(path, result)
         row.update({m: result[m] for m in METRICS})
         row["fits_memory"] = int(bool(result["fits_memory"]))
+        extra = result.get("extra") or {}
+        row.update({m: extra[m] if isinstance(extra.get(m), int | float) else None
+                    for m in EXTRA_METRICS})
         row["result"] = json.dumps({k: result[k] for k in ("counts", "breakdown_ms", "extra",
                                                            "notes")})
         row.update(status="ok", error=None)
