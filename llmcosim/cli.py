@@ -15,6 +15,7 @@ from rich.table import Table
 
 from llmcosim.fmt import eng, ms
 from models.errors import UserError
+from models.request import parse_tree
 from models.zoo import ZOO, ModelEntry, entry_from_config_file, get_model
 
 __all__ = ["build_parser", "main"]
@@ -36,26 +37,7 @@ def _positive(text: str) -> int:
 
 def _tree(text: str | None) -> tuple[int, ...] | None:
     """``--tree``: parents inline ("-1,0,0,1") or a TOML file with ``parents = [...]``."""
-    if text is None:
-        return None
-    if text.endswith(".toml"):
-        import tomllib
-
-        try:
-            data = tomllib.loads(Path(text).read_text())
-        except FileNotFoundError:
-            raise UserError(f"--tree file {text!r} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"--tree file {text!r}: malformed TOML: {e}") from None
-        parents = data.get("parents")
-        if not isinstance(parents, list) or not all(isinstance(p, int) for p in parents):
-            raise UserError(f"--tree file {text!r} needs 'parents = [ints]'")
-        return tuple(parents)
-    try:
-        return tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise UserError(f"--tree {text!r}: expected comma-separated parent indices such as "
-                        "-1,0,0,1, or a .toml file") from None
+    return None if text is None else parse_tree(text)
 
 
 # -- models ---------------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 from models.errors import UserError
 from models.graph import Phase
 from models.zoo import ModelEntry
 
-__all__ = ["DTYPES", "TraceRequest", "check_tree", "tree_depths"]
+__all__ = ["DTYPES", "TraceRequest", "check_tree", "parse_tree", "tree_depths"]
 
 DTYPES = ("float16", "bfloat16", "float32")
 
@@ -82,3 +84,24 @@ def tree_depths(parents: tuple[int, ...]) -> list[int]:
     for p in parents:
         depth.append(1 if p < 0 else depth[p] + 1)
     return depth
+
+
+def parse_tree(text: str, what: str = "--tree") -> tuple[int, ...]:
+    """Parents inline (``"-1,0,0,1"``) or a TOML file with ``parents = [...]``; ``what`` names
+    the input in errors. Structure is checked by :func:`check_tree` where the tree is used."""
+    if text.endswith(".toml"):
+        try:
+            data = tomllib.loads(Path(text).read_text())
+        except FileNotFoundError:
+            raise UserError(f"{what}: tree file {text!r} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{what}: tree file {text!r}: malformed TOML: {e}") from None
+        parents = data.get("parents")
+        if not isinstance(parents, list) or not all(isinstance(p, int) for p in parents):
+            raise UserError(f"{what}: tree file {text!r} needs 'parents = [ints]'")
+        return tuple(parents)
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise UserError(f"{what} {text!r}: expected comma-separated parent indices such as "
+                        "-1,0,0,1, or a .toml file") from None
