@@ -81,6 +81,23 @@ class Builder:
                 self.dep(core, p, i)
         return i
 
+    def like(self, core: int, i: int, **fields: int) -> int:
+        """A copy of instruction ``i`` (same queue, no tokens) with ``fields`` changed.
+
+        For the fan-out of one transfer over several channels: the copies follow ``i`` in the
+        in-order queue, so its tokens already order them (what ``dep`` would conclude too).
+        """
+        c = self._cores[core]
+        row = c.rows[i].copy()
+        row[_W] = row[_R] = 0
+        for k, v in fields.items():
+            row[_IX[k]] = v
+        c.rows.append(row)
+        q = row[0]
+        c.qidx.append(c.qlen[q])
+        c.qlen[q] += 1
+        return len(c.rows) - 1
+
     def dep(self, core: int, p: int, c: int) -> None:
         """Instruction ``c`` starts only after ``p`` finished (same core)."""
         k = self._cores[core]
@@ -98,5 +115,11 @@ class Builder:
         k.last[(src, dst)] = (p, c)
 
     def program(self, meta: dict[str, object]) -> Program:
-        arrs = [np.array([tuple(r) for r in c.rows], dtype=INSTR) for c in self._cores]
+        arrs = []
+        for c in self._cores:
+            m = np.array(c.rows, dtype=np.int64).reshape(len(c.rows), len(_NAMES))
+            arr = np.zeros(len(c.rows), dtype=INSTR)
+            for j, name in enumerate(_NAMES):
+                arr[name] = m[:, j]
+            arrs.append(arr)
         return Program(arrs, list(self.nodes), dict(meta))

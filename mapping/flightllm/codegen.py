@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
 from mapping.flightllm.builder import Arch, Builder
 from mapping.flightllm.isa import LD_TARGETS, MISC_OPS, Program, Queue
 from models.errors import UserError
@@ -36,6 +38,7 @@ class _Gen:
         self.decode = self.t == 1
         self.ready: list[int | None] = [None] * arch.cores   # last producer of the activation
         self.split = False
+        self.full_src: str | None = None  # op whose output every core holds in full
         self.tiles = [0] * arch.cores                        # weight tiles issued per core
         self.mpe_done: list[list[int]] = [[] for _ in range(arch.cores)]  # per tile
         self.consumers: dict[str, list[Node]] = defaultdict(list)
@@ -99,15 +102,31 @@ class _Gen:
 
     # -- linears -----------------------------------------------------------------------
     def k_chunk(self, node: Node, cols: int, n: int, k: int) -> int:
+        """Largest K chunk (multiple of 16) whose tile fits half of each buffer it uses.
+
+        Weights go to the A (decode) or B (prefill) buffer, the 4-bit sparse indices to the
+        meta buffer and the FSB bytes to the FSB buffer (artifact: separate buffers, each
+        double buffered); a sparse tile is bounded by the smallest of the three.
+        """
         bits = node.attr.get("weight_bits", 8)
         buf = (self.a.a_buffer_bytes if self.decode else self.a.b_buffer_bytes) // 2
-        per_k = cols * (bits * n / 16 + (4 * n / 16 if n < 16 else 0)) / 8
-        kc = int(buf // per_k) // 16 * 16
+        kc = int(buf // (cols * bits * n / 16 / 8)) // 16 * 16
+        limit = f"half the weight buffer ({buf} bytes)"
+        if node.attr.get("fsb_bytes", 0) > 0:
+            if n < 16:
+                meta = self.a.meta_buffer_bytes // 2
+                km = int(meta // (cols * n / 16 * 4 / 8)) // 16 * 16
+                if km < kc:
+                    kc, limit = km, f"half the meta buffer ({meta} bytes)"
+            fsb = self.a.fsb_buffer_bytes // 2
+            kf = int(fsb // (-(-cols // 16) / 16)) // 16 * 16
+            if kf < kc:
+                kc, limit = kf, f"half the FSB buffer ({fsb} bytes)"
         if not self.decode:
             kc = min(kc, (self.a.a_buffer_bytes // 2) // self.a.mm_tile_rows // 16 * 16)
         if kc < 16:
             raise UserError(f"layer {node.module}: a tile of {cols} columns x 16 does not fit "
-                            f"half the weight buffer ({buf} bytes)")
+                            f"{limit}")
         return min(kc, -(-k // 16) * 16)
 
     def weight_tile(self, core: int, node: Node, cols: int, kc: int, n: int, sparse: bool,
@@ -120,11 +139,12 @@ class _Gen:
             slot = self.mpe_done[core][self.tiles[core] - 2]
         chans = self.a.weight_channels if self.decode else 1
         target = LD_TARGETS["A" if self.decode else "B"]
-        last = None
-        for j in range(chans):
-            last = self.b.emit(core, Queue.LD, after=(slot, after), nbytes=-(-wbytes // chans),
-                               channel=self.ch(core, j if self.decode else chans), op=target,
-                               node=nid)
+        first = last = self.b.emit(core, Queue.LD, after=(slot, after),
+                                   nbytes=-(-wbytes // chans),
+                                   channel=self.ch(core, 0 if self.decode else chans), op=target,
+                                   node=nid)
+        for j in range(1, chans):  # the other channels' parts: ordered by the first's tokens
+            last = self.b.like(core, first, channel=self.ch(core, j))
         if sparse:
             aux = self.ch(core, self.a.weight_channels)
             if n < 16:
@@ -136,19 +156,42 @@ class _Gen:
         return last
 
     def segments(self, node: Node, lo: int, hi: int) -> list[tuple[int, int]]:
-        """(N, columns) runs of the core's columns [lo, hi) under the block-row mix."""
-        out, start = [], 0
-        for n, rows in node.attr.get("nm_rows", ((16, -(-node.out_shape[-1] // 16)),)):
-            a, b = max(lo, start), min(hi, start + rows * 16)
-            if b > a:
-                out.append((n, b - a))
-            start += rows * 16
+        """(N, columns) of the core's columns [lo, hi) under the block-row mix.
+
+        The mix's block-rows are spread evenly over the output rows (Bresenham), so every core
+        gets its share of each N: a contiguous mix would give one core all the dense rows and
+        make it the straggler at every barrier. Within a core, rows of one N run together (the
+        compiler orders the core's weight rows freely; outputs are written back by address).
+        """
+        mix = node.attr.get("nm_rows", ((16, -(-node.out_shape[-1] // 16)),))
+        if len(mix) == 1:
+            return [(mix[0][0], hi - lo)] if hi > lo else []
+        total = sum(r for _, r in mix)
+        i = np.arange(total)
+        (n0, r0), rest = mix[0], mix[1:]
+        first = (i + 1) * r0 // total - i * r0 // total == 1
+        ns = np.empty(total, np.int64)
+        ns[first] = n0
+        ns[~first] = np.repeat([n for n, _ in rest], [r for _, r in rest])
+        b0, b1 = lo // 16, -(-hi // 16)
+        out = []
+        for n, _ in mix:
+            cnt = int((ns[b0:b1] == n).sum())
+            if cnt:
+                out.append((n, cnt * 16))
+        extra = sum(c for _, c in out) - (hi - lo)   # a partial last block-row
+        if extra and out:
+            out[-1] = (out[-1][0], out[-1][1] - extra)
         return out
 
     def linear(self, node: Node) -> None:
         k, n_out = node.in_shapes[0][-1], node.out_shape[-1]
-        if self.split:
+        src = node.inputs[0] if node.inputs else None
+        # k/v_proj (and up_proj) read the same full vector as q_proj (gate_proj): it is still
+        # in every core's buffer, so no gather (a barrier per sibling would be a model error)
+        if self.split and src != self.full_src:
             self.gather(self.t * k)
+            self.full_src = src
         epi = self.epilogue(node)
         sparse = node.attr.get("fsb_bytes", 0) > 0
         nid = self.b.node(node.name)
@@ -262,6 +305,7 @@ class _Gen:
         for c in range(self.a.cores):
             self.ready[c] = self.misc(c, "rmsnorm", self.t, size, (self.ready[c],),
                                       self.b.node(node.name))
+        self.full_src = node.name
 
     def embedding(self, node: Node) -> None:
         for c in range(self.a.cores):
