@@ -3,7 +3,8 @@
 Plots: the Pareto scatter of two metrics (frontier highlighted), decode throughput against
 each axis, and a roofline (decode arithmetic intensity vs achieved FLOP/s, with the roofs of
 up to six distinct hardware configurations). Tables: status counts, the Pareto designs, the
-best design per metric, sensitivity per axis and the distinct failure messages.
+best design per metric, sensitivity per axis and the distinct failure messages. Sweeps with
+speculation axes get a speedup-vs-draft-length plot and the top speculative designs.
 """
 
 from __future__ import annotations
@@ -65,6 +66,33 @@ def _axis_plot(ok: pd.DataFrame, axis: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _speculation_plot(ok: pd.DataFrame, path: Path) -> bool:
+    """Speedup vs gamma per (device, alpha); trees at their depth (draft steps)."""
+    if "speedup" not in ok.columns or not ok["speedup"].notna().any():
+        return False
+    sub = ok[ok["speedup"].notna()].copy()
+    depth = [len(json.loads(r)["extra"].get("tree_levels", [])) if isinstance(r, str) else 0
+             for r in sub["result"]]
+    sub["steps"] = [g if g == g and g is not None else d for g, d in zip(sub["gamma"], depth,
+                                                                         strict=True)]
+    sub["is_tree"] = sub["tree"].notna()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colours: dict[tuple[str, str], str] = {}
+    for (hw, alpha, tree), g in sub.groupby(["hw", sub["alpha"].astype(str), "is_tree"]):
+        c = colours.setdefault((hw, alpha), f"C{len(colours) % 10}")   # tree = its chain's
+        g = g.groupby("steps")["speedup"].max()
+        ax.plot(g.index, g.values, "s--" if tree else "o-", color=c,
+                label=f"{hw} α={alpha}" + (" tree" if tree else ""))
+    ax.set_xlabel("draft tokens per round (γ; tree: depth)")
+    ax.set_ylabel("speedup (best over other axes)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def _roofline_plot(ok: pd.DataFrame, path: Path) -> bool:
@@ -160,6 +188,16 @@ def write_sweep_report(db: str | Path, out: str | Path | None = None,
             _axis_plot(ok, a, out_dir / f"axis_{a}.png")
             images.append((f"decode tokens/s vs {a}", f"axis_{a}.png"))
             md.append(f"![tokens/s vs {a}](axis_{a}.png)")
+        if _speculation_plot(ok, out_dir / "speculation.png"):
+            images.append(("Speculation speedup", "speculation.png"))
+            top = ok.sort_values("speedup", ascending=False).head(10)
+            cols = [c for c in ("hw", *axes, "speedup", "mean_accepted", "tokens_per_pass",
+                                "decode_tokens_per_s") if c in ok.columns]
+            md += ["", "## Speculation", "",
+                   "Speedup over non-speculative decode on the same device, against the "
+                   "draft length (chains; one line per acceptance and device, dashed: token "
+                   "trees at their depth).", "", "![speculation](speculation.png)", "",
+                   _md_table(top[list(dict.fromkeys(cols))]), ""]
         if _roofline_plot(ok, out_dir / "roofline.png"):
             images.append(("Roofline (decode)", "roofline.png"))
             md += ["", "## Roofline (decode)", "", "![roofline](roofline.png)", ""]

@@ -122,6 +122,11 @@ def test_speculation_sweep_on_hades_and_a_gpu_stores_speculation_metrics(
     assert chain.loc[(4, 0.9), "mean_accepted"] > chain.loc[(4, 0.6), "mean_accepted"]
     assert chain.loc[(4, 0.9), "mean_accepted"] > chain.loc[(1, 0.9), "mean_accepted"]
     assert (df.decode_tokens_per_s / df.baseline_tokens_per_s - df.speedup).abs().max() < 1e-9
+    from reports.sweep import write_sweep_report
+
+    write_sweep_report(tmp_path / "h.db", tmp_path / "rep")
+    assert (tmp_path / "rep" / "speculation.png").stat().st_size > 1000
+    assert "## Speculation" in (tmp_path / "rep" / "index.md").read_text()
     g = run_sweep(parse_sweep(hades_spec("gpu-a100", "roofline", "")), db=tmp_path / "g.db",
                   workers=1, progress=False, cache=False)
     assert g.counts == {"ok": 6}
