@@ -148,10 +148,10 @@ class _Gen:
         if sparse:
             aux = self.ch(core, self.a.weight_channels)
             if n < 16:
-                last = self.b.emit(core, Queue.LD, channel=aux, op=LD_TARGETS["meta"],
-                                   nbytes=cols * kc * n // 16 * 4 // 8, node=nid)
-            last = self.b.emit(core, Queue.LD, channel=aux, op=LD_TARGETS["FSB"],
-                               nbytes=(cols // 16) * (kc // 16), node=nid)
+                last = self.b.like(core, first, channel=aux, op=LD_TARGETS["meta"],
+                                   nbytes=cols * kc * n // 16 * 4 // 8)
+            last = self.b.like(core, first, channel=aux, op=LD_TARGETS["FSB"],
+                               nbytes=(cols // 16) * (kc // 16))
         self.tiles[core] += 1
         return last
 
