@@ -22,6 +22,7 @@ import numpy as np
 
 from mapping.flightllm.builder import Arch, Builder
 from mapping.flightllm.isa import LD_TARGETS, MISC_OPS, Program, Queue
+from mapping.flightllm.replicate import Period, layer_ranges, signature, snapshot
 from models.errors import UserError
 from models.graph import Graph, Node, OpKind
 
@@ -314,30 +315,63 @@ class _Gen:
                                         op=LD_TARGETS["global"], node=self.b.node(node.name))
 
 
-def generate(g: Graph, arch: Arch) -> Program:
-    """The instruction program of one forward pass of (compressed) ``g`` on ``arch``."""
+def _step(gen: _Gen, n: Node, pending_qk: Node | None) -> Node | None:
+    """Generate op ``n``; returns the QK matmul waiting for its PV (or None)."""
+    if n.name in gen.fused:
+        return pending_qk
+    if n.kind is OpKind.EMBEDDING:
+        gen.embedding(n)
+    elif n.kind is OpKind.NORM:
+        gen.norm(n)
+    elif n.kind is OpKind.LINEAR:
+        gen.linear(n)
+        for ops in gen.unfused_ops:
+            gen.unfused(ops, n)
+        gen.unfused_ops = []
+    elif n.kind is OpKind.KV_APPEND:
+        gen.kv_store(n)
+    elif n.kind is OpKind.MATMUL and n.attr.get("role") == "qk":
+        return n
+    elif n.kind is OpKind.MATMUL and n.attr.get("role") == "pv" and pending_qk is not None:
+        gen.attention(pending_qk, n)
+        return None
+    return pending_qk
+
+
+def generate(g: Graph, arch: Arch, replicate: bool = True) -> Program:
+    """The instruction program of one forward pass of (compressed) ``g`` on ``arch``.
+
+    ``replicate``: layers identical to the previous one are copied (``replicate.py``; the
+    result is the same program, checked by tests), not generated op by op.
+    """
     gen = _Gen(g, arch)
-    pending_qk: Node | None = None
-    for n in g.nodes:
-        if n.name in gen.fused:
-            continue
-        if n.kind is OpKind.EMBEDDING:
-            gen.embedding(n)
-        elif n.kind is OpKind.NORM:
-            gen.norm(n)
-        elif n.kind is OpKind.LINEAR:
-            gen.linear(n)
-            for ops in gen.unfused_ops:
-                gen.unfused(ops, n)
-            gen.unfused_ops = []
-        elif n.kind is OpKind.KV_APPEND:
-            gen.kv_store(n)
-        elif n.kind is OpKind.MATMUL and n.attr.get("role") == "qk":
-            pending_qk = n
-        elif n.kind is OpKind.MATMUL and n.attr.get("role") == "pv" and pending_qk is not None:
-            gen.attention(pending_qk, n)
-            pending_qk = None
+    pending: Node | None = None
+    ranges = layer_ranges(g) if replicate and g.nodes else []
+    starts = {start: k for k, (_, start, _) in enumerate(ranges)}
+    period: Period | None = None
+    snaps: list = []
+    sig: tuple | None = None
+    i, nodes = 0, g.nodes
+    while i < len(nodes):
+        k = starts.get(i)
+        if k is not None and pending is None:
+            layer, start, end = ranges[k]
+            if period is not None:
+                if signature(nodes[start:end]) != sig:
+                    period = None          # a different layer: generate the rest op by op
+                else:
+                    period.apply(gen, layer)   # identical layer: copy, shifted
+                    i = end
+                    continue
+            if k in (1, 2) and len(snaps) == k - 1:
+                snaps.append((layer, snapshot(gen)))
+        pending = _step(gen, nodes[i], pending)
+        i += 1
+        if len(snaps) == 2 and len(ranges) > 3 and i == ranges[2][2] and pending is None:
+            (l1, s1), (l2, s2) = snaps
+            period = Period.measure(gen, s1, s2, snapshot(gen), l1, l2)
+            sig = signature(nodes[ranges[2][1]:ranges[2][2]])
+            snaps.append(None)  # measured once
     meta = {"phase": g.phase.value, "tokens": g.tokens, "context": g.context, "model": g.model,
             "cores": arch.cores}
     return gen.b.program(meta)
-

@@ -3,7 +3,10 @@ tiles within every buffer."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from mapping.flightllm.codegen import generate
 from mapping.flightllm.compression import apply_compression, config_from_dict
@@ -48,3 +51,26 @@ def test_sparse_tiles_fit_the_meta_and_fsb_buffers():
         assert meta.size and meta.max() <= SPEC.meta_buffer_bytes // 2
         assert fsb.size and fsb.max() <= SPEC.fsb_buffer_bytes // 2
         assert np.all(ld["nbytes"][ld["op"] == TARGETS["A"]] <= SPEC.a_buffer_bytes // 2)
+
+
+def _same(a, b) -> bool:
+    return a.nodes == b.nodes and all(np.array_equal(x, y) for x, y in
+                                      zip(a.cores, b.cores, strict=True))
+
+
+@pytest.mark.parametrize("phase", [Phase.DECODE, Phase.PREFILL])
+@pytest.mark.parametrize("rules", [
+    [{"match": ["q_proj", "k_proj"], "keep": 0.7}],
+    # per-layer settings: layers 3 and 4 differ, so replication must stop there
+    [{"match": ["q_proj"], "keep": 0.5}, {"match": ["up_proj"], "layers": [3], "bits": 8},
+     {"match": ["o_proj"], "layers": [4], "pattern": "4:16"}],
+])
+def test_replicated_layers_equal_generated(phase, rules):
+    cfg = config_from_dict({"attention": {"prefill": "causal"}, "linear": rules})
+    g = apply_compression(llama_like(layers=6, phase=phase, hidden=512, heads=8, ffn=1024,
+                                     context=64), cfg)
+    for spec in (SPEC, load_preset("flightllm-u280")):
+        arch = arch_of(spec)
+        assert _same(generate(g, arch), generate(g, arch, replicate=False))
+        off = dataclasses.replace(arch, on_chip_decode=False, fuse=False)
+        assert _same(generate(g, off), generate(g, off, replicate=False))
