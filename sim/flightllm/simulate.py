@@ -19,7 +19,7 @@ from models.graph import Graph
 from models.workload import Workload
 from sim.flightllm.engine_fast import run_fast
 from sim.flightllm.timing import arch_of, fill_cycles
-from sim.result import SimResult, memory_fit
+from sim.result import SimResult, result_from_times
 from sim.spec import FlightLLMSpec
 
 __all__ = ["DECODE_BUCKET", "PREFILL_BUCKET", "PassResult", "simulate", "simulate_graph"]
@@ -100,16 +100,5 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
 
         write_trace(trace, traced, spec)
         notes_trace.append(f"trace of {', '.join(t for t, _ in traced)} written to {trace}")
-    tokens = w.batch * w.decode_tokens
-    power = spec.power_w
-    memory, fits, notes = memory_fit(spec, w)
-    return SimResult(
-        hw=spec.name, model=w.model, prefill=w.prefill_tokens, decode=w.decode_tokens,
-        batch=w.batch, fidelity="cycle", prefill_ms=prefill_s * 1e3,
-        decode_ms_per_token=decode_s * 1e3 / w.decode_tokens if w.decode_tokens else 0.0,
-        decode_tokens_per_s=tokens / decode_s if decode_s else 0.0,
-        total_ms=(prefill_s + decode_s) * 1e3,
-        energy_j=power * (prefill_s + decode_s) if power else None,
-        tokens_per_j=tokens / (power * decode_s) if power and decode_s else None,
-        fits_memory=fits, memory_bytes=memory, notes=(*notes, *notes_trace), counts=counts,
-        extra=extra)
+    return result_from_times(spec, w, "cycle", prefill_s, decode_s, notes=tuple(notes_trace),
+                             counts=counts, extra=extra)
