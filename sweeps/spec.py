@@ -157,7 +157,7 @@ class SweepSpec:
                      gamma=None if parents or v["gamma"] is None else int(v["gamma"]),
                      alpha=alpha, tree=tree, draft=v["draft"], sparsity=sparsity, keep=keep,
                      tree_parents=parents,
-                     sparsity_digest=_file_digest(sparsity, ".toml") if sparsity else "")
+                     sparsity_digest=_sparsity_digest(sparsity) if sparsity else "")
 
 
 def _file_digest(path: str, suffix: str = ".json") -> str:
@@ -165,6 +165,17 @@ def _file_digest(path: str, suffix: str = ".json") -> str:
     if path.endswith(suffix) and p.is_file():
         return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
     return ""
+
+
+def _sparsity_digest(path: str) -> str:
+    """Content hash of a compression file, found as ``load_config`` finds it (a bare name
+    falls back to configs/sparsity/)."""
+    from mapping.flightllm.compression import CONFIG_DIR
+
+    p = Path(path)
+    if not p.exists() and p.parent == Path(".") and (CONFIG_DIR / p.name).exists():
+        p = CONFIG_DIR / p.name
+    return _file_digest(str(p), ".toml")
 
 
 def _alpha_text(loc: str, v: Any, where: str = "") -> str:

@@ -141,8 +141,8 @@ def _workload(point: Point, spec: Any) -> Any:
 
             cfg = _sparsity_config(point)
             return base.map(lambda g: apply_compression(g, cfg))
-        if point.weight_bits is None and point.kv_bits is None:
-            return base
+        if point.sparsity is not None or (point.weight_bits is None and point.kv_bits is None):
+            return base   # FlightLLM cycle + a config: raw graphs, the config sets the bits
         from mapping.compression import quantize
 
         return base.map(lambda g: quantize(g, weight_bits=point.weight_bits,
@@ -262,7 +262,8 @@ def _program_key(point: Point, spec: Any, version: str) -> str:
                        point.model_digest, point.prefill, point.decode, point.batch, point.dtype,
                        point.weight_bits, point.kv_bits,
                        *((k, getattr(point, k)) for k in ("gamma", "alpha", "tree_parents",
-                                                          "draft", "sparsity_digest", "keep")
+                                                          "draft", "sparsity",
+                                                          "sparsity_digest", "keep")
                          if getattr(point, k) not in (None, ""))],
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
