@@ -1,9 +1,10 @@
 """Analysis of a results DB: a flat table, Pareto frontiers, sensitivity, best design, export.
 
 Metrics are the table's columns (``decode_tokens_per_s``, ``tokens_per_j``, ``total_ms``, ...)
-plus ``tokens_per_s`` (alias of decode throughput) and ``tokens_per_s_per_usd``. Throughputs
-and efficiencies are maximised and times/energy/bytes/price minimised unless the name is
-prefixed with ``+`` (maximise) or ``-`` (minimise).
+plus ``tokens_per_s`` (alias of decode throughput) and ``tokens_per_s_per_usd``. Throughputs,
+efficiencies and the speculation gains (speedup, mean_accepted, tokens_per_pass) are maximised
+and times/energy/bytes/price minimised unless the name is prefixed with ``+`` (maximise) or
+``-`` (minimise).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ __all__ = ["best", "export", "load", "metric_names", "pareto", "pareto_mask", "s
            "where"]
 
 ALIASES = {"tokens_per_s": "decode_tokens_per_s", "throughput": "decode_tokens_per_s"}
-_MAXIMISE = ("per_s", "per_j", "per_usd", "fits_memory")
+_MAXIMISE = ("per_s", "per_j", "per_usd", "fits_memory", "speedup", "mean_accepted",
+             "tokens_per_pass")
 
 
 def load(db: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:

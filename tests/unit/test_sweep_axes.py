@@ -17,7 +17,7 @@ import pytest
 
 from models.errors import UserError
 from sweeps import Store, parse_sweep, run_sweep
-from sweeps.analysis import load
+from sweeps.analysis import best, load
 from sweeps.spec import Point
 from tests.unit.hades_graphs import spec_workload
 from tests.unit.test_sweep_run import toy_workload
@@ -122,6 +122,7 @@ def test_speculation_sweep_on_hades_and_a_gpu_stores_speculation_metrics(
     assert chain.loc[(4, 0.9), "mean_accepted"] > chain.loc[(4, 0.6), "mean_accepted"]
     assert chain.loc[(4, 0.9), "mean_accepted"] > chain.loc[(1, 0.9), "mean_accepted"]
     assert (df.decode_tokens_per_s / df.baseline_tokens_per_s - df.speedup).abs().max() < 1e-9
+    assert best(df, "speedup").speedup.item() == df.speedup.max()   # maximised by name
     from reports.sweep import write_sweep_report
 
     write_sweep_report(tmp_path / "h.db", tmp_path / "rep")
