@@ -94,9 +94,12 @@ def resolve_spec(point: Point) -> Any:
 
 def env_of(point: Point, spec: Any) -> dict[str, Any]:
     """Names a constraint may read: inputs, numeric spec fields and derived quantities."""
-    env = {k: v for k, v in point.inputs().items()}
+    # an unset input (no speculation, bits "none") is left out: a rule naming it does not
+    # apply to the point, as a rule naming a field its preset lacks
+    env = {k: v for k, v in point.inputs().items() if v is not None}
     for f in dataclasses.fields(spec):
-        if "range" in f.metadata:
+        if "range" in f.metadata or (f.type in ("str", str)
+                                     and f.name not in ("name", "description")):
             env[f.name] = getattr(spec, f.name)
     env.update(kind=spec.kind, peak_ops_per_s=spec.peak_ops_per_s(point.dtype),
                mem_bytes_per_s=spec.mem_bytes_per_s, mem_capacity_bytes=spec.mem_capacity_bytes,

@@ -64,6 +64,18 @@ def test_speculation_axes_expand_and_tree_points_drop_gamma():
     assert {p.alpha for p in a.points()} == {"0.9,0.8"}
 
 
+def test_constraints_read_speculation_inputs_and_string_fields():
+    from sweeps.runner import plan
+
+    rules = 'constraints = ["gamma <= 2", \'draft_engine == "separate"\']'
+    s = parse_sweep(hades_spec().replace("[sweep]\n", f"[sweep]\n{rules}\n"))
+    run, settled = plan(s, s.points())
+    # gamma 4 or the shared engine break a rule; tree points (gamma unset) only the engine's
+    assert len(run) == 4 and len(settled) == 8
+    assert {(p.gamma, dict(p.overrides)["draft_engine"]) for p in run} == {
+        (1, "separate"), (None, "separate")}
+
+
 def test_string_fields_are_checked():
     with pytest.raises(UserError, match="hardware.draft_engine = 3: expected a string"):
         parse_sweep(hades_spec(hw="draft_engine = [3]"))
