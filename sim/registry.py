@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from models.errors import UserError
 from models.workload import Workload
@@ -18,7 +19,7 @@ from sim.spec import HardwareSpec
 
 __all__ = ["Simulator", "fidelities", "register", "run"]
 
-SimulateFn = Callable[[HardwareSpec, Workload], SimResult]
+SimulateFn = Callable[..., SimResult]  # (spec, workload, **options) -> SimResult
 
 
 @dataclass(frozen=True)
@@ -27,16 +28,18 @@ class Simulator:
     kinds: frozenset[str] | None   # hardware kinds it models; None: all
     fn: SimulateFn
     description: str
+    options: frozenset[str] = frozenset()  # keyword options fn accepts beyond (spec, workload)
 
 
 _REGISTRY: dict[str, list[Simulator]] = {}  # fidelity -> simulators (disjoint kinds)
 
 
 def register(fidelity: str, fn: SimulateFn, *, kinds: set[str] | None = None,
-             description: str = "") -> None:
+             description: str = "", options: tuple[str, ...] = ()) -> None:
     """Add a simulator; one fidelity name may have one simulator per hardware kind."""
     sims = _REGISTRY.setdefault(fidelity, [])
-    new = Simulator(fidelity, frozenset(kinds) if kinds else None, fn, description)
+    new = Simulator(fidelity, frozenset(kinds) if kinds else None, fn, description,
+                    frozenset(options))
     sims[:] = [s for s in sims if s.kinds is not None and new.kinds is not None
                and not s.kinds & new.kinds] + [new]
 
@@ -54,8 +57,13 @@ def fidelities(kind: str | None = None) -> list[str]:
     return [f for f in _REGISTRY if kind is None or _find(f, kind) is not None]
 
 
-def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline") -> SimResult:
-    """Simulate ``workload`` on ``spec`` at ``fidelity``; UserError for unknown combinations."""
+def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline",
+        **options: Any) -> SimResult:
+    """Simulate ``workload`` on ``spec`` at ``fidelity``; UserError for unknown combinations.
+
+    A speculative workload (``mapping.spec_workload``) runs its speculation schedule; options
+    are simulator-specific (FlightLLM cycle: ``compression``, a compression config).
+    """
     _load_builtins()
     if fidelity not in _REGISTRY:
         raise UserError(f"unknown --fidelity {fidelity!r}; available: {', '.join(_REGISTRY)}")
@@ -63,7 +71,12 @@ def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline") -> S
     if sim is None:
         raise UserError(f"--fidelity {fidelity} does not model {spec.name} ({spec.kind}); "
                         f"for it use one of {', '.join(fidelities(spec.kind))}")
-    return sim.fn(spec, workload)
+    given = {k for k, v in options.items() if v is not None}
+    if given - sim.options:
+        raise UserError(f"--fidelity {fidelity} on {spec.kind} hardware takes no option "
+                        f"{', '.join(sorted(given - sim.options))}; it takes: "
+                        f"{', '.join(sorted(sim.options)) or 'none'}")
+    return sim.fn(spec, workload, **{k: options[k] for k in given})
 
 
 def _load_builtins() -> None:
@@ -71,12 +84,25 @@ def _load_builtins() -> None:
         return
     from sim.flightllm.simulate import simulate as flightllm_simulate
     from sim.hades.simulate import simulate_cycle as hades_simulate
-    from sim.roofline import simulate
 
-    register("roofline", simulate, description="per-op max(FLOPs/peak, bytes/bandwidth)")
-    register("cycle", flightllm_simulate, kinds={"flightllm"},
+    register("roofline", _roofline, description="per-op max(FLOPs/peak, bytes/bandwidth)")
+    register("cycle", lambda spec, w, compression=None: flightllm_simulate(spec, w, compression),
+             kinds={"flightllm"}, options=("compression",),
              description="FlightLLM cycle-level: ISA program on HBM/MPE/SFU unit models")
     register("cycle", hades_simulate, kinds={"hades"},
              description="HADES event-driven simulator (speculation rounds over its units)")
     # "event" was HADES's first name for its simulator; kept so saved sweeps still run.
     register("event", hades_simulate, kinds={"hades"}, description="alias of cycle on HADES")
+
+
+def _roofline(spec: HardwareSpec, w: Workload) -> SimResult:
+    """Roofline of a plain workload, or of a speculation schedule pass by pass."""
+    from mapping.spec_workload import SpeculativeWorkload
+
+    if isinstance(w, SpeculativeWorkload) and w.config is not None:
+        from sim.hades.simulate import speculative_roofline
+
+        return speculative_roofline(spec, w)
+    from sim.roofline import simulate
+
+    return simulate(spec, w)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import UserError
+from models.request import parse_tree
 from sweeps.expr import Expr, parse_expr
 from sweeps.sampling import Axis, grid, latin_hypercube, random_samples
 
@@ -193,16 +194,7 @@ def _alpha_text(loc: str, v: Any, where: str = "") -> str:
 def _tree_parents(loc: str, text: str, where: str = "") -> tuple[int, ...]:
     """A token tree: a ``.toml`` file with ``parents = [...]`` or inline "-1,0,0,1"."""
     if text.endswith(".toml"):
-        try:
-            data = tomllib.loads(Path(text).read_text())
-        except FileNotFoundError:
-            raise UserError(f"{where}{loc}: tree file {text!r} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"{where}{loc}: tree file {text!r}: malformed TOML: {e}") from None
-        parents = data.get("parents")
-        if not isinstance(parents, list) or not all(isinstance(p, int) for p in parents):
-            raise UserError(f"{where}{loc}: tree file {text!r} needs 'parents = [ints]'")
-        return tuple(parents)
+        return parse_tree(text, f"{where}{loc}")
     try:
         return tuple(int(p) for p in text.split(","))
     except ValueError:

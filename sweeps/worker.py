@@ -203,25 +203,16 @@ def _compression_config(path: str | None, digest: str, keep: float | None,
 
 
 def _simulate(point: Point, spec: Any) -> Any:
-    """Run the point: ``sim.registry.run``, except the two entry points that take more than
-    (spec, workload): the speculative roofline and FlightLLM's cycle simulator with a
-    compression config other than its default."""
+    """Run the point through ``sim.registry.run``, the one simulator interface."""
     from models.errors import UserError
     from sim.registry import run
 
     w = _workload(point, spec)
-    if point.speculative:
-        if point.fidelity == "roofline":
-            from sim.hades.simulate import speculative_roofline
-
-            return speculative_roofline(spec, w)
-        if spec.kind != "hades":
-            raise UserError(f"speculation at fidelity {point.fidelity!r} is modelled on HADES "
-                            f"only; {point.hw} ({spec.kind}) needs fidelity = \"roofline\"")
-    elif point.sparsity is not None and _flightllm_cycle(point, spec):
-        from sim.flightllm.simulate import simulate
-
-        return simulate(spec, w, _sparsity_config(point))
+    if point.speculative and point.fidelity != "roofline" and spec.kind != "hades":
+        raise UserError(f"speculation at fidelity {point.fidelity!r} is modelled on HADES "
+                        f"only; {point.hw} ({spec.kind}) needs fidelity = \"roofline\"")
+    if not point.speculative and point.sparsity is not None and _flightllm_cycle(point, spec):
+        return run(spec, w, point.fidelity, compression=_sparsity_config(point))
     return run(spec, w, point.fidelity)
 
 

@@ -53,7 +53,7 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
               seed: int = 0) -> SimResult:
     """Speculative decode of ``target`` on ``spec``; UserError on any bad flag."""
     importlib.import_module("sim.hades.spec")  # registers the hades kind
-    from sim.hades.simulate import simulate_speculative, speculative_roofline
+    from sim.hades.simulate import simulate_speculative
     from sim.perfetto import TraceWriter
     from sim.registry import fidelities, run
 
@@ -77,8 +77,6 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
         use_cache=use_cache)
     if graph_pass is not None:
         w = w.map(graph_pass)
-    if fid == "roofline":
-        return speculative_roofline(spec, w)
     if trace_out is not None:
         tw = TraceWriter(f"{spec.name}: {w.model} + {w.draft}")
         result = simulate_speculative(spec, w, tw)  # type: ignore[arg-type]
