@@ -169,12 +169,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                          dtype=args.dtype, use_cache=not args.no_cache)
         if args.weight_bits or args.kv_bits:
             w = w.map(compress)
-        if fl:
-            from sim.flightllm.simulate import simulate as flightllm_simulate
-
-            result = flightllm_simulate(spec, w, **fl)
-        else:
-            result = run(spec, w, fidelity)
+        result = run(spec, w, fidelity, **fl)
     if args.json:
         print(result.to_json())
         return 0

@@ -62,7 +62,8 @@ def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline",
     """Simulate ``workload`` on ``spec`` at ``fidelity``; UserError for unknown combinations.
 
     A speculative workload (``mapping.spec_workload``) runs its speculation schedule; options
-    are simulator-specific (FlightLLM cycle: ``compression``, a compression config).
+    are simulator-specific (FlightLLM cycle: ``compression``, a compression config, and
+    ``trace``, a Perfetto output path).
     """
     _load_builtins()
     if fidelity not in _REGISTRY:
@@ -86,8 +87,9 @@ def _load_builtins() -> None:
     from sim.hades.simulate import simulate_cycle as hades_simulate
 
     register("roofline", _roofline, description="per-op max(FLOPs/peak, bytes/bandwidth)")
-    register("cycle", lambda spec, w, compression=None: flightllm_simulate(spec, w, compression),
-             kinds={"flightllm"}, options=("compression",),
+    register("cycle", lambda spec, w, compression=None, trace=None:
+             flightllm_simulate(spec, w, compression, trace),
+             kinds={"flightllm"}, options=("compression", "trace"),
              description="FlightLLM cycle-level: ISA program on HBM/MPE/SFU unit models")
     register("cycle", hades_simulate, kinds={"hades"},
              description="HADES event-driven simulator (speculation rounds over its units)")

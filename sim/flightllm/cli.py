@@ -63,7 +63,7 @@ def flightllm_simulate_options(args: argparse.Namespace, spec) -> dict:
         raise UserError("--weight-bits/--kv-bits do not apply to FlightLLM at --fidelity cycle: "
                         "its compression config sets per-layer weight bits and KV bits; pass "
                         "--sparsity FILE (see configs/sparsity/)")
-    return {"cfg": load_sparsity(sparsity), "trace": trace}
+    return {"compression": load_sparsity(sparsity), "trace": trace}
 
 
 def _graph(entry, phase: str, tokens: int, context: int) -> Graph:
