@@ -17,7 +17,6 @@ from mapping.flightllm.compression import CompressionConfig, apply_compression
 from mapping.flightllm.isa import Program, Queue, storage_bytes
 from models.graph import Graph
 from models.workload import Workload
-from sim.flightllm.engine_fast import run_fast
 from sim.flightllm.timing import arch_of, fill_cycles
 from sim.result import SimResult, result_from_times
 from sim.spec import FlightLLMSpec
@@ -45,6 +44,8 @@ def simulate_graph(spec: FlightLLMSpec, g: Graph, *, on_chip_decode: bool = True
     """One forward pass of an already compressed graph."""
     prog = fill_cycles(generate(g, arch_of(spec, on_chip_decode=on_chip_decode, fuse=fuse)),
                        spec)
+    from sim.flightllm.engine_fast import run_fast  # numba: imported when first simulating
+
     start, finish = run_fast(prog, spec.hbm_channels)
     total = int(max(f.max() for f in finish))
     busy = {}
