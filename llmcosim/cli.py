@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--decode", type=_positive, default=512)
     s.add_argument("--out", default="reports/out", help="output directory (default reports/out)")
     s.add_argument("--no-cycle", action="store_true",
-                   help="roofline rows only (skips the cycle-level simulators, ~1 minute)")
+                   help="roofline rows only (skips the cycle-level simulators, ~20 s)")
     s.set_defaults(func=cmd_demo)
 
     _add_optional_commands(sub)

@@ -118,7 +118,7 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
         rows.append((r, "W4 KV8 / roofline" if fpga else "FP16 / roofline"))
     roofline = [r for r, _ in rows]
     if cycle:
-        echo("cycle-level: flightllm-u280 (about a minute for 512 decode steps), hades")
+        echo("cycle-level simulators: flightllm-u280 (the slowest, ~20 s for 512 steps), hades")
         rows.append((run(load_preset("flightllm-u280"), w, "cycle"), "artifact setting / cycle"))
         rows.append((run(load_preset("hades"), w, "cycle"), "FP16 / cycle"))
         rows.append((_speculative("hades", model, prefill, decode), "FP16 spec / cycle"))
