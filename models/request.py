@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
-from models.errors import UserError
+from models.errors import UserError, read_toml
 from models.graph import Phase
 from models.zoo import ModelEntry
 
@@ -90,12 +88,7 @@ def parse_tree(text: str, what: str = "--tree") -> tuple[int, ...]:
     """Parents inline (``"-1,0,0,1"``) or a TOML file with ``parents = [...]``; ``what`` names
     the input in errors. Structure is checked by :func:`check_tree` where the tree is used."""
     if text.endswith(".toml"):
-        try:
-            data = tomllib.loads(Path(text).read_text())
-        except FileNotFoundError:
-            raise UserError(f"{what}: tree file {text!r} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"{what}: tree file {text!r}: malformed TOML: {e}") from None
+        data = read_toml(text, f"{what}: tree file")
         parents = data.get("parents")
         if not isinstance(parents, list) or not all(isinstance(p, int) for p in parents):
             raise UserError(f"{what}: tree file {text!r} needs 'parents = [ints]'")

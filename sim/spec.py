@@ -14,13 +14,12 @@ import dataclasses
 import difflib
 import importlib
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from models.errors import UserError
+from models.errors import UserError, read_toml
 from sim.units import parse_quantity, unit_of_field
 
 __all__ = [
@@ -288,14 +287,7 @@ def validate(spec: HardwareSpec, where: str = "<spec>") -> HardwareSpec:
 
 
 def load_spec(path: str | Path) -> HardwareSpec:
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"hardware file {str(p)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"{p}: malformed TOML: {e}") from None
-    return spec_from_dict(data, str(p))
+    return spec_from_dict(read_toml(path, "hardware file", SpecError), str(path))
 
 
 def list_presets() -> list[str]:

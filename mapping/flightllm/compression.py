@@ -21,7 +21,6 @@ the chain's cut points); the FSB byte of every block records its N.
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mapping.compression import quantize
-from models.errors import UserError
+from models.errors import UserError, read_toml
 from models.graph import Graph, Node, OpKind, Phase, dtype_bytes
 
 __all__ = [
@@ -167,12 +166,7 @@ def load_config(path: str | Path) -> CompressionConfig:
     p = Path(path)
     if not p.exists() and (CONFIG_DIR / p.name).exists() and p.parent == Path("."):
         p = CONFIG_DIR / p.name
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise UserError(f"--sparsity file {str(p)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{p}: malformed TOML: {e}") from None
+    data = read_toml(p, "--sparsity file")
     return config_from_dict(data, str(p), p.resolve().parent)
 
 
