@@ -108,7 +108,7 @@ def cmd_hw(args: argparse.Namespace) -> int:
                 if not isinstance(value, (int, float)):
                     shown = str(value)
                 elif unit and unit[0] != "USD":
-                    shown = eng(value, unit[0])
+                    shown = eng(value, unit[0].replace("bytes", "B"))
                 else:
                     shown = f"{value:,.6g}"
                 t.add_row(f, shown, spec.source_of(f))
