@@ -27,16 +27,18 @@ def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C
 
 
-class LocalBackend:
-    """``workers`` forked processes (``concurrent.futures``)."""
+class _Bounded:
+    """Keeps at most 4 chunks per worker in flight; subclasses submit and collect."""
 
-    name = "local"
+    workers: int
+    inflight: Any
 
-    def __init__(self, workers: int):
-        self.workers = workers
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
-        self.inflight: set[Future[Rows]] = set()
+    def _submit(self, chunk: list[Point], cache_dir: str | None,
+                version: str | None) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _finished(self) -> Iterator[Rows]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def run(self, chunks: list[list[Point]], cache_dir: str | None,
             version: str | None = None) -> Iterator[Rows]:
@@ -47,13 +49,30 @@ class LocalBackend:
                 chunk = next(todo, None)
                 if chunk is None:
                     break
-                self.inflight.add(self.pool.submit(evaluate_chunk, chunk, cache_dir,
-                                                  version))
+                self._submit(chunk, cache_dir, version)
             if not self.inflight:
                 return
-            done, self.inflight = wait(self.inflight, return_when=FIRST_COMPLETED)
-            for f in done:
-                yield f.result()
+            yield from self._finished()
+
+
+class LocalBackend(_Bounded):
+    """``workers`` forked processes (``concurrent.futures``)."""
+
+    name = "local"
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+        self.inflight: set[Future[Rows]] = set()
+
+    def _submit(self, chunk: list[Point], cache_dir: str | None, version: str | None) -> None:
+        self.inflight.add(self.pool.submit(evaluate_chunk, chunk, cache_dir, version))
+
+    def _finished(self) -> Iterator[Rows]:
+        done, self.inflight = wait(self.inflight, return_when=FIRST_COMPLETED)
+        for f in done:
+            yield f.result()
 
     def drain(self) -> Iterator[Rows]:
         """Rows of the chunks already running (after ``stop``)."""
@@ -78,7 +97,7 @@ class LocalBackend:
         self.pool.shutdown(wait=True)
 
 
-class RayBackend:
+class RayBackend(_Bounded):
     """Ray tasks on a local instance (started here) or a cluster (``address``)."""
 
     name = "ray"
@@ -106,21 +125,13 @@ class RayBackend:
         self.task = ray.remote(num_cpus=1)(evaluate_chunk)
         self.inflight: list[Any] = []
 
-    def run(self, chunks: list[list[Point]], cache_dir: str | None,
-            version: str | None = None) -> Iterator[Rows]:
-        todo = iter(chunks)
-        limit = 4 * self.workers
-        while True:
-            while len(self.inflight) < limit:
-                chunk = next(todo, None)
-                if chunk is None:
-                    break
-                self.inflight.append(self.task.remote(chunk, cache_dir, version))
-            if not self.inflight:
-                return
-            done, self.inflight = self.ray.wait(self.inflight, num_returns=1)
-            for ref in done:
-                yield self.ray.get(ref)
+    def _submit(self, chunk: list[Point], cache_dir: str | None, version: str | None) -> None:
+        self.inflight.append(self.task.remote(chunk, cache_dir, version))
+
+    def _finished(self) -> Iterator[Rows]:
+        done, self.inflight = self.ray.wait(self.inflight, num_returns=1)
+        for ref in done:
+            yield self.ray.get(ref)
 
     def drain(self) -> Iterator[Rows]:
         self.inflight = []
