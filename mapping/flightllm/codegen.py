@@ -48,6 +48,9 @@ class _Gen:
                 self.consumers[i].append(n)
         self.fused: set[str] = set()
         self.unfused_ops: list[list[str]] = []
+        # per core: emissions that wait for a gather (its cross-channel LDs, then the ops on
+        # the gathered vector), issued after the next linear's first weight tile (``flush``)
+        self.deferred: list[list] = [[] for _ in range(arch.cores)]
 
     # -- helpers -----------------------------------------------------------------------
     def ch(self, core: int, j: int) -> int:
@@ -61,23 +64,46 @@ class _Gen:
         return lo, hi
 
     def gather(self, nbytes_full: int) -> None:
-        """ST own slice, SYS barrier, LD the other cores' slices (cross-channel)."""
+        """ST own slice, SYS barrier, LD the other cores' slices (cross-channel).
+
+        The cross-channel LDs (and what runs on the gathered vector before the next linear)
+        are deferred to ``flush``: the next linear emits its first weight tile ahead of them in
+        the in-order LD queue, so the weight prefetch does not wait behind the barrier (weights
+        do not depend on the activation).
+        """
         cores = self.a.cores
         if not self.split or cores == 1:
             self.split = False
             return
         part = -(-nbytes_full // cores)
         for c in range(cores):
+            self.flush(c)
             st = self.b.emit(c, Queue.ST, after=(self.ready[c],), channel=self.ch(c, 0),
                              nbytes=part)
             sys = self.b.emit(c, Queue.SYS, after=(st,))
-            last = None
-            for o in range(cores):
-                if o != c:
-                    last = self.b.emit(c, Queue.LD, after=(sys,), channel=self.ch(o, 0),
-                                       cross=1, nbytes=part, op=LD_TARGETS["B"])
-            self.ready[c] = last
+            self.deferred[c].append(lambda c=c, s=sys: self._gather_lds(c, s, part))
         self.split = False
+
+    def _gather_lds(self, c: int, sys: int, part: int) -> None:
+        last = None
+        for o in range(self.a.cores):
+            if o != c:
+                last = self.b.emit(c, Queue.LD, after=(sys,), channel=self.ch(o, 0),
+                                   cross=1, nbytes=part, op=LD_TARGETS["B"])
+        self.ready[c] = last
+
+    def later(self, c: int, fn) -> None:
+        """Run ``fn`` now, or after the pending gather's LDs if core ``c`` has one."""
+        if self.deferred[c]:
+            self.deferred[c].append(fn)
+        else:
+            fn()
+
+    def flush(self, c: int) -> None:
+        """Emit core ``c``'s deferred gather LDs and the ops waiting for them."""
+        todo, self.deferred[c] = self.deferred[c], []
+        for fn in todo:
+            fn()
 
     def misc(self, core: int, op: str, rows: int, cols: int, after: tuple, node: int) -> int:
         return self.b.emit(core, Queue.MISC, after=after, op=MISC_OPS[op], rows=rows, cols=cols,
@@ -85,6 +111,7 @@ class _Gen:
 
     def act_roundtrip_in(self, core: int, nbytes: int, node: int) -> None:
         """Off-chip activations: load this op's input before computing."""
+        self.flush(core)
         per = -(-nbytes // self.a.weight_channels)
         last = None
         for j in range(self.a.weight_channels):
@@ -94,6 +121,7 @@ class _Gen:
         self.ready[core] = last
 
     def act_roundtrip_out(self, core: int, nbytes: int, node: int) -> None:
+        self.flush(core)
         self.ready[core] = self.b.emit(core, Queue.ST, after=(self.ready[core],),
                                        channel=self.ch(core, 1), nbytes=nbytes, node=node)
 
@@ -138,16 +166,19 @@ class _Gen:
         slot = None
         if self.tiles[core] >= 2:
             slot = self.mpe_done[core][self.tiles[core] - 2]
+        # decode (MV): weights into the A buffer from the core's weight channels; prefill (MM):
+        # into the B buffer from the one channel B shares with meta/FSB/bias (artifact
+        # vhk158_config.yaml: B/META/FSB/BIAS_BUFFER_HBM_CHANNEL_ID all 8, CHANNEL_NUM 1)
         chans = self.a.weight_channels if self.decode else 1
         target = LD_TARGETS["A" if self.decode else "B"]
+        aux = self.ch(core, self.a.weight_channels)
         first = last = self.b.emit(core, Queue.LD, after=(slot, after),
                                    nbytes=-(-wbytes // chans),
-                                   channel=self.ch(core, 0 if self.decode else chans), op=target,
+                                   channel=self.ch(core, 0) if self.decode else aux, op=target,
                                    node=nid)
         for j in range(1, chans):  # the other channels' parts: ordered by the first's tokens
             last = self.b.like(core, first, channel=self.ch(core, j))
         if sparse:
-            aux = self.ch(core, self.a.weight_channels)
             if n < 16:
                 last = self.b.like(core, first, channel=aux, op=LD_TARGETS["meta"],
                                    nbytes=cols * kc * n // 16 * 4 // 8)
@@ -203,6 +234,7 @@ class _Gen:
                 self.act_roundtrip_in(c, rows * k, nid)
             for n, cols in self.segments(node, lo, hi):
                 self.linear_core(c, node, n, cols, k, rows, sparse, epi)
+            self.flush(c)
             if self.offchip:
                 self.act_roundtrip_out(c, rows * (hi - lo), nid)
         self.split = True
@@ -210,21 +242,30 @@ class _Gen:
     def linear_core(self, c: int, node: Node, n: int, cols: int, k: int, rows: int,
                     sparse: bool, epi: list[str]) -> None:
         wide = self.a.mv_tile_cols if self.decode else self.a.mm_tile_cols
-        kc = self.k_chunk(node, min(wide, cols), n, k)
         nid = self.b.node(node.name)
         queue = Queue.MV if self.decode else Queue.MM
-        inp = self.ready[c]
-        last = None
+        tiles = []
         for c0 in range(0, cols, wide):
             w = min(wide, cols - c0)
-            for r0 in range(0, rows, self.a.mm_tile_rows):
-                r = min(self.a.mm_tile_rows, rows - r0)
-                for k0 in range(0, k, kc):
-                    kk = min(kc, k - k0)
-                    ld = self.weight_tile(c, node, w, kk, n, sparse, None)
-                    last = self.b.emit(c, queue, after=(ld, inp), rows=r, cols=w,
-                                       k=-(-kk // 16) * 16, n=n, node=nid)
-                    self.mpe_done[c].append(last)
+            kc = self.k_chunk(node, w, n, k)  # a narrower last column tile goes deeper in K
+            tiles += [(w, min(self.a.mm_tile_rows, rows - r0), k0, min(kc, k - k0))
+                      for r0 in range(0, rows, self.a.mm_tile_rows) for k0 in range(0, k, kc)]
+        lds: list[int] = []
+        if self.deferred[c]:
+            # the first weight tile ahead of the gather's LDs; one only: LDs retire in order,
+            # so a second tile (whose slot frees only when the previous op ends) would hold
+            # back the gathered vector
+            t = tiles[0]
+            lds.append(self.weight_tile(c, node, t[0], t[3], n, sparse, None))
+            self.flush(c)
+        inp = self.ready[c]
+        last = None
+        for j, (w, r, k0, kk) in enumerate(tiles):
+            ld = lds[j] if j < len(lds) else self.weight_tile(c, node, w, kk, n, sparse, None)
+            last = self.b.emit(c, queue, after=(ld, inp), rows=r, cols=w,
+                               k=-(-kk // 16) * 16, n=n, node=nid)
+            self.mpe_done[c].append(last)
+            if k0 + kk >= k:  # the output tile is complete: its fused epilogue
                 for op in epi:
                     last = self.misc(c, op, r, w, (last,), nid)
         self.ready[c] = last
@@ -255,6 +296,7 @@ class _Gen:
         n_out = node.out_shape[-1]
         nid = self.b.node(node.name)
         for c in range(self.a.cores):
+            self.flush(c)
             lo, hi = self.share(n_out, c)
             self.act_roundtrip_out(c, self.t * (hi - lo), nid)
             self.act_roundtrip_in(c, self.t * (hi - lo), nid)
@@ -269,6 +311,7 @@ class _Gen:
         blocks = qk.attr.get("attn_blocks")
         elems = qk.attr.get("attn_elems")
         for c in range(self.a.cores):
+            self.flush(c)
             h0, h1 = self.share(heads, c, 1)
             last = self.ready[c]
             for h in range(h0, h1):
@@ -296,6 +339,7 @@ class _Gen:
 
     def kv_store(self, node: Node) -> None:
         for c in range(self.a.cores):
+            self.flush(c)
             self.b.emit(c, Queue.ST, after=(self.ready[c],), channel=self.ch(c, 2),
                         nbytes=-(-node.kv_write_bytes // self.a.cores),
                         node=self.b.node(node.name))
@@ -303,13 +347,15 @@ class _Gen:
     def norm(self, node: Node) -> None:
         size = node.out_shape[-1]
         self.gather(self.t * size)
+        nid = self.b.node(node.name)
         for c in range(self.a.cores):
-            self.ready[c] = self.misc(c, "rmsnorm", self.t, size, (self.ready[c],),
-                                      self.b.node(node.name))
+            self.later(c, lambda c=c: self.ready.__setitem__(
+                c, self.misc(c, "rmsnorm", self.t, size, (self.ready[c],), nid)))
         self.full_src = node.name
 
     def embedding(self, node: Node) -> None:
         for c in range(self.a.cores):
+            self.flush(c)
             self.ready[c] = self.b.emit(c, Queue.LD, channel=self.ch(c, 0),
                                         nbytes=node.out_shape[-1] * self.t,
                                         op=LD_TARGETS["global"], node=self.b.node(node.name))
@@ -354,7 +400,7 @@ def generate(g: Graph, arch: Arch, replicate: bool = True) -> Program:
     i, nodes = 0, g.nodes
     while i < len(nodes):
         k = starts.get(i)
-        if k is not None and pending is None:
+        if k is not None and pending is None and not any(gen.deferred):
             layer, start, end = ranges[k]
             if period is not None:
                 if signature(nodes[start:end]) != sig:
@@ -367,11 +413,14 @@ def generate(g: Graph, arch: Arch, replicate: bool = True) -> Program:
                 snaps.append((layer, snapshot(gen)))
         pending = _step(gen, nodes[i], pending)
         i += 1
-        if len(snaps) == 2 and len(ranges) > 3 and i == ranges[2][2] and pending is None:
+        if len(snaps) == 2 and len(ranges) > 3 and i == ranges[2][2] and pending is None \
+                and not any(gen.deferred):
             (l1, s1), (l2, s2) = snaps
             period = Period.measure(gen, s1, s2, snapshot(gen), l1, l2)
             sig = signature(nodes[ranges[2][1]:ranges[2][2]])
             snaps.append(None)  # measured once
+    for c in range(arch.cores):
+        gen.flush(c)
     meta = {"phase": g.phase.value, "tokens": g.tokens, "context": g.context, "model": g.model,
             "cores": arch.cores}
     return gen.b.program(meta)

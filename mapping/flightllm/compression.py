@@ -58,7 +58,8 @@ FSB_BYTES_PER_BLOCK = 1      # FlightLLM: one FSB descriptor byte per 16x16 weig
 WEIGHT_BITS = (2, 3, 4, 8)   # FlightLLM mixed precision: 2/3/4/8-bit weights
 ATTN_BLOCK = 64              # FlightLLM / artifact MASK_LAYOUT_BLOCK_SIZE: 64x64 blocks
 _RULE_KEYS = {"match", "layers", "keep", "pattern", "bits"}
-_TOP_KEYS = {"name", "description", "weight_bits", "act_bits", "kv_bits", "attention", "linear"}
+_TOP_KEYS = {"name", "description", "weight_bits", "act_bits", "kv_bits", "attention", "linear",
+             "prefill_logits"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class CompressionConfig:
     masks_path: Path | None = None
     rules: tuple[LinearRule, ...] = ()
     source: str = "<config>"
+    prefill_logits: str = "last"            # "last" (as traced) or "all" prompt tokens
 
 
 def _err(where: str, msg: str) -> UserError:
@@ -152,13 +154,16 @@ def config_from_dict(d: Mapping[str, Any], where: str = "<config>",
     if mode == "masks" and not masks:
         raise _err(where, "attention.prefill = 'masks' needs attention.masks = \"file.npz\"")
     rules = tuple(_rule(f"{where} [[linear]] #{i}", r) for i, r in enumerate(d.get("linear", [])))
+    logits = d.get("prefill_logits", "last")
+    if logits not in ("last", "all"):
+        raise _err(where, f"prefill_logits = {logits!r}; allowed: 'last', 'all'")
     return CompressionConfig(
         name=str(d.get("name", Path(where).stem)), description=str(d.get("description", "")),
         weight_bits=_bits(where, "weight_bits", d.get("weight_bits", 4), WEIGHT_BITS),
         act_bits=_bits(where, "act_bits", d.get("act_bits", 8), (8,)),
         kv_bits=_bits(where, "kv_bits", d.get("kv_bits", 8), (8,)),
         prefill_attention=mode, masks_path=(base_dir / masks) if masks else None,
-        rules=rules, source=where)
+        rules=rules, source=where, prefill_logits=logits)
 
 
 def load_config(path: str | Path) -> CompressionConfig:
@@ -270,6 +275,22 @@ def _compress_attention(node: Node, t: int, masks: np.ndarray | None) -> Node:
         attn_blocks=blocks, attn_elems=elems, act_bits=8)
 
 
+def _logits_all(node: Node, t: int) -> Node:
+    """The output head on all ``t`` prompt tokens instead of the last one (as traced)."""
+    (b, rows, k), out = node.in_shapes[0], node.out_shape
+    if rows != 1 or t == 1:
+        return node
+    return replace(node, in_shapes=((b, t, k),) + node.in_shapes[1:],
+                   out_shape=out[:-2] + (t, out[-1]), flops=node.flops * t,
+                   act_bytes=node.act_bytes * t)
+
+
+def _is_head(g: Graph, node: Node) -> bool:
+    """The graph's last linear, outside the decoder layers (the LM head)."""
+    last = next((n for n in reversed(g.nodes) if n.kind is OpKind.LINEAR), None)
+    return node is last and node.layer < 0
+
+
 def _scale_act(node: Node, act_bits: int, dtype: str) -> Node:
     scale = act_bits / (8 * dtype_bytes(dtype))
     return replace(node, act_bytes=math.ceil(node.act_bytes * scale))
@@ -285,6 +306,8 @@ def apply_compression(g: Graph, cfg: CompressionConfig | None = None) -> Graph:
     g = quantize(g, kv_bits=cfg.kv_bits)
     nodes = []
     for n in g.nodes:
+        if g.phase is Phase.PREFILL and cfg.prefill_logits == "all" and _is_head(g, n):
+            n = _logits_all(n, g.tokens * g.batch)
         n = _scale_act(n, cfg.act_bits, g.dtype)
         if n.kind is OpKind.LINEAR and n.weights:
             n = _compress_linear(cfg, n)
