@@ -13,7 +13,7 @@ __all__ = ["add_gpu_baseline_parser", "run_gpu_baseline"]
 def add_gpu_baseline_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("gpu-baseline", help="measure GPU baselines (needs CUDA, or "
                               "--dry-run on CPU)")
-    sub = p.add_subparsers(dest="gpu_command", required=True, metavar="{measure}")
+    sub = p.add_subparsers(dest="gpu_command", required=True, metavar="{measure,validate}")
     m = sub.add_parser("measure", help="per-op latencies and decode steps -> JSON")
     m.add_argument("--model", default="llama2-7b", help="zoo model for whole-model decode steps")
     m.add_argument("--out", default="reports/baselines",
@@ -21,7 +21,43 @@ def add_gpu_baseline_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--dtype", default="float16", help="float16 (default), bfloat16, float32")
     m.add_argument("--dry-run", action="store_true", help="tiny shapes; runs on the CPU")
     m.add_argument("--repeat", type=int, default=10)
-    p.set_defaults(func=run_gpu_baseline)
+    m.set_defaults(func=run_gpu_baseline)
+    v = sub.add_parser("validate", help="model vs measurement on held-out points, per op class")
+    v.add_argument("--fit-on", default=None,
+                   help="measured device to fit on (default: NVIDIA H200); see reports/baselines")
+    v.add_argument("--no-steps", action="store_true",
+                   help="per-op classes only (whole-model steps need traced graphs)")
+    v.add_argument("--json", action="store_true", help="every point as JSON on stdout")
+    v.set_defaults(func=run_gpu_validate)
+
+
+def run_gpu_validate(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.errors import UserError
+    from sim.gpu_validate import TARGET_MAX, TARGET_MEDIAN, validate
+
+    try:
+        res = validate(args.fit_on, steps=not args.no_steps)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.json:
+        print(json.dumps({"fit_on": res["fit_on"], "points": res["points"]}, indent=1))
+        return 0
+    c = res["calibration"]
+    t = Table(title=f"GPU model vs measurement, fitted on {c.source} (held-out points only)")
+    for col in ("device", "class", "n", "median |err|", "max |err|", "worst point", "bar"):
+        t.add_column(col, justify="right" if col in ("n", "median |err|", "max |err|") else "left")
+    for e in res["classes"]:
+        bar = "ok" if e.ok else "MISS"
+        t.add_row(e.device, e.group, str(e.n), f"{e.median:.1%}", f"{e.max:.1%}", e.worst, bar)
+    Console(width=160).print(t)
+    print(f"bar: median <= {TARGET_MEDIAN:.0%} and max <= {TARGET_MAX:.0%}; eager steps are "
+          "host-bound (CPU and Python speed), shown apart.")
+    return 0
 
 
 def run_gpu_baseline(args: argparse.Namespace) -> int:

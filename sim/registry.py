@@ -93,6 +93,10 @@ def _load_builtins() -> None:
              description="FlightLLM cycle-level: ISA program on HBM/MPE/SFU unit models")
     register("cycle", hades_simulate, kinds={"hades"},
              description="HADES event-driven simulator (speculation rounds over its units)")
+    from sim.gpu import simulate as gpu_simulate
+
+    register("calibrated", gpu_simulate, kinds={"gpu"}, options=("stack",),
+             description="GPU kernel model calibrated on measured per-op data")
     # "event" was HADES's first name for its simulator; kept so saved sweeps still run.
     register("event", hades_simulate, kinds={"hades"}, description="alias of cycle on HADES")
 

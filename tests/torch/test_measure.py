@@ -29,13 +29,17 @@ def test_schema_and_provenance(data):
     for key in ("name", "torch", "date", "device"):
         assert data["device"][key]
     json.loads(json.dumps(data))  # serialisable as is
-    assert {r["op"] for r in data["ops"]} == {"linear", "attention", "rmsnorm", "add"}
-    assert len(data["decode_steps"]) == 6
+    assert {r["op"] for r in data["ops"]} == {"linear", "attention", "rmsnorm", "add",
+                                              "silu_mul", "graph_chain"}
+    assert len(data["decode_steps"]) == 8  # 2 contexts x 3 q of the model + 2 held-out steps
     assert all(r["mode"] == "eager" for r in data["decode_steps"])  # no CUDA graphs on CPU
+    assert [r["shape"]["tokens"] for r in data["model_steps"]] == [8, 32]
+    assert data["power"] == {"available": False, "reason": "no CUDA device"}
+    assert not data["skipped"] and not data["errors"]
 
 
 def test_every_timing_is_positive(data):
-    for r in data["ops"] + data["decode_steps"]:
+    for r in data["ops"] + data["decode_steps"] + data["model_steps"]:
         assert 0 < r["min_s"] <= r["median_s"] and r["repeats"] == 5
 
 
@@ -56,3 +60,29 @@ def test_cli_needs_cuda_or_dry_run(capsys, tmp_path):
     assert "no CUDA GPU here" in capsys.readouterr().err
     assert main(["gpu-baseline", "measure", "--model", "nope", "--dry-run"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_static_step_matches_a_full_forward():
+    """The graph-captured step (static cache, explicit 4D mask) computes the same logits as
+    running the whole sequence, so the GPU timings time the right computation."""
+    from kernels.measure_model import _quiet, build_model, static_step
+
+    torch.manual_seed(0)
+    model = build_model("llama-68m", torch.float32, torch.device("cpu"), layers=2)
+    q, c = 4, 12
+    ids = torch.randint(0, model.config.vocab_size, (1, c + q))
+    with _quiet():
+        step = static_step(model, q, c, torch.device("cpu"), prompt=ids[:, :c], ids=ids[:, c:])
+        first, again = step().logits, step().logits  # a replay rewrites the same rows
+        ref = model(input_ids=ids, use_cache=False).logits[:, c:]
+    torch.testing.assert_close(first, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(again, first)
+
+
+def test_budget_skips_late_sections(tmp_path):
+    out = tmp_path / "m.json"
+    data = measure_all(torch.device("cpu"), dtype="float32", dry_run=True, model="llama-68m",
+                       warmup=0, repeat=1, budget_s=0.0, save=out)
+    assert data["skipped"] == ["decode_steps", "ops", "ops", "ops", "ops", "model_steps",
+                               "power", "decode_steps"]
+    assert data["section_s"] == [] and not out.exists()  # nothing ran, nothing written

@@ -1,0 +1,83 @@
+"""``--fidelity calibrated`` for GPUs: the kernel model of :mod:`sim.gpu_model`, calibrated on
+measurements (:mod:`sim.gpu_calibrate`), with the datasheet bandwidth and peak of the preset.
+
+A preset whose GPU was measured uses its own fit and its measured board power; any other GPU
+uses the H200 fit (efficiencies are fractions of datasheet peaks, fixed times are kernel
+launch/tail costs) and its TDP. ``stack`` picks the software: ``graph`` (CUDA-graph replay, as
+vLLM/TensorRT-LLM decode runs) or ``hf-eager`` (HF PyTorch without graphs, host-bound).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.errors import UserError
+from models.workload import Workload
+from sim.gpu_calibrate import baselines, default_calibration
+from sim.gpu_model import STACKS, GPUCalibration, kernels, step_time_s
+from sim.result import SimResult, result_from_times
+from sim.spec import HardwareSpec
+
+__all__ = ["calibration_for", "simulate"]
+
+
+def calibration_for(spec: HardwareSpec, host: bool = False) -> GPUCalibration:
+    """The calibration used for ``spec``: its own measurements if any, else the H200's."""
+    try:
+        own = [b.device for b in baselines().values() if b.preset == spec.name]
+        return default_calibration(own[0] if own else None, host)
+    except ValueError as e:
+        raise UserError(f"--fidelity calibrated: {e}") from None
+
+
+def _decode_s(spec: HardwareSpec, w: Workload, c: GPUCalibration, stack: str
+              ) -> tuple[float, dict[str, float], int]:
+    if not w.decode_tokens:
+        return 0.0, {}, 0
+    assert w.decode_first is not None and w.decode_last is not None
+    bw, peak = spec.mem_bytes_per_s, spec.peak_ops_per_s("float16")
+    k0 = kernels(w.decode_first, stack)
+    k1 = kernels(w.decode_last, stack) if w.decode_last is not w.decode_first else k0
+    span = max(w.decode_tokens - 1, 1)
+    total, parts = 0.0, {}
+    for k in k0.lerp(k1, np.arange(w.decode_tokens) / span):
+        t, p = step_time_s(k, c, bw, peak, stack)
+        total += t
+        for name, v in p.items():
+            parts[name] = parts.get(name, 0.0) + v
+    return total, parts, k0.count
+
+
+def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimResult:
+    """Prefill + decode of ``w`` on the GPU ``spec`` under the calibrated kernel model."""
+    stack = stack or "graph"
+    if stack not in STACKS:
+        raise UserError(f"unknown GPU stack {stack!r}; allowed: {', '.join(STACKS)}")
+    if getattr(w, "config", None) is not None:
+        raise UserError("--fidelity calibrated does not run speculation schedules yet; use "
+                        "--fidelity roofline for speculative decoding on a GPU")
+    c = calibration_for(spec, host=stack == "hf-eager")
+    if stack == "hf-eager" and c.host_s_per_kernel is None:
+        raise UserError(f"the calibration from {c.device} has no eager measurements; use "
+                        "--gpu-stack graph")
+    bw, peak = spec.mem_bytes_per_s, spec.peak_ops_per_s("float16")
+    prefill_s, pre_parts = 0.0, {}
+    if w.prefill is not None:
+        prefill_s, pre_parts = step_time_s(kernels(w.prefill, stack), c, bw, peak, stack)
+    decode_s, dec_parts, count = _decode_s(spec, w, c, stack)
+    own = c.device in {b.device for b in baselines().values() if b.preset == spec.name}
+    energy = decode_energy = None
+    notes = [f"calibrated on {c.source}; {spec.name} datasheet bandwidth and peak"]
+    if own and c.decode_power_w and c.prefill_power_w:
+        decode_energy = c.decode_power_w * decode_s
+        energy = decode_energy + c.prefill_power_w * prefill_s
+        notes.append(f"energy from measured board power ({c.decode_power_w:.0f} W decoding, "
+                      f"{c.prefill_power_w:.0f} W in prefill)")
+    else:
+        notes.append(f"energy from TDP ({spec.power_w:.0f} W): no power measured on this GPU")
+    ms = {"prefill": {k: v * 1e3 for k, v in pre_parts.items()},
+          "decode": {k: v * 1e3 for k, v in dec_parts.items()}}
+    return result_from_times(
+        spec, w, "calibrated", prefill_s, decode_s, energy_j=energy,
+        decode_energy_j=decode_energy, notes=tuple(notes), breakdown_ms=ms,
+        extra={"stack": stack, "calibration": c.source, "kernels_per_decode_step": count})

@@ -1,0 +1,231 @@
+"""The calibrated GPU timing model: an op graph becomes GPU kernels, each timed by a fitted curve.
+
+What a GPU runs for a HF decoder layer (SDPA attention, static KV cache) is close to one kernel
+per IR node, with three exceptions handled here: the eager attention sub-graph (QK matmul,
+scale, mask, softmax, cast, PV matmul) is one fused SDPA kernel; a norm module is the
+``aten_ops`` it lists (HF's RMSNorm is eight kernels, one a reduction); a KV append writes only
+the new rows into a static cache (``stack="graph"``) but copies the whole cache with ``cat``
+when HF runs eagerly with a dynamic cache (``stack="hf-eager"``).
+
+Kernel time, per class (``s`` a fixed time, ``eta`` a fraction of the datasheet peak; the
+values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
+
+- linear (GEMV/GEMM): ``s_lin + max(bytes / (eta_bw BW), flops / (eta_flop P))``, bytes =
+  weight + input + output;
+- attention, one query token: ``s_dec + kv_bytes / (eta_dec BW)``;
+- attention, several query tokens (causal/tree mask, prefill): ``s_mask + bytes /
+  min(eta_mask BW, tiles r_tile) + flops / (eta_mask_flop P)``, tiles = heads x ceil(q / 64):
+  PyTorch's masked SDPA (a different kernel from the single-query one) gives each 64-row query
+  tile of a head one thread block, so a verify step of 2..16 tokens streams the cache with only
+  ``heads`` blocks. Measured: the same ~97 us at context 4096 on the H100 and the H200 for
+  q = 2..16, although their HBM differs by 1.43x — the rate is per block, not per HBM;
+- everything else: ``s_kernel`` per elementwise kernel, ``s_reduction`` per reduction kernel,
+  plus bytes / (eta_elem BW).
+
+A graph-replayed step (CUDA graphs: vLLM, TensorRT-LLM, ``torch.compile``) costs the sum of its
+kernels plus ``s_node`` per kernel: measured on H100/H200, a kernel in a long chain of
+*different* kernels costs ~0.4 us more than the same kernel repeated (1.8 vs 1.3 us), the
+price of switching kernels inside a replay. An eager step is bound by the host too:
+``max(sum of kernels, kernels x host_s_per_kernel)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from models.graph import Graph, Node, OpKind
+
+__all__ = ["STACKS", "GPUCalibration", "Kernels", "kernel_times", "kernels", "node_time_s",
+           "step_time_s"]
+
+STACKS = ("graph", "hf-eager")
+_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1}
+_REDUCTIONS = ("mean", "sum", "amax", "max", "var", "norm", "softmax")
+
+
+@dataclass(frozen=True)
+class GPUCalibration:
+    """Fitted kernel-time parameters (seconds, or fractions of the datasheet peaks)."""
+
+    device: str                 # the GPU the per-op data came from
+    source: str                 # files and date of that data
+    kernel_s: float             # one small elementwise kernel (graph replay)
+    reduction_s: float          # one small reduction kernel (norm statistics, softmax)
+    elem_bw_eff: float          # elementwise kernels' fraction of HBM bandwidth
+    linear_s: float             # fixed time of a GEMV/GEMM kernel
+    linear_bw_eff: float        # GEMV: fraction of HBM bandwidth
+    linear_flop_eff: float      # GEMM: fraction of dense fp16 tensor peak
+    attn_decode_s: float        # SDPA with one query token
+    attn_decode_bw_eff: float
+    attn_mask_s: float          # SDPA with several query tokens under a mask
+    attn_mask_bw_eff: float
+    attn_mask_flop_eff: float
+    attn_mask_cta_bytes_per_s: float  # one query tile's K/V streaming rate (see module doc)
+    graph_node_s: float = 0.0   # extra per kernel in a long graph of different kernels
+    graph_launch_s: float = 0.0  # launching one replay
+    host_s_per_kernel: float | None = None   # eager PyTorch: host time per kernel
+    decode_power_w: float | None = None      # measured board power while decoding
+    prefill_power_w: float | None = None
+
+    def params(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if isinstance(getattr(self, f.name), float)}
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The kernels one forward pass launches, as arrays per class."""
+
+    lin_mkn: np.ndarray        # [L, 3] GEMM shapes
+    lin_bytes: np.ndarray      # [L] bytes per element of the operands
+    attn_q: np.ndarray         # [A] query tokens
+    attn_heads: np.ndarray     # [A] query heads
+    attn_bytes: np.ndarray     # [A] K/V + Q + output bytes
+    attn_flops: np.ndarray     # [A]
+    small_bytes: np.ndarray    # [S] bytes each small op moves
+    small_elem: np.ndarray     # [S] elementwise kernels it launches
+    small_red: np.ndarray      # [S] reduction kernels it launches
+
+    @property
+    def count(self) -> int:
+        return int(len(self.lin_mkn) + len(self.attn_q) + self.small_elem.sum()
+                   + self.small_red.sum())
+
+    def lerp(self, other: Kernels, t: np.ndarray) -> list[Kernels]:
+        """Kernels at fractions ``t`` between self (0) and other (1): counts are affine in the
+        context, so this is exact at every decode position."""
+        out = []
+        for x in t:
+            out.append(Kernels(*[a + (b - a) * x for a, b in
+                                 zip(_arrays(self), _arrays(other), strict=True)]))
+        return out
+
+
+def _arrays(k: Kernels) -> list[np.ndarray]:
+    return [getattr(k, f.name) for f in fields(k)]
+
+
+def _attention_groups(g: Graph) -> dict[int, list[int]]:
+    """Node indices of each eager attention sub-graph (QK matmul .. PV matmul), by first index."""
+    groups: dict[int, list[int]] = {}
+    nodes = g.nodes
+    i = 0
+    while i < len(nodes):
+        n = nodes[i]
+        if n.kind is OpKind.MATMUL and dict(n.attrs).get("role") == "qk":
+            j = i + 1
+            while j < len(nodes) and nodes[j].layer == n.layer \
+                    and nodes[j].kind not in (OpKind.MATMUL, OpKind.LINEAR):
+                j += 1
+            pv = j < len(nodes) and nodes[j].kind is OpKind.MATMUL \
+                and nodes[j].layer == n.layer and dict(nodes[j].attrs).get("role") != "qk"
+            groups[i] = list(range(i, j + 1)) if pv else [i]
+            i = j + 1 if pv else i + 1
+            continue
+        elif n.kind is OpKind.ATTENTION:
+            groups[i] = [i]
+        i += 1
+    return groups
+
+
+def _norm_kernels(n: Node) -> tuple[int, int]:
+    ops = [o for o in str(dict(n.attrs).get("aten_ops", "")).split(",") if o]
+    if not ops:
+        return 0, 1  # a fused norm: one reduction kernel
+    red = sum(1 for o in ops if o.split(".")[0] in _REDUCTIONS)
+    return len(ops) - red, red
+
+
+def kernels(g: Graph, stack: str = "graph") -> Kernels:
+    """The GPU kernels of one forward pass of ``g`` under ``stack``."""
+    if stack not in STACKS:
+        raise ValueError(f"unknown GPU software stack {stack!r}; allowed: {', '.join(STACKS)}")
+    groups = _attention_groups(g)
+    fused = {i for idx in groups.values() for i in idx}
+    lin, lin_b, aq, ah, ab, af, sb, se, sr = [], [], [], [], [], [], [], [], []
+    for i, n in enumerate(g.nodes):
+        es = _BYTES.get(n.dtype, 2)
+        if i in groups:
+            members = [g.nodes[j] for j in groups[i]]
+            q = n.in_shapes[0][-2] if n.in_shapes and len(n.in_shapes[0]) >= 2 else 1
+            aq.append(q)
+            ah.append(n.in_shapes[0][1] if len(n.in_shapes[0]) == 4 else 1)
+            ab.append(sum(m.kv_read_bytes for m in members) + 2 * es * _numel(n.in_shapes[0]))
+            af.append(sum(m.flops for m in members if m.kind in (OpKind.MATMUL,
+                                                                 OpKind.ATTENTION)))
+            continue
+        if i in fused:
+            continue
+        if n.kind is OpKind.LINEAR:
+            k = n.in_shapes[0][-1]
+            nn = n.out_shape[-1]
+            lin.append((max(1, _numel(n.out_shape) // max(nn, 1)), k, nn))
+            lin_b.append(n.weight_bytes / max(k * nn, 1) if n.weight_bytes else es)
+            continue
+        if n.kind is OpKind.KV_APPEND:
+            moved = 2 * n.kv_write_bytes if stack == "graph" else n.act_bytes + n.kv_write_bytes
+            sb.append(moved)
+            se.append(1)
+            sr.append(0)
+            continue
+        if n.kind is OpKind.NORM:
+            e, r = _norm_kernels(n)
+            sb.append((e + r) * (n.act_bytes + n.weight_bytes))
+            se.append(e)
+            sr.append(r)
+            continue
+        red = n.kind in (OpKind.SOFTMAX, OpKind.REDUCTION)
+        sb.append(n.act_bytes + n.compulsory_bytes)
+        se.append(0 if red else 1)
+        sr.append(1 if red else 0)
+    f = np.asarray
+    return Kernels(f(lin, dtype=np.float64).reshape(-1, 3), f(lin_b, dtype=np.float64),
+                   f(aq, dtype=np.float64), f(ah, dtype=np.float64),
+                   f(ab, dtype=np.float64), f(af, dtype=np.float64),
+                   f(sb, dtype=np.float64), f(se, dtype=np.float64), f(sr, dtype=np.float64))
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape)) if shape else 1
+
+
+def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float
+                 ) -> dict[str, np.ndarray]:
+    """Device seconds of every kernel, per class."""
+    m, kk, n = k.lin_mkn.T if len(k.lin_mkn) else (np.zeros(0),) * 3
+    lin_bytes = (kk * n) * k.lin_bytes + 2.0 * (m * kk + m * n)
+    lin = c.linear_s + np.maximum(lin_bytes / (c.linear_bw_eff * bw),
+                                  2 * m * kk * n / (c.linear_flop_eff * peak))
+    one = k.attn_q <= 1
+    attn = np.where(one, c.attn_decode_s + k.attn_bytes / (c.attn_decode_bw_eff * bw),
+                    c.attn_mask_s + k.attn_bytes / np.minimum(
+                        c.attn_mask_bw_eff * bw,
+                        k.attn_heads * np.ceil(k.attn_q / 64) * c.attn_mask_cta_bytes_per_s)
+                    + k.attn_flops / (c.attn_mask_flop_eff * peak))
+    small = (c.kernel_s * k.small_elem + c.reduction_s * k.small_red
+             + k.small_bytes / (c.elem_bw_eff * bw))
+    return {"linear": lin, "attention": attn, "other": small}
+
+
+def node_time_s(k: Kernels, c: GPUCalibration) -> float:
+    """Launch and switching cost of a replayed step: ``graph_launch_s`` once, and
+    ``graph_node_s`` for every kernel it launches."""
+    return c.graph_launch_s + k.count * c.graph_node_s
+
+
+def step_time_s(k: Kernels, c: GPUCalibration, bw: float, peak: float,
+                stack: str = "graph") -> tuple[float, dict[str, float]]:
+    """Seconds of one forward pass and the device time per kernel class."""
+    parts = {name: float(t.sum()) for name, t in kernel_times(k, c, bw, peak).items()}
+    parts["graph nodes"] = node_time_s(k, c)
+    device = sum(parts.values())
+    if stack == "hf-eager":
+        if c.host_s_per_kernel is None:
+            raise ValueError(f"the calibration from {c.device} has no eager measurements")
+        host = k.count * c.host_s_per_kernel
+        if host > device:
+            parts["host (eager launch)"] = host - device
+        return max(device, host), parts
+    return device, parts

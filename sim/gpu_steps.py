@@ -1,0 +1,49 @@
+"""Whole-model steps: the IR graph of a measured step, and the model's prediction of it.
+
+A measured decode/verify step (q new tokens over a cache of c, graph-replayed or eager) is
+predicted from the traced graph of the same model, phase and shape: the sum of its kernels'
+modelled times. These predictions are never fitted; they are the held-out check that per-op
+curves add up to a whole model.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from models.graph import Graph, interpolate
+from sim.gpu_model import GPUCalibration, kernels, step_time_s
+
+__all__ = ["predict_step", "step_graph", "step_kernel_count"]
+
+_TRACED_CONTEXTS = (128, 1024)  # two traces per (model, q); other contexts are interpolated
+
+
+@cache
+def _traced(model: str, q: int, context: int) -> Graph:
+    from models.cache import get_graph  # traces (imports torch) only on a cache miss
+
+    if q == 1:
+        return get_graph(model, "decode", context=context)
+    return get_graph(model, "verify", tokens=q, context=context)
+
+
+def step_graph(model: str, q: int, context: int) -> Graph:
+    """The IR graph of one step of ``q`` tokens over a cache of ``context``."""
+    lo, hi = _TRACED_CONTEXTS
+    if context in (lo, hi):
+        return _traced(model, q, context)
+    return interpolate(_traced(model, q, lo), _traced(model, q, hi), context)
+
+
+def step_kernel_count(r: dict[str, Any], stack: str = "graph") -> int:
+    s = r["shape"]
+    return kernels(step_graph(r["model"], s["q"], s["context"]), stack).count
+
+
+def predict_step(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float) -> float:
+    """Model seconds of a measured whole-model step record (its ``mode`` picks the stack)."""
+    s = r["shape"]
+    stack = "graph" if r["mode"] == "cuda_graph" else "hf-eager"
+    k = kernels(step_graph(r["model"], s["q"], s["context"]), stack)
+    return step_time_s(k, c, bw, peak, stack)[0]

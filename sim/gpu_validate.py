@@ -1,0 +1,98 @@
+"""Model vs measurement: per-op classes on held-out points, whole-model steps, other devices.
+
+``validate(fit_on)`` fits on one measured device and reports, for every measured device, the
+relative error of every point the fit did not see: held-out per-op rows of the fitted device,
+all per-op rows of other devices (datasheet bandwidth/peak swapped in), and every whole-model
+step (never fitted). Eager steps are reported apart: their time is the host CPU's.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from sim.gpu_calibrate import (
+    Baseline,
+    baselines,
+    default_calibration,
+    op_class,
+    op_rows,
+    predict_ops,
+)
+from sim.gpu_steps import predict_step
+
+__all__ = ["TARGET_MAX", "TARGET_MEDIAN", "ClassError", "validate"]
+
+TARGET_MEDIAN, TARGET_MAX = 0.10, 0.25  # the issue's bar on held-out points
+
+
+@dataclass(frozen=True)
+class ClassError:
+    device: str
+    group: str          # op class, or "step <model> (<mode>)"
+    n: int
+    median: float       # median |relative error|
+    max: float
+    worst: str          # the point with the largest error
+
+    @property
+    def ok(self) -> bool:
+        return self.median <= TARGET_MEDIAN and self.max <= TARGET_MAX
+
+
+def _summary(device: str, group: str, points: list[tuple[float, str]]) -> ClassError:
+    errs = [abs(e) for e, _ in points]
+    worst = max(points, key=lambda p: abs(p[0]))
+    return ClassError(device, group, len(points), statistics.median(errs), max(errs),
+                      f"{worst[1]}: {worst[0]:+.0%}")
+
+
+def _spec(b: Baseline):
+    from sim.spec import load_preset
+
+    s = load_preset(b.preset)
+    return s.mem_bytes_per_s, s.peak_ops_per_s("float16")
+
+
+def _label(r: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in r["shape"].items() if k not in ("heads", "head_dim"))
+
+
+def validate(fit_on: str | None = None, steps: bool = True) -> dict[str, Any]:
+    """Errors per class on held-out data, for every measured device."""
+    c = default_calibration(fit_on, steps)
+    out: list[ClassError] = []
+    points: list[dict[str, Any]] = []
+    for b in baselines().values():
+        bw, peak = _spec(b)
+        rows = op_rows(b, held_out=True) if b.device == c.device else \
+            op_rows(b, True) + op_rows(b, False)
+        pred = predict_ops(rows, c, bw, peak)
+        groups: dict[str, list[tuple[float, str]]] = {}
+        for r, p in zip(rows, pred, strict=True):
+            e = p / r["median_s"] - 1
+            groups.setdefault(op_class(r), []).append((e, f"{r['op']} {_label(r)}"))
+            points.append({"device": b.device, "op": r["op"], "shape": r["shape"],
+                           "measured_s": r["median_s"], "model_s": float(p)})
+        out += [_summary(b.device, g, v) for g, v in sorted(groups.items())]
+        if steps:
+            out += _steps(b, c, bw, peak, points)
+    return {"fit_on": c.device, "calibration": c, "classes": out, "points": points}
+
+
+def _steps(b: Baseline, c, bw: float, peak: float, points: list[dict[str, Any]]
+           ) -> list[ClassError]:
+    groups: dict[str, list[tuple[float, str]]] = {}
+    for r in b.steps:
+        p = predict_step(r, c, bw, peak)
+        mode = "graph" if r["mode"] == "cuda_graph" else "eager"
+        groups.setdefault(f"step {mode}", []).append(
+            (p / r["median_s"] - 1, f"{r['model']} q={r['shape']['q']} c={r['shape']['context']}"))
+        points.append({"device": b.device, "op": f"step {mode}", "model": r["model"],
+                       "shape": r["shape"], "measured_s": r["median_s"], "model_s": p})
+    by_model: dict[str, list[tuple[float, str]]] = {}
+    for e, label in groups.get("step graph", []):
+        by_model.setdefault(label.split()[0], []).append((e, label))
+    out = [_summary(b.device, f"step graph {m}", v) for m, v in by_model.items()]
+    return out + [_summary(b.device, g, v) for g, v in groups.items()]

@@ -1,0 +1,127 @@
+"""The calibrated GPU model: data provenance, fit/held-out separation, bounds, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmcosim.cli import main
+from models.errors import UserError
+from models.workload import Workload
+from sim.gpu_calibrate import baselines, calibrate, default_calibration, op_rows, predict_ops
+from sim.gpu_model import Kernels, kernel_times, kernels
+from sim.registry import run
+from sim.spec import load_preset
+from tests.unit.graphs import decoder_like
+
+H200, H100 = "NVIDIA H200", "NVIDIA H100 80GB HBM3"
+
+
+def _bw_peak(name: str) -> tuple[float, float]:
+    s = load_preset({H200: "gpu-h200", H100: "gpu-h100"}[name])
+    return s.mem_bytes_per_s, s.peak_ops_per_s("float16")
+
+
+def test_measured_devices_carry_provenance():
+    data = baselines()
+    assert {H200, H100} <= set(data)
+    for b in data.values():
+        assert b.info["driver"] and b.info["torch"] and b.date == "2026-11-27"
+        assert {r["op"] for r in b.ops} >= {"linear", "attention", "add", "graph_chain"}
+        assert all(r["median_s"] > 0 for r in b.ops)
+        assert b.power["available"] and b.steps and b.prefill
+
+
+def test_held_out_rows_never_move_the_fit():
+    b = baselines()[H200]
+    bw, peak = _bw_peak(H200)
+    base = calibrate(b, bw, peak).params()
+    held = {id(r) for r in op_rows(b, held_out=True)}
+    assert held and len(held) < len(b.ops)
+
+    def scaled(which: set[int]) -> dict[str, float]:
+        ops = tuple({**r, "median_s": r["median_s"] * 3} if id(r) in which else r
+                    for r in b.ops)
+        return calibrate(dataclasses.replace(b, ops=ops), bw, peak).params()
+
+    assert scaled(held) == base
+    fitted = {id(r) for r in op_rows(b, held_out=False) if r["op"] == "linear"}
+    assert scaled(fitted)["linear_s"] != pytest.approx(base["linear_s"], rel=0.05)
+
+
+def test_efficiencies_are_fractions_of_the_datasheet():
+    c = default_calibration()
+    for name, v in c.params().items():
+        assert v > 0, name
+        if name.endswith("_eff"):
+            assert v <= 1.0, name
+
+
+def test_held_out_linear_on_the_fitted_device():
+    b = baselines()[H200]
+    rows = [r for r in op_rows(b, held_out=True) if r["op"] == "linear"]
+    pred = predict_ops(rows, default_calibration(), *_bw_peak(H200))
+    err = np.abs(pred / np.array([r["median_s"] for r in rows]) - 1)
+    assert len(rows) > 50 and np.median(err) <= 0.10 and err.max() <= 0.25
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4096), st.integers(16, 16384), st.integers(16, 32768),
+       st.integers(1, 64), st.integers(0, 8192))
+def test_kernel_time_never_beats_the_roofline(m, k, n, q, ctx):
+    c = default_calibration()
+    bw, peak = _bw_peak(H200)
+    z = np.zeros(0)
+    kv = 2.0 * 32 * (ctx + q) * 128 * 2
+    kk = Kernels(np.array([[m, k, n]], dtype=float), np.array([2.0]), np.array([float(q)]),
+                 np.array([32.0]), np.array([kv]), np.array([4.0 * 32 * q * (ctx + q) * 128]),
+                 z, z, z)
+    t = kernel_times(kk, c, bw, peak)
+    assert t["linear"][0] >= max(2.0 * k * n / bw, 2.0 * m * k * n / peak)
+    assert t["attention"][0] >= kv / bw
+
+
+def _toy_workload() -> Workload:
+    return Workload("toy", 1, 0, 8, None, decoder_like(context=16), decoder_like(context=23))
+
+
+def test_calibrated_is_above_the_roofline_and_faster_with_more_bandwidth():
+    w = _toy_workload()
+    for name in ("gpu-v100s", "gpu-a100", "gpu-h100", "gpu-h200"):
+        spec = load_preset(name)
+        assert run(spec, w, "calibrated").decode_ms_per_token >= \
+            run(spec, w, "roofline").decode_ms_per_token
+    a = load_preset("gpu-a100")
+    faster = dataclasses.replace(a, hbm_bytes_per_s=2 * a.hbm_bytes_per_s)
+    assert run(faster, w, "calibrated").decode_ms_per_token <= \
+        run(a, w, "calibrated").decode_ms_per_token
+
+
+def test_norm_expands_to_its_aten_kernels():
+    g = decoder_like()
+    n0 = g.nodes[0]
+    norm = dataclasses.replace(n0, name="n/norm", kind=type(n0.kind)("norm"), op="LlamaRMSNorm",
+                               weight_bytes=0, attrs=(("aten_ops", "to.dtype,pow.Tensor_Scalar,"
+                                                       "mean.dim,add.Tensor,rsqrt.default,"
+                                                       "mul.Tensor,to.dtype,mul.Tensor"),))
+    k = kernels(dataclasses.replace(g, nodes=(norm,)))
+    assert (k.small_elem.sum(), k.small_red.sum()) == (7, 1)
+
+
+def test_bad_inputs_are_clear():
+    w = _toy_workload()
+    with pytest.raises(UserError, match="unknown GPU stack 'tpu'; allowed: graph, hf-eager"):
+        run(load_preset("gpu-h100"), w, "calibrated", stack="tpu")
+    with pytest.raises(UserError, match="does not model flightllm-u280"):
+        run(load_preset("flightllm-u280"), w, "calibrated")
+
+
+def test_validate_cli_prints_every_class(capsys):
+    assert main(["gpu-baseline", "validate", "--no-steps"]) == 0
+    out = capsys.readouterr().out
+    for word in ("NVIDIA H200", "NVIDIA H100", "linear", "attention_mask", "graph_node"):
+        assert word in out
