@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="roofline rows only (skips the cycle-level simulators, ~20 s)")
     s.set_defaults(func=cmd_demo)
 
+    from llmcosim.compare import add_compare_parser
+
+    add_compare_parser(sub)  # compare: devices side by side, a paper's headline ratios
     _add_optional_commands(sub)
     return p
 

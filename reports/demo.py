@@ -3,7 +3,9 @@
 Answers the user's question "how does this model run on FlightLLM, HADES and a GPU?" with
 every fidelity we have: the roofline bound on every preset, the cycle-level simulators where
 they exist (FlightLLM, HADES), and speculative decoding (HADES's reason to exist) on HADES and
-on a GPU. Writes ``demo.md``, ``demo.json`` and ``demo_breakdown.png``.
+on a GPU; then each device at its best fidelity with the source of every number
+(``reports.compare``). Writes ``demo.md``, ``demo.json``, ``demo_breakdown.png`` and
+``demo_compare.{md,json,png}``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from mapping.compression import quantize
 from models.cache import get_workload
 from models.zoo import get_model
+from reports.compare import COLUMNS, DEFAULT_HW, Row, compare, table_cells, write_compare
 from sim.registry import run
 from sim.result import SimResult
 from sim.spec import list_presets, load_preset
@@ -26,6 +29,7 @@ __all__ = ["breakdown_plot", "markdown", "write_demo"]
 # Speculation setting of the demo rows: SpecInfer's 68M draft, 4 draft tokens, acceptance 0.8
 # (Leviathan et al. report 0.5-0.9 for drafts ~100x smaller than the target).
 SPEC_DRAFT, SPEC_GAMMA, SPEC_ALPHA = "llama-68m", 4, "0.8"
+DEMO_COMPARE_HW = tuple(h for h in DEFAULT_HW if h != "flightllm-vhk158")
 
 
 def _row(r: SimResult, label: str) -> str:
@@ -35,7 +39,8 @@ def _row(r: SimResult, label: str) -> str:
             f"{r.decode_tokens_per_s:,.1f} | {r.total_ms / 1e3:,.2f} | {tpj} | {fits} |")
 
 
-def markdown(rows: list[tuple[SimResult, str]], graph_summary: str) -> str:
+def markdown(rows: list[tuple[SimResult, str]], graph_summary: str,
+             compared: list[Row] | None = None) -> str:
     r0 = rows[0][0]
     lines = [
         f"# {r0.model}: prefill {r0.prefill} tokens, decode {r0.decode} tokens, batch {r0.batch}",
@@ -63,6 +68,14 @@ def markdown(rows: list[tuple[SimResult, str]], graph_summary: str) -> str:
         "![time per op kind](demo_breakdown.png)",
         "",
     ]
+    if compared:
+        lines += ["## Each device at its best fidelity (`llmcosim compare`)", "",
+                  "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS),
+                  *("| " + " | ".join(table_cells(r)) + " |" for r in compared), "",
+                  "Power and price sources, and the bar plot: [demo_compare.md](demo_compare.md)."
+                  " `llmcosim compare` adds the VHK158 at the cycle level (~20 s more); with "
+                  "`--assumptions configs/compare/flightllm_paper.toml` it recomputes "
+                  "FlightLLM's headline ratios (docs/compare.md).", ""]
     notes = [f"- {r.hw} ({label}): {n}" for r, label in rows for n in r.notes]
     if notes:
         lines += ["## Notes", "", *notes, ""]
@@ -117,11 +130,24 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
         r = run(spec, w_fpga if fpga else w, "roofline")
         rows.append((r, "W4 KV8 / roofline" if fpga else "FP16 / roofline"))
     roofline = [r for r, _ in rows]
+    cycled: list[SimResult] = []
     if cycle:
         echo("cycle-level simulators: flightllm-u280 (the slowest, ~20 s for 512 steps), hades")
-        rows.append((run(load_preset("flightllm-u280"), w, "cycle"), "artifact setting / cycle"))
-        rows.append((run(load_preset("hades"), w, "cycle"), "FP16 / cycle"))
+        cycled = [run(load_preset("flightllm-u280"), w, "cycle"),
+                  run(load_preset("hades"), w, "cycle")]
+        rows += zip(cycled, ("artifact setting / cycle", "FP16 / cycle"), strict=True)
         rows.append((_speculative("hades", model, prefill, decode), "FP16 spec / cycle"))
+    # Each device at its best fidelity, reusing the runs above (the calibrated GPU model runs
+    # here once it exists). The VHK158 is left out: its cycle run would add ~20 s to the demo;
+    # `llmcosim compare` includes it.
+    known = {(r.hw, r.fidelity): r for r in roofline + cycled}
+    compared = compare(DEMO_COMPARE_HW, w, cycle=cycle, known=known)
+    for c in compared:
+        echo(f"  {c.hw:17s} best: {c.fidelity:10s} {c.decode_tokens_per_s:9.1f} tokens/s  "
+             f"{c.tokens_per_j or 0:6.3f} tokens/J  ({c.source.split(':')[0]})")
+    write_compare(out, compared, stem="demo_compare", command="llmcosim demo",
+                  workload={"model": model, "prefill": prefill, "decode": decode, "batch": 1,
+                            "dtype": "float16"})
     rows.append((_speculative("gpu-a100", model, prefill, decode), "FP16 spec / roofline"))
     assert w.decode_first is not None
     tot = w.decode_first.totals()
@@ -135,5 +161,5 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
     (out / "demo.json").write_text(json.dumps(data, indent=1, default=str))
     breakdown_plot(roofline, out / "demo_breakdown.png")
     path = out / "demo.md"
-    path.write_text(markdown(rows, summary))
+    path.write_text(markdown(rows, summary, compared))
     return path

@@ -1,0 +1,144 @@
+"""``llmcosim compare``: one model on several devices, and a paper's headline ratios (wiring only).
+
+The simulation, sources and ratio arithmetic live in ``reports/compare.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from models.errors import UserError
+
+__all__ = ["add_compare_parser", "cmd_compare"]
+
+_out = Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _positive(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    from reports.compare import DEFAULT_HW, GPU_STACKS
+
+    s = sub.add_parser("compare", help="one model on several devices at their best fidelity: "
+                       "latency, tokens/s, tokens/J, tokens/s per $, with sources")
+    s.add_argument("--model", default="llama2-7b", help="zoo name or config.json path")
+    s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
+    s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
+    s.add_argument("--hw", default=",".join(DEFAULT_HW),
+                   help=f"comma-separated presets (default {','.join(DEFAULT_HW)})")
+    s.add_argument("--out", default="reports/out",
+                   help="directory for compare.md/.json/.png (default reports/out)")
+    s.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    s.add_argument("--assumptions", help="a paper's stated inputs and headline ratios "
+                   "(configs/compare/flightllm_paper.toml): recompute the ratios; its power and "
+                   "price replace the presets' in the table")
+    s.add_argument("--headline-only", action="store_true",
+                   help="with --assumptions: the ratios from the paper's inputs alone, no "
+                   "simulation")
+    s.add_argument("--gpu-stack", default=None,
+                   help=f"calibrated GPU model's software stack: {', '.join(GPU_STACKS)} "
+                   "(default graph)")
+    s.add_argument("--no-cycle", action="store_true",
+                   help="every device at the roofline (seconds; skips the cycle-level and "
+                   "calibrated models)")
+    s.add_argument("--batch", type=_positive, default=1, help="sequences per pass (default 1)")
+    s.add_argument("--dtype", default="float16", help="float16 (default), bfloat16, float32")
+    s.add_argument("--no-cache", action="store_true", help="trace again, ignore cached graphs")
+    s.set_defaults(func=cmd_compare)
+
+
+def _print_tables(rows, results, assumptions) -> None:
+    from reports.compare import COLUMNS, HEADLINE_COLUMNS, headline_cells, table_cells
+
+    if rows:
+        t = Table(title=f"{len(rows)} devices (decode columns: mean over the decode passes)")
+        for i, col in enumerate(COLUMNS):
+            t.add_column(col, justify="right" if 1 < i < len(COLUMNS) - 1 else "left",
+                         overflow="fold")
+        for r in rows:
+            t.add_row(*table_cells(r))
+        _out.print(t)
+        for r in rows:
+            _out.print(f"  {r.hw}: power {r.power_source}; price {r.price_source}",
+                       highlight=False)
+    if assumptions is None:
+        return
+    t = Table(title=assumptions.title)
+    for col in HEADLINE_COLUMNS:
+        t.add_column(col, overflow="fold")
+    for res in results:
+        for cells in headline_cells(res):
+            t.add_row(*cells)
+        t.add_section()
+    _out.print(t)
+    for res in results:
+        _out.print(f"{res.ratio.name}: {res.verdict}", highlight=False)
+        for h in res.hangs_on:
+            _out.print(f"  hangs on: {h}", highlight=False)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from models.cache import get_workload
+    from models.zoo import entry_from_config_file, get_model
+    from reports.compare import (
+        check_inputs,
+        compare,
+        headline,
+        headline_markdown,
+        load_assumptions,
+        parse_hw_list,
+        write_compare,
+    )
+
+    entry = entry_from_config_file(args.model) if args.model.endswith(".json") \
+        else get_model(args.model)
+    names = parse_hw_list(args.hw)
+    check_inputs(names, args.gpu_stack)   # bad presets fail before any tracing
+    a = load_assumptions(args.assumptions) if args.assumptions else None
+    if args.headline_only and a is None:
+        raise UserError("--headline-only needs --assumptions FILE "
+                        "(e.g. configs/compare/flightllm_paper.toml)")
+    if a is not None and a.model and a.model != entry.name:
+        print(f"note: {a.path} states numbers for {a.model}, not {entry.name}", file=sys.stderr)
+    rows, stack_rows = [], {}
+    if not args.headline_only:
+        w = get_workload(entry, prefill=args.prefill, decode=args.decode, batch=args.batch,
+                         dtype=args.dtype, use_cache=not args.no_cache)
+        kw = {"cycle": not args.no_cycle, "overrides": a.overrides() if a else None,
+              "overrides_from": f"assumptions {a.path}" if a else ""}
+        rows = compare(names, w, gpu_stack=args.gpu_stack, **kw)
+        # the paper's GPU stacks on our calibrated GPU model (only GPUs rerun; fast)
+        gpus = [r.hw for r in rows if r.kind == "gpu" and r.fidelity == "calibrated"]
+        for stack, ours in (a.model_stacks.items() if a and gpus else ()):
+            same = ours == (args.gpu_stack or "graph")
+            stack_rows[stack] = rows if same else compare(gpus, w, gpu_stack=ours, **kw)
+    results = headline(a, rows, stack_rows) if a else []
+    command = "llmcosim " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] \
+        else "llmcosim compare"
+    workload = {"model": entry.name, "prefill": args.prefill, "decode": args.decode,
+                "batch": args.batch, "dtype": args.dtype}
+    md = headline_markdown(a, results) if a else ""
+    if args.json:
+        print(json.dumps({"workload": workload, "devices": [r.to_dict() for r in rows],
+                          **({"headline": [r.to_dict() for r in results]} if a else {})}))
+    else:
+        _print_tables(rows, results, a)
+    if rows:
+        path = write_compare(Path(args.out), rows, workload=workload, command=command,
+                             headline=[r.to_dict() for r in results] if a else None,
+                             headline_md=md)
+        if not args.json:
+            _out.print(f"report written to {path}", highlight=False)
+    return 0
