@@ -34,6 +34,11 @@ class Arch:
     mm_tile_cols: int = 16               # artifact MM_START_N_NUM
     on_chip_decode: bool = True          # FlightLLM always-on-chip decode
     fuse: bool = True                    # linear+SiLU/eltwise/RoPE, attention+softmax
+    # decode (MV) sparse indices: True = next to each kept weight in the A-buffer stream over
+    # the weight channels (the one path wide enough for the MV, see docs/flightllm.md);
+    # False = through the meta buffer from its one HBM channel (artifact
+    # META_BUFFER_HBM_CHANNEL_NUM 1), the meta buffer's 16 B/cycle read width not applied
+    index_in_weights: bool = True
 
 
 @dataclass

@@ -21,6 +21,7 @@ from collections import defaultdict
 import numpy as np
 
 from mapping.flightllm.builder import Arch, Builder
+from mapping.flightllm.compression import META_BITS_PER_KEPT
 from mapping.flightllm.isa import LD_TARGETS, MISC_OPS, Program, Queue
 from mapping.flightllm.replicate import Period, layer_ranges, signature, snapshot
 from models.errors import UserError
@@ -130,21 +131,29 @@ class _Gen:
         return not (self.decode and self.a.on_chip_decode)
 
     # -- linears -----------------------------------------------------------------------
+    def packed(self, sparse: bool, n: int) -> bool:
+        """Decode indices travel with the weights (``Arch.index_in_weights``)."""
+        return self.decode and self.a.index_in_weights and sparse and n < 16
+
     def k_chunk(self, node: Node, cols: int, n: int, k: int) -> int:
         """Largest K chunk (multiple of 16) whose tile fits half of each buffer it uses.
 
         Weights go to the A (decode) or B (prefill) buffer, the 4-bit sparse indices to the
         meta buffer and the FSB bytes to the FSB buffer (artifact: separate buffers, each
-        double buffered); a sparse tile is bounded by the smallest of the three.
+        double buffered); a sparse tile is bounded by the smallest of the three. With
+        ``index_in_weights`` (decode) the indices sit next to their weights in the A buffer.
         """
         bits = node.attr.get("weight_bits", 8)
+        sparse = node.attr.get("fsb_bytes", 0) > 0
+        packed = self.packed(sparse, n)
+        per = bits + (META_BITS_PER_KEPT if packed else 0)
         buf = (self.a.a_buffer_bytes if self.decode else self.a.b_buffer_bytes) // 2
-        kc = int(buf // (cols * bits * n / 16 / 8)) // 16 * 16
+        kc = int(buf // (cols * per * n / 16 / 8)) // 16 * 16
         limit = f"half the weight buffer ({buf} bytes)"
-        if node.attr.get("fsb_bytes", 0) > 0:
-            if n < 16:
+        if sparse:
+            if n < 16 and not packed:
                 meta = self.a.meta_buffer_bytes // 2
-                km = int(meta // (cols * n / 16 * 4 / 8)) // 16 * 16
+                km = int(meta // (cols * n / 16 * META_BITS_PER_KEPT / 8)) // 16 * 16
                 if km < kc:
                     kc, limit = km, f"half the meta buffer ({meta} bytes)"
             fsb = self.a.fsb_buffer_bytes // 2
@@ -158,11 +167,18 @@ class _Gen:
                             f"{limit}")
         return min(kc, -(-k // 16) * 16)
 
+    def tile_bytes(self, node: Node, cols: int, kc: int, n: int, sparse: bool) -> tuple[int, int]:
+        """(bytes into the weight buffer, bytes into the meta buffer) of one weight tile."""
+        bits = node.attr.get("weight_bits", 8)
+        meta = -(-cols * kc * n // 16 * META_BITS_PER_KEPT // 8) if sparse and n < 16 else 0
+        wbytes = -(-cols * kc * n // 16 * bits // 8)
+        return (wbytes + meta, 0) if self.packed(sparse, n) else (wbytes, meta)
+
     def weight_tile(self, core: int, node: Node, cols: int, kc: int, n: int, sparse: bool,
                     after: int | None) -> int:
         """LDs of one weight tile (+ meta, FSB); returns the last LD."""
-        bits, nid = node.attr.get("weight_bits", 8), self.b.node(node.name)
-        wbytes = -(-cols * kc * n // 16 * bits // 8)
+        nid = self.b.node(node.name)
+        wbytes, meta = self.tile_bytes(node, cols, kc, n, sparse)
         slot = None
         if self.tiles[core] >= 2:
             slot = self.mpe_done[core][self.tiles[core] - 2]
@@ -179,9 +195,9 @@ class _Gen:
         for j in range(1, chans):  # the other channels' parts: ordered by the first's tokens
             last = self.b.like(core, first, channel=self.ch(core, j))
         if sparse:
-            if n < 16:
+            if meta:
                 last = self.b.like(core, first, channel=aux, op=LD_TARGETS["meta"],
-                                   nbytes=cols * kc * n // 16 * 4 // 8)
+                                   nbytes=meta)
             last = self.b.like(core, first, channel=aux, op=LD_TARGETS["FSB"],
                                nbytes=(cols // 16) * (kc // 16))
         self.tiles[core] += 1
@@ -262,8 +278,10 @@ class _Gen:
         last = None
         for j, (w, r, k0, kk) in enumerate(tiles):
             ld = lds[j] if j < len(lds) else self.weight_tile(c, node, w, kk, n, sparse, None)
+            # MV: ``nbytes`` = what it reads from the A buffer (the timing model's read width)
+            abytes = self.tile_bytes(node, w, kk, n, sparse)[0] if self.decode else 0
             last = self.b.emit(c, queue, after=(ld, inp), rows=r, cols=w,
-                               k=-(-kk // 16) * 16, n=n, node=nid)
+                               k=-(-kk // 16) * 16, n=n, node=nid, nbytes=abytes)
             self.mpe_done[c].append(last)
             if k0 + kk >= k:  # the output tile is complete: its fused epilogue
                 for op in epi:
@@ -317,8 +335,8 @@ class _Gen:
             for h in range(h0, h1):
                 kl = self.b.emit(c, Queue.LD, channel=self.ch(c, h), nbytes=kv_len * d,
                                  op=LD_TARGETS["A"], node=nid)
-                if blocks is None:
-                    s = self.mpe(c, self.t, kv_len, d, (kl, last), nid)
+                if blocks is None:  # K (kv_len x d, INT8) read from the A buffer
+                    s = self.mpe(c, self.t, kv_len, d, (kl, last), nid, kv_len * d)
                     sm = self.misc(c, "softmax", self.t, kv_len, (s,), nid)
                 else:
                     s = self.mpe(c, 64, blocks[h] * 64, d, (kl, last), nid)
@@ -326,16 +344,17 @@ class _Gen:
                 vl = self.b.emit(c, Queue.LD, channel=self.ch(c, h + 1), nbytes=kv_len * d,
                                  op=LD_TARGETS["A"], node=nid)
                 if blocks is None:
-                    last = self.mpe(c, self.t, d, kv_len, (vl, sm), nid)
+                    last = self.mpe(c, self.t, d, kv_len, (vl, sm), nid, kv_len * d)
                 else:
                     last = self.mpe(c, 64, d * blocks[h], 64, (vl, sm), nid)
             self.ready[c] = last
         self.split = True
 
-    def mpe(self, c: int, rows: int, cols: int, k: int, after: tuple, nid: int) -> int:
+    def mpe(self, c: int, rows: int, cols: int, k: int, after: tuple, nid: int,
+            abytes: int = 0) -> int:
         q = Queue.MV if self.decode else Queue.MM
         return self.b.emit(c, q, after=after, rows=rows, cols=cols, k=-(-k // 16) * 16,
-                           node=nid)
+                           node=nid, nbytes=abytes if self.decode else 0)
 
     def kv_store(self, node: Node) -> None:
         for c in range(self.a.cores):

@@ -6,7 +6,10 @@ DSP48 packs two INT8 MACs sharing one weight, i.e. two tokens. MV (decode, one t
 lane of ``mv_macs_per_cycle / 16`` chains; MM (prefill) uses both lanes of
 ``mm_macs_per_cycle / 32`` chains, ``mm_rows / 2`` token pairs x the remaining chains as
 output slots. An instruction costs its passes x the chain's II plus one pipeline fill
-(the chain latency).
+(the chain latency). An MV also cannot run faster than the A buffer delivers its matrix:
+``A_MV_BYTES_PER_CHANNEL`` per weight channel per cycle (exactly 1024 INT4 weights per cycle
+on 8 channels, the MV rate; INT8 or weights with packed 4-bit indices take two cycles per
+1024).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from functools import lru_cache
 
 from sim.blocks.csd_chain import LANES, csd_chain_timing
 
-__all__ = ["VPU_DSPS", "mm_cycles", "mv_cycles"]
+__all__ = ["A_MV_BYTES_PER_CHANNEL", "VPU_DSPS", "mm_cycles", "mv_cycles"]
 
 VPU_DSPS = 16  # a FlightLLM VPU chain is 16 DSP48s (sim/blocks/csd_chain.py, MAX_CHAIN_DSPS note)
+A_MV_BYTES_PER_CHANNEL = 64  # artifact vhk158_config.yaml A_BUFFER_MV_PER_CHANNEL_WIDTH_B
 
 
 @lru_cache(maxsize=4096)
@@ -26,11 +30,17 @@ def _chain(n: int, k: int) -> tuple[int, int, int]:
     return t.rows_per_pass, t.ii_cycles, t.latency_cycles
 
 
-def mv_cycles(cols: int, k: int, n: int, macs_per_cycle: int) -> int:
-    """One token x a (k x cols) weight tile at N:16 on ``macs_per_cycle / 16`` chains."""
+def mv_cycles(cols: int, k: int, n: int, macs_per_cycle: int, a_bytes: int = 0,
+              a_bytes_per_cycle: int = 0) -> int:
+    """One token x a (k x cols) weight tile at N:16 on ``macs_per_cycle / 16`` chains.
+
+    ``a_bytes``: the tile's bytes in the A buffer, read at ``a_bytes_per_cycle`` (0: no bound).
+    """
     chains = max(1, macs_per_cycle // VPU_DSPS)
     rows, ii, lat = _chain(n, k)
     passes = -(-cols // (chains * rows))
+    if a_bytes > 0 and a_bytes_per_cycle > 0:
+        return max(passes * ii, -(-a_bytes // a_bytes_per_cycle)) + lat
     return passes * ii + lat
 
 

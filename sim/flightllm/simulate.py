@@ -40,10 +40,11 @@ class PassResult:
 
 
 def simulate_graph(spec: FlightLLMSpec, g: Graph, *, on_chip_decode: bool = True,
-                   fuse: bool = True) -> PassResult:
+                   fuse: bool = True, index_in_weights: bool = True) -> PassResult:
     """One forward pass of an already compressed graph."""
-    prog = fill_cycles(generate(g, arch_of(spec, on_chip_decode=on_chip_decode, fuse=fuse)),
-                       spec)
+    arch = arch_of(spec, on_chip_decode=on_chip_decode, fuse=fuse,
+                   index_in_weights=index_in_weights)
+    prog = fill_cycles(generate(g, arch), spec)
     from sim.flightllm.engine_fast import run_fast  # numba: imported when first simulating
 
     start, finish = run_fast(prog, spec.hbm_channels)

@@ -11,7 +11,7 @@ import numpy as np
 from mapping.flightllm.builder import Arch
 from mapping.flightllm.isa import Program, Queue
 from sim.flightllm.hbm import transfer_cycles
-from sim.flightllm.mpe import mm_cycles, mv_cycles
+from sim.flightllm.mpe import A_MV_BYTES_PER_CHANNEL, mm_cycles, mv_cycles
 from sim.flightllm.sfu import misc_cycles
 from sim.spec import FlightLLMSpec
 
@@ -21,7 +21,8 @@ SYS_CYCLES = 1    # artifact: SYS 1 cycle
 ISSUE_CYCLES = 1  # LD queue: one instruction dispatched to a channel port per cycle
 
 
-def arch_of(spec: FlightLLMSpec, *, on_chip_decode: bool = True, fuse: bool = True) -> Arch:
+def arch_of(spec: FlightLLMSpec, *, on_chip_decode: bool = True, fuse: bool = True,
+            index_in_weights: bool = True) -> Arch:
     """The code generator's view of ``spec``."""
     return Arch(cores=spec.cores, channels_per_core=spec.hbm_channels // spec.cores,
                 weight_channels=spec.weight_channels, a_buffer_bytes=int(spec.a_buffer_bytes),
@@ -30,7 +31,7 @@ def arch_of(spec: FlightLLMSpec, *, on_chip_decode: bool = True, fuse: bool = Tr
                 meta_buffer_bytes=int(spec.meta_buffer_bytes),
                 fsb_buffer_bytes=int(spec.fsb_buffer_bytes), mv_tile_cols=spec.mv_tile_cols,
                 mm_tile_rows=spec.mm_rows, mm_tile_cols=spec.mm_tile_cols,
-                on_chip_decode=on_chip_decode, fuse=fuse)
+                on_chip_decode=on_chip_decode, fuse=fuse, index_in_weights=index_in_weights)
 
 
 def _cycles(spec: FlightLLMSpec, r: np.void) -> int:
@@ -41,7 +42,8 @@ def _cycles(spec: FlightLLMSpec, r: np.void) -> int:
                                channel_bytes_per_s=spec.hbm_channel_bytes_per_s, eff=eff,
                                latency_cycles=spec.hbm_latency_cycles)
     if q == Queue.MV:
-        return mv_cycles(int(r["cols"]), int(r["k"]), int(r["n"]), spec.mv_macs_per_cycle)
+        return mv_cycles(int(r["cols"]), int(r["k"]), int(r["n"]), spec.mv_macs_per_cycle,
+                         int(r["nbytes"]), A_MV_BYTES_PER_CHANNEL * spec.weight_channels)
     if q == Queue.MM:
         return mm_cycles(int(r["rows"]), int(r["cols"]), int(r["k"]), int(r["n"]),
                          spec.mm_macs_per_cycle, spec.mm_rows)

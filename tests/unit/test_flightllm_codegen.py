@@ -14,8 +14,9 @@ from mapping.flightllm.isa import LD_TARGETS as TARGETS
 from mapping.flightllm.isa import Queue
 from mapping.flightllm.synthetic import llama_like
 from models.graph import Phase
+from sim.flightllm.mpe import mv_cycles
 from sim.flightllm.simulate import simulate_graph
-from sim.flightllm.timing import arch_of
+from sim.flightllm.timing import arch_of, fill_cycles
 from sim.spec import load_preset
 
 SPEC = load_preset("flightllm-vhk158")
@@ -42,15 +43,59 @@ def test_mixed_sparsity_balanced_over_cores():
     assert max(mv) - min(mv) <= 0.02 * max(mv)
 
 
-def test_sparse_tiles_fit_the_meta_and_fsb_buffers():
-    prog = generate(_decode(), arch_of(SPEC))
-    for arr in prog.cores:
-        ld = arr[arr["queue"] == Queue.LD]
-        meta = ld["nbytes"][ld["op"] == TARGETS["meta"]]
-        fsb = ld["nbytes"][ld["op"] == TARGETS["FSB"]]
-        assert meta.size and meta.max() <= SPEC.meta_buffer_bytes // 2
-        assert fsb.size and fsb.max() <= SPEC.fsb_buffer_bytes // 2
-        assert np.all(ld["nbytes"][ld["op"] == TARGETS["A"]] <= SPEC.a_buffer_bytes // 2)
+@pytest.mark.parametrize("in_weights", [True, False])
+def test_sparse_tiles_fit_their_buffers(in_weights):
+    """Decode indices next to the weights (default): no meta LDs, tile + indices within half
+    the A buffer; through the meta buffer: within half of it. Prefill (MM) always streams
+    indices into the meta buffer. FSB bytes always fit half the FSB buffer."""
+    arch = dataclasses.replace(arch_of(SPEC), index_in_weights=in_weights)
+    pre = apply_compression(llama_like(layers=2, phase=Phase.PREFILL, hidden=1024, heads=8,
+                                       ffn=2048, tokens=128), CFG)
+    for g in (_decode(), pre):
+        for arr in generate(g, arch).cores:
+            ld = arr[arr["queue"] == Queue.LD]
+            meta = ld["nbytes"][ld["op"] == TARGETS["meta"]]
+            fsb = ld["nbytes"][ld["op"] == TARGETS["FSB"]]
+            assert fsb.size and fsb.max() <= SPEC.fsb_buffer_bytes // 2
+            if g.phase is Phase.DECODE and in_weights:
+                assert meta.size == 0
+            else:
+                assert meta.size and meta.max() <= SPEC.meta_buffer_bytes // 2
+            tile = ld["nbytes"][ld["op"] == TARGETS["A"]] * SPEC.weight_channels
+            assert g.phase is Phase.PREFILL or tile.max() <= SPEC.a_buffer_bytes // 2
+
+
+def test_packed_indices_cost_bytes_and_a_buffer_reads():
+    """Packed 4-bit indices: an N=8 tile moves (4 + 4) bits per kept weight, and its MV reads
+    them from the A buffer (``nbytes``), which bounds the MV at 64 B per channel per cycle."""
+    prog = fill_cycles(generate(_decode(layers=1), arch_of(SPEC)), SPEC)
+    arr = prog.cores[0]
+    mv = arr[(arr["queue"] == Queue.MV) & (arr["n"] == 8)]
+    assert mv.size
+    for r in mv:
+        assert r["nbytes"] == r["cols"] * r["k"] * 8 // 16
+        assert r["cycles"] >= r["nbytes"] // (64 * SPEC.weight_channels)
+    dense = arr[(arr["queue"] == Queue.MV) & (arr["n"] == 16)
+                & (arr["nbytes"] == arr["cols"] * arr["k"] // 2)]
+    assert dense.size
+    # INT4 dense: the A buffer delivers exactly what the chains consume (not a bound)
+    for r in dense:
+        if r["cols"] % 64 == 0:
+            assert r["cycles"] == mv_cycles(int(r["cols"]), int(r["k"]), 16, 1024)
+
+
+def test_weight_prefetch_ahead_of_gather():
+    """After a barrier the next linear's first weight tile is queued before the gather's
+    cross-channel LDs (the in-order LD queue would otherwise hold the prefetch)."""
+    prog = generate(_decode(layers=2), arch_of(SPEC))
+    arr = prog.cores[0]
+    ld = np.flatnonzero(arr["queue"] == Queue.LD)
+    cross = [i for i in ld if arr["cross"][i] == 1]
+    assert cross
+    for i in cross[::SPEC.cores - 1]:  # the first cross LD of each gather
+        sys = np.flatnonzero((arr["queue"] == Queue.SYS) & (np.arange(len(arr)) < i))[-1]
+        prev = [j for j in ld if j < i and arr["cross"][j] == 0]
+        assert prev[-1] > sys and arr["op"][prev[-1]] in (TARGETS["A"], TARGETS["FSB"])
 
 
 def _same(a, b) -> bool:

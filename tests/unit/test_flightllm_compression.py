@@ -127,3 +127,21 @@ def test_decode_attention_stays_dense():
     g = apply_compression(llama_like(layers=1, context=100))
     mm = [n for n in g.nodes if n.kind is OpKind.MATMUL]
     assert all("attn_blocks" not in n.attr for n in mm)
+
+
+def test_prefill_logits_all_tokens():
+    """The artifact's prefill IR runs lm_head on all prompt tokens (qk70 sets it); decode and
+    the default keep the traced last-token head."""
+    g = llama_like(layers=1, phase=Phase.PREFILL, tokens=128)
+    head = _node(g, "lm_head/linear")
+    last = _node(apply_compression(g, config_from_dict({})), "lm_head/linear")
+    allt = _node(apply_compression(g, config_from_dict({"prefill_logits": "all"})),
+                 "lm_head/linear")
+    assert default_config().prefill_logits == "all"
+    assert last.in_shapes == head.in_shapes and last.flops == head.flops
+    assert allt.in_shapes[0][-2] == 128 and allt.out_shape[-2] == 128
+    assert allt.flops == 128 * head.flops
+    d = apply_compression(llama_like(layers=1), default_config())
+    assert _node(d, "lm_head/linear").in_shapes[0][-2] == 1
+    with pytest.raises(UserError, match="prefill_logits"):
+        config_from_dict({"prefill_logits": "some"})

@@ -105,6 +105,11 @@ def test_sparsity_speeds_up_mpe():
     assert mv_cycles(512, 4096, 2, 1024) < mv_cycles(512, 4096, 4, 1024)
     # dense MV: 512 columns on 64 chains = 8 passes of 256 beats, plus the chain's fill
     assert 8 * 256 < mv_cycles(512, 4096, 16, 1024) < 8 * 256 + 16
+    # the A buffer's MV read width (512 B/cycle on 8 channels): INT4 dense is not bound by
+    # it, INT8 (or INT4 + 4-bit index) takes twice the chain's passes
+    dense = mv_cycles(512, 4096, 16, 1024)
+    assert mv_cycles(512, 4096, 16, 1024, 512 * 4096 // 2, 512) == dense
+    assert mv_cycles(512, 4096, 16, 1024, 512 * 4096, 512) == dense + 8 * 256
     # MM: 128 tokens x 16 columns = 64 token pairs x 2 chains, 8 passes of K/16 beats
     assert 8 * 256 < mm_cycles(128, 16, 4096, 16, 4096, 128) < 8 * 256 + 16
 
