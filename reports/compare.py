@@ -181,8 +181,9 @@ def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: st
         options: dict[str, Any] = {}
         if spec.kind == "gpu" and gpu_stack is not None:
             if fidelity != "calibrated":
-                raise UserError("--gpu-stack needs the calibrated GPU model (sim/gpu.py), which "
-                                "is not available; the roofline has no software stack")
+                raise UserError("--gpu-stack needs the calibrated GPU model (sim/gpu.py), "
+                                + ("not --no-cycle" if not cycle else "which is not available")
+                                + "; the roofline has no software stack")
             options["stack"] = gpu_stack
         r = (known or {}).get((spec.name, fidelity)) if not o else None
         if r is None:
