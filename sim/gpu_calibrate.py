@@ -136,12 +136,14 @@ def _op_kernels(rows: list[dict[str, Any]]) -> Kernels:
         a([[s["m"], s["k"], s["n"]] for s in lin], dtype=np.float64).reshape(-1, 3),
         np.full(len(lin), es),
         a([s["q"] for s in att], dtype=np.float64), a([s["heads"] for s in att], dtype=float),
-        a([2 * s["heads"] * (2 * s["context"] + 3 * s["q"]) * s["head_dim"] * es
+        a([2 * s["heads"] * (s["context"] + 2 * s["q"]) * s["head_dim"] * es  # K, V, Q, out
            for s in att], dtype=np.float64),
         a([4.0 * s["heads"] * s["q"] * (s["context"] + s["q"]) * s["head_dim"] for s in att],
           dtype=np.float64),
         a([_KERNELS[r["op"]][2] * r["shape"]["rows"] * r["shape"]["hidden"] * es
-           for r in small], dtype=np.float64),
+           * (not _KERNELS[r["op"]][1]) for r in small], dtype=np.float64),
+        a([_KERNELS[r["op"]][2] * r["shape"]["rows"] * r["shape"]["hidden"] * es
+           * bool(_KERNELS[r["op"]][1]) for r in small], dtype=np.float64),
         a([_KERNELS[r["op"]][0] for r in small], dtype=np.float64),
         a([_KERNELS[r["op"]][1] for r in small], dtype=np.float64))
 
@@ -171,7 +173,7 @@ _GROUPS = {  # parameter names fitted on each op class, with start values
     "attention_mask": (("attn_mask_s", 8e-6), ("attn_mask_bw_eff", 0.6),
                        ("attn_mask_flop_eff", 0.5), ("attn_mask_cta_bytes_per_s", 2e10)),
     "elementwise": (("kernel_s", 1.5e-6), ("elem_bw_eff", 0.7)),
-    "reduction": (("reduction_s", 4e-6),),
+    "reduction": (("reduction_s", 4e-6), ("reduction_bw_eff", 0.5)),
     "graph_node": (("graph_node_s", 0.5e-6), ("graph_launch_s", 4e-6)),
 }
 

@@ -5,7 +5,8 @@ per IR node, with three exceptions handled here: the eager attention sub-graph (
 scale, mask, softmax, cast, PV matmul) is one fused SDPA kernel; a norm module is the
 ``aten_ops`` it lists (HF's RMSNorm is eight kernels, one a reduction); a KV append writes only
 the new rows into a static cache (``stack="graph"``) but copies the whole cache with ``cat``
-when HF runs eagerly with a dynamic cache (``stack="hf-eager"``).
+when HF runs eagerly with a dynamic cache (``stack="hf-eager"``); with grouped-query
+attention under a mask HF copies K/V out to every query head before SDPA (``repeat_kv``).
 
 Kernel time, per class (``s`` a fixed time, ``eta`` a fraction of the datasheet peak; the
 values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
@@ -13,8 +14,8 @@ values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
 - linear (GEMV/GEMM): ``s_lin + max(bytes / (eta_bw BW), flops / (eta_flop P))``, bytes =
   weight + input + output;
 - attention, one query token: ``s_dec + kv_bytes / (eta_dec BW)``;
-- attention, several query tokens (causal/tree mask, prefill): ``s_mask + bytes /
-  min(eta_mask BW, tiles r_tile) + flops / (eta_mask_flop P)``, tiles = heads x ceil(q / 64):
+- attention, several query tokens (causal/tree mask, prefill): ``s_mask + max(bytes /
+  min(eta_mask BW, tiles r_tile), flops / (eta_mask_flop P))``, tiles = heads x ceil(q / 64):
   PyTorch's masked SDPA (a different kernel from the single-query one) gives each 64-row query
   tile of a head one thread block, so a verify step of 2..16 tokens streams the cache with only
   ``heads`` blocks. Measured: the same ~97 us at context 4096 on the H100 and the H200 for
@@ -53,6 +54,7 @@ class GPUCalibration:
     source: str                 # files and date of that data
     kernel_s: float             # one small elementwise kernel (graph replay)
     reduction_s: float          # one small reduction kernel (norm statistics, softmax)
+    reduction_bw_eff: float     # reduction kernels' fraction of HBM bandwidth
     elem_bw_eff: float          # elementwise kernels' fraction of HBM bandwidth
     linear_s: float             # fixed time of a GEMV/GEMM kernel
     linear_bw_eff: float        # GEMV: fraction of HBM bandwidth
@@ -84,7 +86,8 @@ class Kernels:
     attn_heads: np.ndarray     # [A] query heads
     attn_bytes: np.ndarray     # [A] K/V + Q + output bytes
     attn_flops: np.ndarray     # [A]
-    small_bytes: np.ndarray    # [S] bytes each small op moves
+    small_bytes: np.ndarray    # [S] bytes each small op's elementwise kernels move
+    small_red_bytes: np.ndarray  # [S] bytes its reduction kernels move
     small_elem: np.ndarray     # [S] elementwise kernels it launches
     small_red: np.ndarray      # [S] reduction kernels it launches
 
@@ -144,15 +147,26 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
         raise ValueError(f"unknown GPU software stack {stack!r}; allowed: {', '.join(STACKS)}")
     groups = _attention_groups(g)
     fused = {i for idx in groups.values() for i in idx}
-    lin, lin_b, aq, ah, ab, af, sb, se, sr = [], [], [], [], [], [], [], [], []
+    lin, lin_b, aq, ah, ab, af, sb, srb, se, sr = [], [], [], [], [], [], [], [], [], []
     for i, n in enumerate(g.nodes):
         es = _BYTES.get(n.dtype, 2)
         if i in groups:
             members = [g.nodes[j] for j in groups[i]]
             q = n.in_shapes[0][-2] if n.in_shapes and len(n.in_shapes[0]) >= 2 else 1
+            kv = sum(m.kv_read_bytes for m in members)
+            rep = _gqa_repeat(n, es)
+            if rep > 1 and (stack == "graph" or q > 1):
+                # HF runs SDPA's native GQA only without a mask (transformers
+                # integrations/sdpa_attention.use_gqa_in_sdpa); with one, repeat_kv copies K
+                # and V out to every query head first: two copies, and SDPA reads rep x K/V.
+                sb += [kv / 2 * (1 + rep)] * 2
+                srb += [0, 0]
+                se += [1, 1]
+                sr += [0, 0]
+                kv *= rep
             aq.append(q)
             ah.append(n.in_shapes[0][1] if len(n.in_shapes[0]) == 4 else 1)
-            ab.append(sum(m.kv_read_bytes for m in members) + 2 * es * _numel(n.in_shapes[0]))
+            ab.append(kv + 2 * es * _numel(n.in_shapes[0]))
             af.append(sum(m.flops for m in members if m.kind in (OpKind.MATMUL,
                                                                  OpKind.ATTENTION)))
             continue
@@ -167,24 +181,38 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
         if n.kind is OpKind.KV_APPEND:
             moved = 2 * n.kv_write_bytes if stack == "graph" else n.act_bytes + n.kv_write_bytes
             sb.append(moved)
+            srb.append(0)
             se.append(1)
             sr.append(0)
             continue
         if n.kind is OpKind.NORM:
             e, r = _norm_kernels(n)
-            sb.append((e + r) * (n.act_bytes + n.weight_bytes))
+            sb.append(e * (n.act_bytes + n.weight_bytes))
+            srb.append(r * (n.act_bytes + n.weight_bytes))
             se.append(e)
             sr.append(r)
             continue
         red = n.kind in (OpKind.SOFTMAX, OpKind.REDUCTION)
-        sb.append(n.act_bytes + n.compulsory_bytes)
+        sb.append(0 if red else n.act_bytes + n.compulsory_bytes)
+        srb.append(n.act_bytes + n.compulsory_bytes if red else 0)
         se.append(0 if red else 1)
         sr.append(1 if red else 0)
     f = np.asarray
     return Kernels(f(lin, dtype=np.float64).reshape(-1, 3), f(lin_b, dtype=np.float64),
                    f(aq, dtype=np.float64), f(ah, dtype=np.float64),
                    f(ab, dtype=np.float64), f(af, dtype=np.float64),
-                   f(sb, dtype=np.float64), f(se, dtype=np.float64), f(sr, dtype=np.float64))
+                   f(sb, dtype=np.float64), f(srb, dtype=np.float64), f(se, dtype=np.float64),
+                   f(sr, dtype=np.float64))
+
+
+def _gqa_repeat(qk: Node, es: int) -> int:
+    """Query heads per KV head of a QK matmul ((1, H, q, d) x (1, H, d, keys)); the cache it
+    reads (``kv_read_bytes``) holds only the KV heads."""
+    if qk.kind is not OpKind.MATMUL or len(qk.in_shapes) < 2 or len(qk.in_shapes[1]) != 4:
+        return 1
+    heads, d, keys = qk.in_shapes[1][1], qk.in_shapes[1][2], qk.in_shapes[1][3]
+    kv_heads = qk.kv_read_bytes / max(keys * d * es, 1)
+    return max(1, round(heads / kv_heads)) if kv_heads >= 1 else 1
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -200,12 +228,13 @@ def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float
                                   2 * m * kk * n / (c.linear_flop_eff * peak))
     one = k.attn_q <= 1
     attn = np.where(one, c.attn_decode_s + k.attn_bytes / (c.attn_decode_bw_eff * bw),
-                    c.attn_mask_s + k.attn_bytes / np.minimum(
+                    c.attn_mask_s + np.maximum(k.attn_bytes / np.minimum(
                         c.attn_mask_bw_eff * bw,
-                        k.attn_heads * np.ceil(k.attn_q / 64) * c.attn_mask_cta_bytes_per_s)
-                    + k.attn_flops / (c.attn_mask_flop_eff * peak))
+                        k.attn_heads * np.ceil(k.attn_q / 64) * c.attn_mask_cta_bytes_per_s),
+                        k.attn_flops / (c.attn_mask_flop_eff * peak)))
     small = (c.kernel_s * k.small_elem + c.reduction_s * k.small_red
-             + k.small_bytes / (c.elem_bw_eff * bw))
+             + k.small_bytes / (c.elem_bw_eff * bw)
+             + k.small_red_bytes / (c.reduction_bw_eff * bw))
     return {"linear": lin, "attention": attn, "other": small}
 
 
