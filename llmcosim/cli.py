@@ -169,6 +169,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                          dtype=args.dtype, use_cache=not args.no_cache)
         if args.weight_bits or args.kv_bits:
             w = w.map(compress)
+        if args.gpu_stack is not None:
+            if fidelity != "calibrated":
+                raise UserError("--gpu-stack applies to --fidelity calibrated on a GPU preset")
+            fl = {**fl, "stack": args.gpu_stack}
         result = run(spec, w, fidelity, **fl)
     if args.json:
         print(result.to_json())
@@ -256,8 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
     s.add_argument("--fidelity", default=None,
-                   help="simulator: roofline (default), cycle (flightllm), event (hades; the "
-                   "default there with speculation)")
+                   help="simulator: roofline (default), cycle (flightllm, hades), calibrated "
+                   "(gpu: kernel model calibrated on measurements)")
+    s.add_argument("--gpu-stack", choices=("graph", "hf-eager"), default=None,
+                   help="--fidelity calibrated: CUDA-graph replay (default, vLLM-like) or HF "
+                   "PyTorch eager (host-bound)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--weight-bits", type=_positive, default=None,
                    help="store linear weights in 2/3/4/8/16 bits (default: the model dtype)")

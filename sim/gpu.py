@@ -68,6 +68,9 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     own = c.device in {b.device for b in baselines().values() if b.preset == spec.name}
     energy = decode_energy = None
     notes = [f"calibrated on {c.source}; {spec.name} datasheet bandwidth and peak"]
+    if stack == "hf-eager":
+        notes.append(f"HF eager: host-bound at {c.host_s_per_kernel * 1e6:.1f} us per kernel x "
+                     f"{count} kernels per step (the measuring machine's CPU, not the GPU)")
     if own and c.decode_power_w and c.prefill_power_w:
         decode_energy = c.decode_power_w * decode_s
         energy = decode_energy + c.prefill_power_w * prefill_s

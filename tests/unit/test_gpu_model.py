@@ -125,3 +125,9 @@ def test_validate_cli_prints_every_class(capsys):
     out = capsys.readouterr().out
     for word in ("NVIDIA H200", "NVIDIA H100", "linear", "attention_mask", "graph_node"):
         assert word in out
+
+
+def test_simulate_cli_takes_the_gpu_stack(capsys):
+    assert main(["simulate", "--hw", "gpu-h100", "--model", "llama2-7b", "--gpu-stack",
+                 "graph"]) == 2
+    assert "--gpu-stack applies to --fidelity calibrated" in capsys.readouterr().err
