@@ -53,9 +53,6 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     stack = stack or "graph"
     if stack not in STACKS:
         raise UserError(f"unknown GPU stack {stack!r}; allowed: {', '.join(STACKS)}")
-    if getattr(w, "config", None) is not None:
-        raise UserError("--fidelity calibrated does not run speculation schedules yet; use "
-                        "--fidelity roofline for speculative decoding on a GPU")
     c = calibration_for(spec, host=stack == "hf-eager")
     if stack == "hf-eager" and c.host_s_per_kernel is None:
         raise UserError(f"the calibration from {c.device} has no eager measurements; use "
@@ -80,7 +77,14 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
         notes.append(f"energy from TDP ({spec.power_w:.0f} W): no power measured on this GPU")
     ms = {"prefill": {k: v * 1e3 for k, v in pre_parts.items()},
           "decode": {k: v * 1e3 for k, v in dec_parts.items()}}
-    return result_from_times(
+    power = c.decode_power_w if own and c.decode_power_w else None
+    base = result_from_times(
         spec, w, "calibrated", prefill_s, decode_s, energy_j=energy,
         decode_energy_j=decode_energy, notes=tuple(notes), breakdown_ms=ms,
-        extra={"stack": stack, "calibration": c.source, "kernels_per_decode_step": count})
+        extra={"stack": stack, "calibration": c.source, "kernels_per_decode_step": count,
+               "decode_power_w": power})
+    if getattr(w, "config", None) is None:
+        return base
+    from sim.gpu_spec import speculative_calibrated
+
+    return speculative_calibrated(spec, w, stack, c, base)  # type: ignore[arg-type]

@@ -76,6 +76,7 @@ def validate(fit_on: str | None = None, steps: bool = True) -> dict[str, Any]:
             points.append({"device": b.device, "op": r["op"], "shape": r["shape"],
                            "measured_s": r["median_s"], "model_s": float(p)})
         out += [_summary(b.device, g, v) for g, v in sorted(groups.items())]
+        out.append(_summary(b.device, "all per-op", [p for v in groups.values() for p in v]))
         if steps:
             out += _steps(b, c, bw, peak, points)
     return {"fit_on": c.device, "calibration": c, "classes": out, "points": points}

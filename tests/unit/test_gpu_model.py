@@ -131,3 +131,21 @@ def test_simulate_cli_takes_the_gpu_stack(capsys):
     assert main(["simulate", "--hw", "gpu-h100", "--model", "llama2-7b", "--gpu-stack",
                  "graph"]) == 2
     assert "--gpu-stack applies to --fidelity calibrated" in capsys.readouterr().err
+
+
+def test_calibrated_speculation_on_a_gpu():
+    from mapping.acceptance import IIDAcceptance
+    from mapping.speculation import SpecConfig
+    from tests.unit.hades_graphs import spec_workload
+
+    spec = load_preset("gpu-a100")
+    good = spec_workload(SpecConfig(gamma=4, acceptance=IIDAcceptance(0.9), seed=0))
+    bad = spec_workload(SpecConfig(gamma=4, acceptance=IIDAcceptance(0.0), seed=0))
+    r_good, r_bad = run(spec, good, "calibrated"), run(spec, bad, "calibrated")
+    assert r_good.decode_ms_per_token >= run(spec, good, "roofline").decode_ms_per_token
+    assert r_good.extra["speedup"] > 1 > r_bad.extra["speedup"]  # rejecting every draft costs
+    assert set(r_good.extra["split_ms"]) >= {"draft", "verify"}
+    tree = spec_workload(SpecConfig(gamma=2, tree=(-1, 0, 0), acceptance=IIDAcceptance(0.8),
+                                    seed=0))
+    with pytest.raises(UserError, match="chain speculation on GPUs"):
+        run(spec, tree, "calibrated")
