@@ -296,14 +296,16 @@ class _Gen:
                     continue
                 self.fused.add(m.name)
                 ops += _EPILOGUE[m.kind]
-                if m.kind is OpKind.ACTIVATION:  # the product with up_proj fuses into up
-                    self.fused.update(x.name for x in self.consumers.get(m.name, [])
-                                      if x.kind is OpKind.ELEMENTWISE)
-                if m.kind is OpKind.ELEMENTWISE and "mlp" in m.name:
+                if m.kind is OpKind.ELEMENTWISE and "mlp" in m.name:  # SiLU(gate) x up
                     ops[-1] = "eltwise_mul"
-        if node.module.endswith(("q_proj", "k_proj")):
-            self.fused.update(x.name for x in self.g.nodes
-                              if x.kind is OpKind.ROPE and x.layer == node.layer)
+        if node.module.endswith(("q_proj", "k_proj")):  # the rest of this linear's RoPE
+            todo = [node.name]
+            while todo:
+                for x in self.consumers.get(todo.pop(), []):
+                    if x.kind is OpKind.ROPE and x.layer == node.layer and x.name not in \
+                            self.fused:
+                        self.fused.add(x.name)
+                        todo.append(x.name)
         if not self.a.fuse and ops:
             self.unfused_ops.append(ops)
             return []

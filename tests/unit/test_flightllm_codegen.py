@@ -119,3 +119,19 @@ def test_replicated_layers_equal_generated(phase, rules):
         assert _same(generate(g, arch), generate(g, arch, replicate=False))
         off = dataclasses.replace(arch, on_chip_decode=False, fuse=False)
         assert _same(generate(g, off), generate(g, off, replicate=False))
+
+
+def test_epilogues_for_q_k_rope_and_the_silu_product():
+    """RoPE runs on both q_proj and k_proj tiles (3 element-wise ops each, as the artifact),
+    SiLU on gate_proj, the SiLU x up product on up_proj."""
+    from mapping.flightllm.isa import MISC_OPS
+
+    prog = generate(_decode(layers=1), arch_of(SPEC))
+    for arr in prog.cores:
+        misc = arr[arr["queue"] == Queue.MISC]
+        names = [prog.nodes[i].split(".")[-1] for i in misc["node"]]
+        ops = {(n, int(o)) for n, o in zip(names, misc["op"], strict=True)}
+        for proj in ("q_proj/linear", "k_proj/linear"):
+            assert (proj, MISC_OPS["eltwise_mul"]) in ops and (proj, MISC_OPS["eltwise_add"]) in ops
+        assert ("gate_proj/linear", MISC_OPS["silu"]) in ops
+        assert ("up_proj/linear", MISC_OPS["eltwise_mul"]) in ops
