@@ -35,13 +35,17 @@ DEVICES = ("hades", "gpu-a100", "flightllm-u280")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(device: str, cfg: SpecConfig, spec=None) -> SimResult:
+def _run(device: str, cfg: SpecConfig, spec=None, fidelity: str = "roofline") -> SimResult:
     hw = spec or load_preset(device)
     w = build_speculative_workload(MODEL, DRAFT, prefill=PREFILL, decode=DECODE, config=cfg)
     if hw.kind == "flightllm":   # the authors' setting: INT4 weights, INT8 KV (as reports/demo)
         w = w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
     if hw.kind == "hades":
         return simulate_speculative(hw, w)
+    if fidelity == "calibrated":  # the GPU kernel model fitted on H200 measurements
+        from sim.registry import run
+
+        return run(hw, w, "calibrated")
     return speculative_roofline(hw, w)
 
 
@@ -131,7 +135,8 @@ def _knee(lines: list[str]) -> None:
               "read (FP16); the A100's is 153.", ""]
 
 
-def _claim(lines: list[str], main: SimResult, tree: SimResult, a100: SimResult) -> None:
+def _claim(lines: list[str], main: SimResult, tree: SimResult, a100: SimResult,
+           cal: SimResult) -> None:
     hf, vllm = 45.0, 88.0   # shared/papers: LLaMA2-7B FP16 batch 1 on A100 (FlightLLM artifact)
     tps = main.decode_tokens_per_s
     lines += [
@@ -148,7 +153,21 @@ def _claim(lines: list[str], main: SimResult, tree: SimResult, a100: SimResult) 
         f"{tree.decode_tokens_per_s / a100.extra['baseline_tokens_per_s']:.1f}× |",
         f"| roofline, same speculation (γ=4, α=0.8) | {a100.decode_tokens_per_s:.0f} | "
         f"{tps / a100.decode_tokens_per_s:.1f}× | "
-        f"{tree.decode_tokens_per_s / a100.decode_tokens_per_s:.1f}× |", "",
+        f"{tree.decode_tokens_per_s / a100.decode_tokens_per_s:.1f}× |",
+        f"| calibrated GPU model, no speculation (CUDA graphs) | "
+        f"{cal.extra['baseline_tokens_per_s']:.0f} | "
+        f"{tps / cal.extra['baseline_tokens_per_s']:.1f}× | "
+        f"{tree.decode_tokens_per_s / cal.extra['baseline_tokens_per_s']:.1f}× |",
+        f"| calibrated GPU model, same speculation (CUDA graphs) | "
+        f"{cal.decode_tokens_per_s:.0f} | {tps / cal.decode_tokens_per_s:.1f}× | "
+        f"{tree.decode_tokens_per_s / cal.decode_tokens_per_s:.1f}× |", "",
+        "The calibrated rows use the GPU kernel model fitted on our H200 measurements with the "
+        "A100's datasheet bandwidth and peak (docs/gpu.md), FP16 with CUDA graphs: "
+        f"{cal.extra['baseline_tokens_per_s']:.0f} tokens/s without speculation, next to the "
+        "87–89 the FlightLLM artifact measured with vLLM (with SmoothQuant INT8 in the paper's "
+        "setup, so only a loose check). Against an A100 running the same speculation there, "
+        f"HADES is {tps / cal.decode_tokens_per_s:.1f}× (chain).",
+        "",
         "What produces the number: (1) **speculation itself** — E = 3.36 tokens per verify "
         "pass at α = 0.8, γ = 4 (and ~5.8 for the tree at an optimistic α = 0.8); (2) the "
         "**baseline chosen** — HF PyTorch reaches only ~30% of the A100's bandwidth roofline, "
@@ -156,8 +175,11 @@ def _claim(lines: list[str], main: SimResult, tree: SimResult, a100: SimResult) 
         "multiplies the two; (3) a **draft that costs almost nothing** on HADES (pinned in "
         "SRAM on its own engine: c ≈ 0.001 vs ~0.007 on the A100 roofline). HADES has *less* "
         "memory bandwidth than the A100 (1.64 vs 2.04 TB/s), so against an A100 running the "
-        "same speculation at its roofline HADES is slower "
-        f"({tps / a100.decode_tokens_per_s:.1f}×). The ~7× appears only against the HF "
+        "same speculation at its roofline HADES is "
+        f"{tps / a100.decode_tokens_per_s:.1f}×, and against the calibrated A100 (real "
+        "kernels, "
+        f"{cal.extra['baseline_tokens_per_s'] / a100.extra['baseline_tokens_per_s']:.0%} of its "
+        f"roofline) {tps / cal.decode_tokens_per_s:.1f}×. The ~7× appears only against the HF "
         f"baseline ({tps / hf:.1f}× chain, {tree.decode_tokens_per_s / hf:.1f}× tree); against "
         f"vLLM it is {tps / vllm:.1f}–{tree.decode_tokens_per_s / vllm:.1f}×. "
         "Published designs report 1.5–4.2× (SPEQ 2.07×, DFVG 2.44–3.26×, SpecPIM 1.52/2.02×, "
@@ -174,6 +196,7 @@ def write_report(path: Path = ROOT / "reports" / "hades.md", echo=print) -> Path
     sim_s = time.perf_counter() - t
     tree = _run("hades", SpecConfig(tree=eagle2_like_tree(), acceptance=IIDAcceptance(0.8)))
     a100 = _run("gpu-a100", cfg)
+    a100_cal = _run("gpu-a100", cfg, fidelity="calibrated")
     x = main.extra
     lines = [
         "# HADES: speculative decoding on a speculation-aware ASIC, an A100 and FlightLLM", "",
@@ -209,7 +232,7 @@ def write_report(path: Path = ROOT / "reports" / "hades.md", echo=print) -> Path
     _tree_vs_chain(lines)
     echo("verification knee ...")
     _knee(lines)
-    _claim(lines, main, tree, a100)
+    _claim(lines, main, tree, a100, a100_cal)
     lines += ["## Energy/area table (45 nm figures, scaled to the preset's node)", "",
               "| entry | value | unit | source |", "|---|---|---|---|"]
     lines += [f"| {k} | {e.value:g} | {e.unit} | {e.source} |" for k, e in ENERGY_TABLE.items()]
