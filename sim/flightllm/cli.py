@@ -162,6 +162,7 @@ def _dense(cfg: CompressionConfig) -> CompressionConfig:
     """``cfg`` without weight sparsity and with dense causal prefill attention."""
     return config_from_dict({"name": f"{cfg.name}_dense", "weight_bits": cfg.weight_bits,
                              "act_bits": cfg.act_bits, "kv_bits": cfg.kv_bits,
+                             "prefill_logits": cfg.prefill_logits,
                              "attention": {"prefill": "causal"}})
 
 

@@ -1,5 +1,6 @@
 """FlightLLM on the traced LLaMA2-7B: both engines give identical cycles on the real programs,
-and the calibration points stay where reports/flightllm.md says (a change shows up here)."""
+the calibration points against the issue's ±10% (strict xfail where reports/flightllm.md
+reports the gap), and the decode unit balance against the artifact's busy ratios."""
 
 from __future__ import annotations
 
@@ -42,12 +43,40 @@ def test_replicated_program_equals_generated(phase):
     assert all(np.array_equal(x, y) for x, y in zip(a.cores, b.cores, strict=True))
 
 
-def test_calibration_points_within_15_percent():
-    """The issue's target is ±10%; reports/flightllm.md lists where we are and why. This
-    guards the honest state (±15%) so a regression is noticed; it is not a fit."""
-    vhk, u280 = load_preset("flightllm-vhk158"), load_preset("flightllm-u280")
-    dec = apply_compression(get_graph("llama2-7b", "decode", context=512))
+_GAP = ("outside the issue's ±10% with no fitted factor: the artifact divides every "
+        "instruction time by 3.2 (= 4 cores x 0.8), the U280 board runs ~15% below our "
+        "load-bound model; reports/flightllm.md, 'Where the gap comes from'")
+
+
+def _point(name: str) -> tuple[float, float]:
+    """(ours, reference) for a calibration point of shared/papers/flightllm.md."""
+    if name == "u280-decode":
+        dec = apply_compression(get_graph("llama2-7b", "decode", context=512))
+        return 1 / simulate_graph(load_preset("flightllm-u280"), dec).seconds, 55.0
+    vhk = load_preset("flightllm-vhk158")
+    if name == "vhk158-decode":
+        dec = apply_compression(get_graph("llama2-7b", "decode", context=512))
+        return simulate_graph(vhk, dec).seconds * 1e3, 9.810
     pre = apply_compression(get_graph("llama2-7b", "prefill", tokens=128))
-    assert simulate_graph(vhk, dec).seconds * 1e3 == pytest.approx(9.810, rel=0.15)
-    assert simulate_graph(vhk, pre).seconds * 1e3 == pytest.approx(289.9, rel=0.15)
-    assert 1 / simulate_graph(u280, dec).seconds == pytest.approx(55, rel=0.15)
+    return simulate_graph(vhk, pre).seconds * 1e3, 289.9
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param("vhk158-decode", marks=pytest.mark.xfail(strict=True, reason=_GAP)),
+    pytest.param("vhk158-prefill", marks=pytest.mark.xfail(strict=True, reason=_GAP)),
+    pytest.param("u280-decode", marks=pytest.mark.xfail(strict=True, reason=_GAP)),
+])
+def test_calibration_point_within_10_percent(name):
+    """The issue's target (±10%). Strict xfail where reports/flightllm.md reports a gap: a
+    change that closes it fails here, so the marker (and the report) get updated."""
+    ours, ref = _point(name)
+    assert ours == pytest.approx(ref, rel=0.10)
+
+
+def test_decode_unit_balance_matches_artifact():
+    """VHK158 decode at 512: MV-bound like the artifact (MV busy 92.5%, LD 72.5% per weight
+    channel, MISC 3.0%); each of ours within 5 points."""
+    dec = apply_compression(get_graph("llama2-7b", "decode", context=512))
+    busy = simulate_graph(load_preset("flightllm-vhk158"), dec).busy
+    for unit, art in (("MV", 0.925), ("LD", 0.725), ("MISC", 0.030)):
+        assert abs(busy[unit] - art) <= 0.05, (unit, busy[unit], art)
