@@ -1,6 +1,7 @@
 """``llmcosim compare``: one model on several devices, and a paper's headline ratios (wiring only).
 
-The simulation, sources and ratio arithmetic live in ``reports/compare.py``.
+The simulation and sources live in ``reports/compare.py``, the ratio arithmetic in
+``reports/headline.py``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _print_tables(rows, results, assumptions) -> None:
-    from reports.compare import COLUMNS, HEADLINE_COLUMNS, headline_cells, table_cells
+    from reports.compare import COLUMNS, table_cells
+    from reports.headline import HEADLINE_COLUMNS, headline_cells
 
     if rows:
         t = Table(title=f"{len(rows)} devices (decode columns: mean over the decode passes)")
@@ -92,15 +94,8 @@ def _print_tables(rows, results, assumptions) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from models.cache import get_workload
     from models.zoo import entry_from_config_file, get_model
-    from reports.compare import (
-        check_inputs,
-        compare,
-        headline,
-        headline_markdown,
-        load_assumptions,
-        parse_hw_list,
-        write_compare,
-    )
+    from reports.compare import check_inputs, compare, parse_hw_list, write_compare
+    from reports.headline import headline, headline_markdown, load_assumptions
 
     entry = entry_from_config_file(args.model) if args.model.endswith(".json") \
         else get_model(args.model)

@@ -14,6 +14,7 @@ from models.errors import UserError
 from models.graph import Phase
 from models.workload import Workload
 from reports import compare as cmp
+from reports import headline as hl
 from sim.result import result_from_times
 from tests.unit.graphs import decoder_like
 
@@ -129,7 +130,7 @@ def test_best_fidelity_and_sources(monkeypatch):
 def test_assumptions_power_and_price_replace_the_presets(monkeypatch):
     monkeypatch.setattr(cmp, "run", _fake_run([]))
     monkeypatch.setattr(cmp, "fidelities", lambda kind=None: ["roofline"])
-    a = cmp.load_assumptions(PAPER)
+    a = hl.load_assumptions(PAPER)
     rows = cmp.compare(["gpu-v100s", "gpu-a100"], _workload(), overrides=a.overrides(),
                        overrides_from="assumptions X")
     v100, a100 = rows
@@ -142,7 +143,7 @@ def test_assumptions_power_and_price_replace_the_presets(monkeypatch):
 
 # -- the headline ratios ----------------------------------------------------------------------
 def test_headline_reproduces_the_papers_ratios_within_rounding():
-    res = _by_name(cmp.headline(cmp.load_assumptions(PAPER)))
+    res = _by_name(hl.headline(hl.load_assumptions(PAPER)))
     raw = tomllib.loads(PAPER.read_text())["devices"]
     u280 = raw["flightllm-u280"]["tokens_per_s"] / raw["flightllm-u280"]["power_w"]
     v100 = raw["gpu-v100s"]
@@ -175,15 +176,15 @@ def test_headline_reproduces_the_papers_ratios_within_rounding():
         (87 / (u280 / 4.2), 89 / (u280 / 4.2)))
     assert any("not stated by the paper" in h and "implied by the paper's ratio" in h
                for h in a.hangs_on)
-    md = cmp.headline_markdown(cmp.load_assumptions(PAPER), list(res.values()))
+    md = hl.headline_markdown(hl.load_assumptions(PAPER), list(res.values()))
     assert "| U280 vs A100 cost efficiency | 1.4x |" in md and "hangs on" in md
 
 
 def test_energy_ratio_follows_the_u280_power(tmp_path):
     """Ratios come from the inputs: doubling the U280 power halves every energy ratio."""
-    base = _by_name(cmp.headline(cmp.load_assumptions(PAPER)))
+    base = _by_name(hl.headline(hl.load_assumptions(PAPER)))
     path = _paper_copy(tmp_path, lambda s: s.replace("power_w = 45", "power_w = 90"))
-    doubled = _by_name(cmp.headline(cmp.load_assumptions(path)))
+    doubled = _by_name(hl.headline(hl.load_assumptions(path)))
     for name in ("U280 vs V100S energy efficiency", "U280 vs A100 energy efficiency"):
         for label in ("paper's inputs, vLLM", "paper's inputs, HF"):
             r0, r1 = (_variant(x[name], label).ratio for x in (base, doubled))
@@ -200,16 +201,16 @@ def test_headline_uses_the_device_table(monkeypatch):
     monkeypatch.setattr(cmp, "run", _fake_run([]))
     monkeypatch.setattr(cmp, "_load_gpu_model", lambda: None)
     monkeypatch.setattr(cmp, "fidelities", lambda kind=None: ["roofline"])
-    a = cmp.load_assumptions(PAPER)
+    a = hl.load_assumptions(PAPER)
     rows = cmp.compare(["flightllm-u280", "gpu-v100s"], _workload())
-    res = _by_name(cmp.headline(a, rows))
+    res = _by_name(hl.headline(a, rows))
     ours = _variant(res["U280 vs V100S energy efficiency"], "our models (device table)")
     assert ours.ratio[0] == pytest.approx(rows[0].tokens_per_j / rows[1].tokens_per_j)
     # one "our models" row per paper stack, from the calibrated model run with that stack
     monkeypatch.setattr(cmp, "fidelities", lambda kind=None: ["roofline", "calibrated"])
     by_stack = {s: cmp.compare(["gpu-v100s"], _workload(), gpu_stack=ours)
                 for s, ours in a.model_stacks.items()}
-    res = _by_name(cmp.headline(a, rows, by_stack))
+    res = _by_name(hl.headline(a, rows, by_stack))
     e = res["U280 vs V100S energy efficiency"]
     graph, eager = (_variant(e, f"our models, {s}").ratio[0]
                     for s in ("vLLM (graph)", "HF (hf-eager)"))
@@ -253,5 +254,5 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
 ])
 def test_bad_assumptions_file(tmp_path, edit, message):
     with pytest.raises(UserError) as e:
-        cmp.load_assumptions(_paper_copy(tmp_path, edit))
+        hl.load_assumptions(_paper_copy(tmp_path, edit))
     assert message in str(e.value)
