@@ -217,6 +217,9 @@ Full discussion with sources: `docs/flightllm.md` ("Calibration"). In short:
   MM-bound (87.4%; the rest is the per-core RMSNorm, 2 passes x 128 x 4096 / 16 lanes = 65.5 k
   cycles twice a layer, softmax-bound attention and barriers). Ours / reference: decode 0.84,
   prefill 0.87, U280 55 / 65.0 = 0.85: the same 13-16% on all three, outside ±10%.
+- **Bytes per decode token** (VHK158, 512): ours 3.445 GB = 3.142 GB INT4 weights + 0.161 GB
+  packed 4-bit indices (q/k_proj's N=8 block-rows) + 0.134 GB INT8 KV + 8 MB FSB, gathers and
+  stores; the artifact's LD formula moves 3.277 GB (weights + KV, no index bytes): +5%.
 - **U280** (a board measurement) is load-bound in our model: 3.44 GB per token over the 24
   weight channels (8 per core) at 14.4 GB/s x 0.7 is a 14.3 ms floor, we take 15.4 ms; the
   board takes 18.2 ms. No parameter in the paper or the artifact describes the difference.
