@@ -61,7 +61,8 @@ def markdown(rows: list[tuple[SimResult, str]], graph_summary: str,
         "HBM/MPE/SFU unit models, artifact compression: q/k 70% N:16 sparse, INT4 weights) and "
         "HADES (event-driven, our parameterised ASIC; docs/hades.md).",
         f"- **spec** rows decode speculatively with draft {SPEC_DRAFT}, gamma {SPEC_GAMMA}, "
-        f"i.i.d. acceptance {SPEC_ALPHA}; on a GPU each pass is a roofline bound.",
+        f"i.i.d. acceptance {SPEC_ALPHA}; on a GPU each pass is a roofline bound, or the "
+        "calibrated GPU model's step time (CUDA graphs).",
         "- Energy is power x time with the board power (FPGA), TDP (GPU) or HADES's per-action "
         "energy table.",
         "",
@@ -106,12 +107,13 @@ def breakdown_plot(results: list[SimResult], path: Path) -> None:
     plt.close(fig)
 
 
-def _speculative(hw: str, model: str, prefill: int, decode: int) -> SimResult:
+def _speculative(hw: str, model: str, prefill: int, decode: int,
+                 fidelity: str | None = None) -> SimResult:
     from sim.hades.speculate import speculate
 
     return speculate(load_preset(hw), get_model(model), draft=SPEC_DRAFT, gamma=SPEC_GAMMA,
                      alpha=SPEC_ALPHA, acceptance=None, tree=None, prefill=prefill,
-                     decode=decode)
+                     decode=decode, fidelity=fidelity)
 
 
 def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decode: int = 512,
@@ -149,6 +151,8 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
                   workload={"model": model, "prefill": prefill, "decode": decode, "batch": 1,
                             "dtype": "float16"})
     rows.append((_speculative("gpu-a100", model, prefill, decode), "FP16 spec / roofline"))
+    rows.append((_speculative("gpu-a100", model, prefill, decode, "calibrated"),
+                 "FP16 spec / calibrated"))
     assert w.decode_first is not None
     tot = w.decode_first.totals()
     summary = (f"Decode graph: {tot.nodes} ops, {tot.params / 1e9:.2f} G parameters "
