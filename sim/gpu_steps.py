@@ -14,7 +14,7 @@ from typing import Any
 from models.graph import Graph, interpolate
 from sim.gpu_model import GPUCalibration, kernels, step_time_s
 
-__all__ = ["predict_step", "step_graph", "step_kernel_count"]
+__all__ = ["predict_prefill", "predict_step", "step_graph", "step_kernel_count"]
 
 _TRACED_CONTEXTS = (128, 1024)  # two traces per (model, q); other contexts are interpolated
 
@@ -47,3 +47,16 @@ def predict_step(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float) -
     stack = "graph" if r["mode"] == "cuda_graph" else "hf-eager"
     k = kernels(step_graph(r["model"], s["q"], s["context"]), stack)
     return step_time_s(k, c, bw, peak, stack)[0]
+
+
+@cache
+def _prefill_graph(model: str, tokens: int) -> Graph:
+    from models.cache import get_graph
+
+    return get_graph(model, "prefill", tokens=tokens)
+
+
+def predict_prefill(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float) -> float:
+    """Model seconds of a measured eager whole-model prefill record."""
+    k = kernels(_prefill_graph(r["model"], r["shape"]["tokens"]), "hf-eager")
+    return step_time_s(k, c, bw, peak, "hf-eager")[0]

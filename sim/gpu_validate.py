@@ -20,7 +20,7 @@ from sim.gpu_calibrate import (
     op_rows,
     predict_ops,
 )
-from sim.gpu_steps import predict_step
+from sim.gpu_steps import predict_prefill, predict_step
 
 __all__ = ["TARGET_MAX", "TARGET_MEDIAN", "ClassError", "validate"]
 
@@ -94,6 +94,12 @@ def _steps(b: Baseline, c, bw: float, peak: float, points: list[dict[str, Any]]
             (p / measured - 1, f"{r['model']} q={r['shape']['q']} c={r['shape']['context']}"))
         points.append({"device": b.device, "op": f"step {mode}", "model": r["model"],
                        "shape": r["shape"], "measured_s": measured, "model_s": p})
+    for r in b.prefill:
+        p = predict_prefill(r, c, bw, peak)
+        groups.setdefault("prefill eager", []).append(
+            (p / r["min_s"] - 1, f"{r['model']} prefill {r['shape']['tokens']}"))
+        points.append({"device": b.device, "op": "prefill eager", "model": r["model"],
+                       "shape": r["shape"], "measured_s": r["min_s"], "model_s": p})
     by_model: dict[str, list[tuple[float, str]]] = {}
     for e, label in groups.get("step graph", []):
         by_model.setdefault(label.split()[0], []).append((e, label))
