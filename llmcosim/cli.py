@@ -143,9 +143,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     speculative = any(getattr(args, f) is not None for f in _SPEC_FLAGS
                       if not (fl and f == "trace"))
     fidelity = args.fidelity or "roofline"
-    if not speculative and fidelity not in fidelities(spec.kind):
+    if not speculative and fidelity not in (*fidelities(spec.kind), "best"):
         raise UserError(f"unknown --fidelity {fidelity!r} for {spec.name}; available: "
-                        f"{', '.join(fidelities(spec.kind))}")
+                        f"{', '.join(fidelities(spec.kind))}, best")
     entry = _entry(args.model)
     from mapping.compression import check_bits, quantize
 
@@ -170,7 +170,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if args.weight_bits or args.kv_bits:
             w = w.map(compress)
         if args.gpu_stack is not None:
-            if fidelity != "calibrated":
+            if spec.kind != "gpu" or fidelity not in ("calibrated", "best"):
                 raise UserError("--gpu-stack applies to --fidelity calibrated on a GPU preset")
             fl = {**fl, "stack": args.gpu_stack}
         result = run(spec, w, fidelity, **fl)
@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
     s.add_argument("--fidelity", default=None,
                    help="simulator: roofline (default), cycle (flightllm, hades), calibrated "
-                   "(gpu: kernel model calibrated on measurements)")
+                   "(gpu: kernel model calibrated on measurements), best (the most detailed "
+                   "one for the device)")
     s.add_argument("--gpu-stack", choices=("graph", "hf-eager"), default=None,
                    help="--fidelity calibrated: CUDA-graph replay (default, vLLM-like) or HF "
                    "PyTorch eager (host-bound)")

@@ -17,7 +17,10 @@ from models.workload import Workload
 from sim.result import SimResult
 from sim.spec import HardwareSpec
 
-__all__ = ["Simulator", "fidelities", "register", "run"]
+__all__ = ["BEST", "Simulator", "best_fidelity", "fidelities", "register", "run"]
+
+BEST = "best"  # the most detailed simulator registered for the hardware's kind
+_PREFERENCE = ("cycle", "calibrated", "roofline")
 
 SimulateFn = Callable[..., SimResult]  # (spec, workload, **options) -> SimResult
 
@@ -57,15 +60,29 @@ def fidelities(kind: str | None = None) -> list[str]:
     return [f for f in _REGISTRY if kind is None or _find(f, kind) is not None]
 
 
+def best_fidelity(kind: str, speculative: bool = False) -> str:
+    """Cycle-level where there is one, else calibrated, else the roofline. FlightLLM's
+    cycle-level simulator runs no speculation schedule, so speculation there is roofline."""
+    _load_builtins()
+    for f in _PREFERENCE:
+        if _find(f, kind) is not None and not (speculative and kind == "flightllm"
+                                              and f == "cycle"):
+            return f
+    return "roofline"
+
+
 def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline",
         **options: Any) -> SimResult:
     """Simulate ``workload`` on ``spec`` at ``fidelity``; UserError for unknown combinations.
 
-    A speculative workload (``mapping.spec_workload``) runs its speculation schedule; options
-    are simulator-specific (FlightLLM cycle: ``compression``, a compression config, and
+    ``fidelity="best"`` picks :func:`best_fidelity` for the hardware's kind. A speculative
+    workload (``mapping.spec_workload``) runs its speculation schedule; options are
+    simulator-specific (FlightLLM cycle: ``compression``, a compression config, and
     ``trace``, a Perfetto output path).
     """
     _load_builtins()
+    if fidelity == BEST:
+        fidelity = best_fidelity(spec.kind, getattr(workload, "config", None) is not None)
     if fidelity not in _REGISTRY:
         raise UserError(f"unknown --fidelity {fidelity!r}; available: {', '.join(_REGISTRY)}")
     sim = _find(fidelity, spec.kind)

@@ -119,7 +119,10 @@ def _remember(key: tuple, make: Any) -> Any:
 
 
 def _flightllm_cycle(point: Point, spec: Any) -> bool:
-    return spec.kind == "flightllm" and point.fidelity == "cycle"
+    """FlightLLM at its cycle-level simulator (also what ``best`` picks there, without
+    speculation)."""
+    return spec.kind == "flightllm" and (
+        point.fidelity == "cycle" or (point.fidelity == "best" and not point.speculative))
 
 
 def _workload(point: Point, spec: Any) -> Any:
@@ -205,15 +208,18 @@ def _compression_config(path: str | None, digest: str, keep: float | None,
 def _simulate(point: Point, spec: Any) -> Any:
     """Run the point through ``sim.registry.run``, the one simulator interface."""
     from models.errors import UserError
-    from sim.registry import run
+    from sim.registry import BEST, best_fidelity, run
 
     w = _workload(point, spec)
-    if point.speculative and point.fidelity != "roofline" and spec.kind != "hades":
-        raise UserError(f"speculation at fidelity {point.fidelity!r} is modelled on HADES "
-                        f"only; {point.hw} ({spec.kind}) needs fidelity = \"roofline\"")
+    fid = best_fidelity(spec.kind, point.speculative) if point.fidelity == BEST \
+        else point.fidelity
+    if point.speculative and fid not in ("roofline", "calibrated") and spec.kind != "hades":
+        raise UserError(f"speculation at fidelity {fid!r} is modelled on HADES (cycle) and "
+                        f"GPUs (calibrated); {point.hw} ({spec.kind}) needs fidelity = "
+                        "\"roofline\" (or \"best\")")
     if not point.speculative and point.sparsity is not None and _flightllm_cycle(point, spec):
-        return run(spec, w, point.fidelity, compression=_sparsity_config(point))
-    return run(spec, w, point.fidelity)
+        return run(spec, w, fid, compression=_sparsity_config(point))
+    return run(spec, w, fid)
 
 
 def _load(point: Point) -> Any:

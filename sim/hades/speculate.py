@@ -55,7 +55,7 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
     importlib.import_module("sim.hades.spec")  # registers the hades kind
     from sim.hades.simulate import simulate_speculative
     from sim.perfetto import TraceWriter
-    from sim.registry import fidelities, run
+    from sim.registry import best_fidelity, fidelities, run
 
     acc = _acceptance(alpha, acceptance)
     if gamma is None:
@@ -63,6 +63,8 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
     cfg = SpecConfig(gamma=gamma, tree=tree, acceptance=acc, seed=seed)
     d_entry = get_model(draft or DEFAULT_DRAFT)
     fid = fidelity or (HADES_FIDELITY if spec.kind == "hades" else "roofline")
+    if fid == "best":
+        fid = best_fidelity(spec.kind, speculative=True)
     if fid not in fidelities(spec.kind):
         raise UserError(f"unknown --fidelity {fid!r} for {spec.name}; available: "
                         f"{', '.join(fidelities(spec.kind))}")
