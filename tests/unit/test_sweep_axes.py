@@ -145,12 +145,23 @@ def test_speculation_sweep_on_hades_and_a_gpu_stores_speculation_metrics(
     assert g.counts == {"ok": 6}
     gdf, _ = load(tmp_path / "g.db")
     assert (gdf.fidelity == "roofline").all() and gdf.speedup.notna().all()
-    # the GPU has no cycle-level speculation model: recorded as failed, with the reason
+    c = run_sweep(parse_sweep(hades_spec("gpu-a100", "calibrated", "")), db=tmp_path / "c.db",
+                  workers=1, progress=False, cache=False)
+    # the calibrated GPU model runs chain speculation; token trees fail with the reason
+    assert c.counts == {"ok": 4, "failed": 2}
+    cdf, _ = load(tmp_path / "c.db")
+    chain = ["gamma", "alpha"]
+    ok = cdf[cdf.status == "ok"].set_index(chain).decode_tokens_per_s
+    roof = gdf[gdf.gamma.notna()].set_index(chain).decode_tokens_per_s
+    assert (ok < roof.loc[ok.index]).all()  # never faster than its roofline
+    assert cdf[cdf.status == "failed"].error.str.contains("chain speculation on GPUs").all()
+    # FlightLLM has no cycle-level speculation model: recorded as failed, with the reason
     f = run_sweep(parse_sweep(hades_spec("flightllm-u280", "cycle", "")), db=tmp_path / "f.db",
                   workers=1, progress=False, cache=False)
     assert f.counts == {"failed": 6}
     with Store(tmp_path / "f.db", readonly=True) as st:
-        assert all("modelled on HADES only" in r["error"] for r in st.rows())
+        assert all("modelled on HADES (cycle) and GPUs (calibrated)" in r["error"]
+                   for r in st.rows())
 
 
 SPARSE = """
