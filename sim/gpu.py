@@ -14,7 +14,7 @@ import numpy as np
 from models.errors import UserError
 from models.workload import Workload
 from sim.gpu_calibrate import baselines, default_calibration
-from sim.gpu_model import STACKS, GPUCalibration, kernels, step_time_s
+from sim.gpu_model import STACKS, GPUCalibration, kernels, step_time_s, step_times_s
 from sim.result import SimResult, result_from_times
 from sim.spec import HardwareSpec
 
@@ -32,6 +32,7 @@ def calibration_for(spec: HardwareSpec, host: bool = False) -> GPUCalibration:
 
 def _decode_s(spec: HardwareSpec, w: Workload, c: GPUCalibration, stack: str
               ) -> tuple[float, dict[str, float], int]:
+    """Every decode step at once: the kernels' sizes are affine in the context."""
     if not w.decode_tokens:
         return 0.0, {}, 0
     assert w.decode_first is not None and w.decode_last is not None
@@ -39,13 +40,9 @@ def _decode_s(spec: HardwareSpec, w: Workload, c: GPUCalibration, stack: str
     k0 = kernels(w.decode_first, stack)
     k1 = kernels(w.decode_last, stack) if w.decode_last is not w.decode_first else k0
     span = max(w.decode_tokens - 1, 1)
-    total, parts = 0.0, {}
-    for k in k0.lerp(k1, np.arange(w.decode_tokens) / span):
-        t, p = step_time_s(k, c, bw, peak, stack)
-        total += t
-        for name, v in p.items():
-            parts[name] = parts.get(name, 0.0) + v
-    return total, parts, k0.count
+    batch = k0.lerp_batch(k1, np.arange(w.decode_tokens) / span)
+    times, parts = step_times_s(batch, k0.count, c, bw, peak, stack)
+    return float(times.sum()), {k: float(v.sum()) for k, v in parts.items()}, k0.count
 
 
 def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimResult:

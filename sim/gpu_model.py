@@ -39,7 +39,7 @@ import numpy as np
 from models.graph import Graph, Node, OpKind
 
 __all__ = ["STACKS", "GPUCalibration", "Kernels", "kernel_times", "kernels", "node_time_s",
-           "step_time_s"]
+           "step_time_s", "step_times_s"]
 
 STACKS = ("graph", "hf-eager")
 _BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1}
@@ -104,6 +104,14 @@ class Kernels:
             out.append(Kernels(*[a + (b - a) * x for a, b in
                                  zip(_arrays(self), _arrays(other), strict=True)]))
         return out
+
+    def lerp_batch(self, other: Kernels, t: np.ndarray) -> Kernels:
+        """One Kernels whose arrays carry a leading axis over the fractions ``t``."""
+        def mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            shape = (len(t),) + (1,) * a.ndim
+            return a[None] + (b - a)[None] * t.reshape(shape)
+
+        return Kernels(*[mix(a, b) for a, b in zip(_arrays(self), _arrays(other), strict=True)])
 
 
 def _arrays(k: Kernels) -> list[np.ndarray]:
@@ -222,7 +230,7 @@ def _numel(shape: tuple[int, ...]) -> int:
 def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float
                  ) -> dict[str, np.ndarray]:
     """Device seconds of every kernel, per class."""
-    m, kk, n = k.lin_mkn.T if len(k.lin_mkn) else (np.zeros(0),) * 3
+    m, kk, n = (k.lin_mkn[..., i] for i in range(3))  # [..., L]: batched over contexts too
     lin_bytes = (kk * n) * k.lin_bytes + 2.0 * (m * kk + m * n)
     lin = c.linear_s + np.maximum(lin_bytes / (c.linear_bw_eff * bw),
                                   2 * m * kk * n / (c.linear_flop_eff * peak))
@@ -242,6 +250,23 @@ def node_time_s(k: Kernels, c: GPUCalibration) -> float:
     """Launch and switching cost of a replayed step: ``graph_launch_s`` once, and
     ``graph_node_s`` for every kernel it launches."""
     return c.graph_launch_s + k.count * c.graph_node_s
+
+
+def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: float,
+                 stack: str = "graph") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`step_time_s` for a batch (``Kernels.lerp_batch``): seconds per step, and the
+    device seconds per class per step. ``count``: kernels per step (the same in every one)."""
+    parts = {name: t.sum(axis=-1) for name, t in kernel_times(k, c, bw, peak).items()}
+    steps = len(next(iter(parts.values())))
+    parts["graph nodes"] = np.full(steps, c.graph_launch_s + count * c.graph_node_s)
+    device = sum(parts.values())
+    if stack == "hf-eager":
+        if c.host_s_per_kernel is None:
+            raise ValueError(f"the calibration from {c.device} has no eager measurements")
+        host = count * c.host_s_per_kernel
+        parts["host (eager launch)"] = np.maximum(host - device, 0.0)
+        return np.maximum(device, host), parts
+    return device, parts
 
 
 def step_time_s(k: Kernels, c: GPUCalibration, bw: float, peak: float,

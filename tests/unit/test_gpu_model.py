@@ -149,3 +149,15 @@ def test_calibrated_speculation_on_a_gpu():
                                     seed=0))
     with pytest.raises(UserError, match="chain speculation on GPUs"):
         run(spec, tree, "calibrated")
+
+
+def test_batched_decode_steps_equal_one_by_one():
+    from sim.gpu_model import step_time_s, step_times_s
+
+    c, (bw, peak) = default_calibration(), _bw_peak(H200)
+    k0, k1 = kernels(decoder_like(context=16)), kernels(decoder_like(context=40))
+    t = np.linspace(0, 1, 7)
+    batch, _ = step_times_s(k0.lerp_batch(k1, t), k0.count, c, bw, peak)
+    single = [step_time_s(k, c, bw, peak)[0] for k in k0.lerp(k1, t)]
+    assert batch == pytest.approx(single, rel=1e-12)
+    assert np.all(np.diff(batch) > 0)  # a longer cache never decodes faster
