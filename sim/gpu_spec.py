@@ -19,7 +19,7 @@ from mapping.spec_workload import SpeculativeWorkload
 from mapping.speculation import plan_rounds
 from models.errors import UserError
 from models.graph import Graph
-from sim.gpu_model import GPUCalibration, kernels, step_time_s
+from sim.gpu_model import GPUCalibration, kernels, step_time_s, step_times_s
 from sim.result import SimResult, result_from_times
 from sim.spec import HardwareSpec
 
@@ -27,18 +27,16 @@ __all__ = ["pass_time_fn", "speculative_calibrated"]
 
 
 def pass_time_fn(g0: Graph, g1: Graph | None, c: GPUCalibration, bw: float, peak: float,
-                 stack: str) -> Callable[[int], float]:
-    """Seconds of one pass of ``g0``'s model/phase at any context (``g1``: a second trace)."""
+                 stack: str) -> Callable[[list[int]], np.ndarray]:
+    """Seconds of one pass of ``g0``'s model/phase at each of a list of contexts (``g1``: a
+    second trace), evaluated in one batch."""
     k0 = kernels(g0, stack)
-    if g1 is None or g1.context == g0.context:
-        t0 = step_time_s(k0, c, bw, peak, stack)[0]
-        return lambda _ctx: t0
-    k1 = kernels(g1, stack)
-    span = g1.context - g0.context
+    k1 = k0 if g1 is None or g1.context == g0.context else kernels(g1, stack)
+    span = (g1.context - g0.context) if k1 is not k0 and g1 is not None else 1
 
-    def at(ctx: int) -> float:
-        k = k0.lerp(k1, np.array([(ctx - g0.context) / span]))[0]
-        return step_time_s(k, c, bw, peak, stack)[0]
+    def at(contexts: list[int]) -> np.ndarray:
+        t = (np.asarray(contexts, dtype=np.float64) - g0.context) / span
+        return step_times_s(k0.lerp_batch(k1, t), k0.count, c, bw, peak, stack)[0]
 
     return at
 
@@ -59,10 +57,10 @@ def speculative_calibrated(spec: HardwareSpec, w: SpeculativeWorkload, stack: st
     verify = pass_time_fn(w.verify_first, w.verify_last, c, bw, peak, stack)
     draft = pass_time_fn(w.draft_first, w.draft_last, c, bw, peak, stack)
     run = SpecRun(rounds=plan_rounds(cfg, w.prefill_tokens, w.decode_tokens))
-    for r in run.rounds:
-        if not cfg.zero_cost_draft:
-            run.split["draft"] += sum(draft(r.context + j) for j in range(cfg.gamma))
-        run.split["verify"] += verify(r.context)
+    if not cfg.zero_cost_draft:
+        run.split["draft"] = float(draft([r.context + j for r in run.rounds
+                                          for j in range(cfg.gamma)]).sum())
+    run.split["verify"] = float(verify([r.context for r in run.rounds]).sum())
     run.decode_s = sum(run.split.values())
     prefill_s = base.prefill_ms / 1e3
     if w.draft_prefill is not None:
