@@ -30,7 +30,7 @@ from sim.fit import fit_log_error
 from sim.gpu_model import GPUCalibration, Kernels
 
 __all__ = ["PRESET_OF_DEVICE", "Baseline", "baselines", "baselines_dir", "calibrate",
-           "default_calibration", "op_class", "op_rows", "predict_op", "predict_ops"]
+           "default_calibration", "op_class", "op_rows", "predict_ops"]
 
 # Measured device name (torch.cuda.get_device_properties) -> preset with its datasheet.
 PRESET_OF_DEVICE = {"NVIDIA H200": "gpu-h200", "NVIDIA H100 80GB HBM3": "gpu-h100"}
@@ -163,11 +163,6 @@ def predict_ops(rows: list[dict[str, Any]], c: GPUCalibration, bw: float,
     return np.array([float(next(queues.get(r["op"], other)))
                      + (c.graph_node_s + c.graph_launch_s / r["shape"]["kernels"]
                         if r["op"] == "graph_chain" else 0.0) for r in rows])
-
-
-def predict_op(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float) -> float:
-    """Model seconds of one measured op record."""
-    return float(predict_ops([r], c, bw, peak)[0])
 
 
 _GROUPS = {  # parameter names fitted on each op class, with start values

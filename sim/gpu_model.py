@@ -96,17 +96,10 @@ class Kernels:
         return int(len(self.lin_mkn) + len(self.attn_q) + self.small_elem.sum()
                    + self.small_red.sum())
 
-    def lerp(self, other: Kernels, t: np.ndarray) -> list[Kernels]:
-        """Kernels at fractions ``t`` between self (0) and other (1): counts are affine in the
-        context, so this is exact at every decode position."""
-        out = []
-        for x in t:
-            out.append(Kernels(*[a + (b - a) * x for a, b in
-                                 zip(_arrays(self), _arrays(other), strict=True)]))
-        return out
-
     def lerp_batch(self, other: Kernels, t: np.ndarray) -> Kernels:
-        """One Kernels whose arrays carry a leading axis over the fractions ``t``."""
+        """The kernels at fractions ``t`` between self (0) and other (1), as one Kernels whose
+        arrays carry a leading axis over ``t``: sizes are affine in the context, so this is
+        exact at every decode position."""
         def mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             shape = (len(t),) + (1,) * a.ndim
             return a[None] + (b - a)[None] * t.reshape(shape)

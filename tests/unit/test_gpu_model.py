@@ -155,9 +155,10 @@ def test_batched_decode_steps_equal_one_by_one():
     from sim.gpu_model import step_time_s, step_times_s
 
     c, (bw, peak) = default_calibration(), _bw_peak(H200)
+    contexts = [16, 20, 24, 28, 32, 36, 40]
     k0, k1 = kernels(decoder_like(context=16)), kernels(decoder_like(context=40))
-    t = np.linspace(0, 1, 7)
-    batch, _ = step_times_s(k0.lerp_batch(k1, t), k0.count, c, bw, peak)
-    single = [step_time_s(k, c, bw, peak)[0] for k in k0.lerp(k1, t)]
+    batch, _ = step_times_s(k0.lerp_batch(k1, (np.array(contexts) - 16) / 24), k0.count, c,
+                            bw, peak)
+    single = [step_time_s(kernels(decoder_like(context=x)), c, bw, peak)[0] for x in contexts]
     assert batch == pytest.approx(single, rel=1e-12)
     assert np.all(np.diff(batch) > 0)  # a longer cache never decodes faster
