@@ -14,14 +14,15 @@ from llmcosim.cli import main
 @pytest.fixture(scope="module")
 def data():
     return measure_all(torch.device("cpu"), dtype="float32", dry_run=True, model="llama-68m",
-                       warmup=1, repeat=5)
+                       warmup=3, repeat=5)
 
 
-def _median(data, op, **shape):
+def _fastest(data, op, **shape):
+    """The fastest repeat: on a busy CPU host noise only ever adds time."""
     rows = [r for r in data["ops"] + data.get("decode_steps", [])
             if r["op"] == op and all(r["shape"].get(k) == v for k, v in shape.items())]
     assert len(rows) == 1, (op, shape)
-    return rows[0]["median_s"]
+    return rows[0]["min_s"]
 
 
 def test_schema_and_provenance(data):
@@ -45,11 +46,11 @@ def test_every_timing_is_positive(data):
 
 def test_more_work_is_not_faster_beyond_noise(data):
     # 64x the FLOPs, 4x the KV, 4x the query tokens: at most 20% faster counts as noise.
-    assert _median(data, "linear", m=64, k=256, n=512) >= 0.8 * _median(data, "linear", m=1,
+    assert _fastest(data, "linear", m=64, k=256, n=512) >= 0.8 * _fastest(data, "linear", m=1,
                                                                          k=256, n=512)
-    assert _median(data, "attention", q=1, context=256) >= 0.8 * _median(data, "attention", q=1,
+    assert _fastest(data, "attention", q=1, context=256) >= 0.8 * _fastest(data, "attention", q=1,
                                                                           context=64)
-    assert _median(data, "decode_step", q=4, context=48) >= 0.8 * _median(data, "decode_step",
+    assert _fastest(data, "decode_step", q=4, context=48) >= 0.8 * _fastest(data, "decode_step",
                                                                            q=1, context=48)
 
 
