@@ -13,7 +13,7 @@ import numpy as np
 
 from models.errors import UserError
 from models.workload import Workload
-from sim.gpu_calibrate import baselines, default_calibration
+from sim.gpu_calibrate import PRESET_OF_DEVICE, baselines, default_calibration
 from sim.gpu_model import STACKS, GPUCalibration, kernels, step_time_s, step_times_s
 from sim.result import SimResult, result_from_times
 from sim.spec import HardwareSpec
@@ -24,7 +24,8 @@ __all__ = ["calibration_for", "simulate"]
 def calibration_for(spec: HardwareSpec, host: bool = False) -> GPUCalibration:
     """The calibration used for ``spec``: its own measurements if any, else the H200's."""
     try:
-        own = [b.device for b in baselines().values() if b.preset == spec.name]
+        own = [d for d, preset in PRESET_OF_DEVICE.items() if preset == spec.name
+               and d in baselines()]
         return default_calibration(own[0] if own else None, host)
     except ValueError as e:
         raise UserError(f"--fidelity calibrated: {e}") from None
@@ -59,7 +60,7 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     if w.prefill is not None:
         prefill_s, pre_parts = step_time_s(kernels(w.prefill, stack), c, bw, peak, stack)
     decode_s, dec_parts, count = _decode_s(spec, w, c, stack)
-    own = c.device in {b.device for b in baselines().values() if b.preset == spec.name}
+    own = PRESET_OF_DEVICE.get(c.device) == spec.name  # calibrated on this very GPU
     energy = decode_energy = None
     notes = [f"calibrated on {c.source}; {spec.name} datasheet bandwidth and peak"]
     if stack == "hf-eager":

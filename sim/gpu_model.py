@@ -38,8 +38,8 @@ import numpy as np
 
 from models.graph import Graph, Node, OpKind
 
-__all__ = ["STACKS", "GPUCalibration", "Kernels", "kernel_times", "kernels", "node_time_s",
-           "step_time_s", "step_times_s"]
+__all__ = ["STACKS", "GPUCalibration", "Kernels", "kernel_times", "kernels", "step_time_s",
+           "step_times_s"]
 
 STACKS = ("graph", "hf-eager")
 _BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1}
@@ -239,16 +239,11 @@ def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float
     return {"linear": lin, "attention": attn, "other": small}
 
 
-def node_time_s(k: Kernels, c: GPUCalibration) -> float:
-    """Launch and switching cost of a replayed step: ``graph_launch_s`` once, and
-    ``graph_node_s`` for every kernel it launches."""
-    return c.graph_launch_s + k.count * c.graph_node_s
-
-
 def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: float,
                  stack: str = "graph") -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """:func:`step_time_s` for a batch (``Kernels.lerp_batch``): seconds per step, and the
-    device seconds per class per step. ``count``: kernels per step (the same in every one)."""
+    """Seconds per step of a batch (``Kernels.lerp_batch``), and the device seconds per class
+    per step. ``count``: kernels per step (the same in every one). A replayed step also pays
+    ``graph_launch_s`` once and ``graph_node_s`` per kernel."""
     parts = {name: t.sum(axis=-1) for name, t in kernel_times(k, c, bw, peak).items()}
     steps = len(next(iter(parts.values())))
     parts["graph nodes"] = np.full(steps, c.graph_launch_s + count * c.graph_node_s)
@@ -264,15 +259,7 @@ def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: flo
 
 def step_time_s(k: Kernels, c: GPUCalibration, bw: float, peak: float,
                 stack: str = "graph") -> tuple[float, dict[str, float]]:
-    """Seconds of one forward pass and the device time per kernel class."""
-    parts = {name: float(t.sum()) for name, t in kernel_times(k, c, bw, peak).items()}
-    parts["graph nodes"] = node_time_s(k, c)
-    device = sum(parts.values())
-    if stack == "hf-eager":
-        if c.host_s_per_kernel is None:
-            raise ValueError(f"the calibration from {c.device} has no eager measurements")
-        host = k.count * c.host_s_per_kernel
-        if host > device:
-            parts["host (eager launch)"] = host - device
-        return max(device, host), parts
-    return device, parts
+    """Seconds of one forward pass and the device time per kernel class (a batch of one)."""
+    times, parts = step_times_s(k.lerp_batch(k, np.zeros(1)), k.count, c, bw, peak, stack)
+    return float(times[0]), {name: float(v[0]) for name, v in parts.items()
+                             if name != "host (eager launch)" or v[0] > 0}
