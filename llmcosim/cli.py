@@ -139,10 +139,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     spec = load_preset(args.hw)
     from sim.flightllm.cli import flightllm_simulate_options
 
-    fl = flightllm_simulate_options(args, spec)  # FlightLLM cycle: --sparsity, --trace
-    speculative = any(getattr(args, f) is not None for f in _SPEC_FLAGS
-                      if not (fl and f == "trace"))
-    fidelity = args.fidelity or "roofline"
+    given = [f for f in _SPEC_FLAGS if getattr(args, f) is not None]
+    # default: FlightLLM's cycle-level simulator (busy ratios, HBM, DSPs, program), unless a
+    # flag only the roofline takes there is given (uniform --weight-bits/--kv-bits, speculation)
+    cycle_default = spec.kind == "flightllm" and not set(given) - {"trace"} \
+        and not (args.weight_bits or args.kv_bits)
+    fidelity = args.fidelity or ("cycle" if cycle_default else "roofline")
+    fl = flightllm_simulate_options(args, spec, fidelity)  # FlightLLM cycle: --sparsity, --trace
+    speculative = any(not (fl and f == "trace") for f in given)
     if not speculative and fidelity not in (*fidelities(spec.kind), "best"):
         raise UserError(f"unknown --fidelity {fidelity!r} for {spec.name}; available: "
                         f"{', '.join(fidelities(spec.kind))}, best")
@@ -200,9 +204,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if "utilisation" in x:
             t.add_row("unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
                                              x["utilisation"].items()))
-    if "decode_busy" in x:     # FlightLLM cycle
-        t.add_row("decode unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
-                                                x["decode_busy"].items() if v))
+    for phase in ("prefill", "decode"):  # FlightLLM cycle
+        if f"{phase}_busy" in x:
+            t.add_row(f"{phase} unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
+                                                      x[f"{phase}_busy"].items() if v))
+            t.add_row(f"{phase} DSP utilisation",
+                      f"{x[f'{phase}_dsp_utilisation']:.1%} of MAC slots (dense-equivalent "
+                      f"{x[f'{phase}_dsp_dense_utilisation']:.1%})")
+    if "decode_busy" in x:
         t.add_row("decode HBM", f"{eng(x['decode_hbm_bytes_per_token'], 'B')}/token, "
                   f"{x['decode_bw_utilisation']:.1%} of peak bandwidth")
         t.add_row("decode program", f"{sum(x['decode_instructions'].values()):,} instructions, "
@@ -260,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
     s.add_argument("--fidelity", default=None,
-                   help="simulator: roofline (default), cycle (flightllm, hades), calibrated "
+                   help="simulator: roofline (default; FlightLLM presets: cycle), cycle "
+                   "(flightllm, hades), calibrated "
                    "(gpu: kernel model calibrated on measurements), best (the most detailed "
                    "one for the device)")
     s.add_argument("--gpu-stack", choices=("graph", "hf-eager"), default=None,

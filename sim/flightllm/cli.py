@@ -47,13 +47,13 @@ def load_sparsity(path: str | None) -> CompressionConfig:
     return default_config() if path is None else load_config(Path(path))
 
 
-def flightllm_simulate_options(args: argparse.Namespace, spec) -> dict:
+def flightllm_simulate_options(args: argparse.Namespace, spec, fidelity: str) -> dict:
     """Check ``simulate`` flags for a FlightLLM preset; keyword arguments for its simulator.
 
     At fidelity cycle the compression config (``--sparsity``) sets weight/KV bits, so
     ``--weight-bits``/``--kv-bits`` are an error there instead of being silently overridden.
     """
-    cycle = spec.kind == "flightllm" and (args.fidelity or "roofline") == "cycle"
+    cycle = spec.kind == "flightllm" and fidelity in ("cycle", "best")  # best: cycle here
     sparsity, trace = getattr(args, "sparsity", None), getattr(args, "trace", None)
     if not cycle:
         if sparsity is not None:

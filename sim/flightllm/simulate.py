@@ -34,6 +34,8 @@ class PassResult:
     counts: dict[str, int]
     busy: dict[str, float]          # per queue: busy cycles / total, mean over cores
     hbm_bytes: int
+    dsp_utilisation: float          # MACs done / MAC slots of every core's MPE (MM capacity)
+    dsp_dense_utilisation: float    # the same with the dense MACs N:M sparsity skipped
     program: Program
     start: list[np.ndarray]
     finish: list[np.ndarray]
@@ -56,8 +58,22 @@ def simulate_graph(spec: FlightLLMSpec, g: Graph, *, on_chip_decode: bool = True
         busy[q.name] = sum(b) / len(b) / lanes / total if total else 0.0
     hbm = sum(int(a["nbytes"][(a["queue"] == Queue.LD) | (a["queue"] == Queue.ST)].sum())
               for a in prog.cores)
-    return PassResult(total, total / spec.clock_hz, prog.counts(), busy, hbm, prog, start,
-                      finish)
+    kept, dense = _macs(prog)
+    slots = spec.cores * spec.mm_macs_per_cycle * total or 1
+    return PassResult(total, total / spec.clock_hz, prog.counts(), busy, hbm, kept / slots,
+                      dense / slots, prog, start, finish)
+
+
+def _macs(prog: Program) -> tuple[int, int]:
+    """MACs the MPE performs (kept weights) and their dense equivalent, over all cores."""
+    kept = dense = 0
+    for a in prog.cores:
+        mpe = a[(a["queue"] == Queue.MM) | (a["queue"] == Queue.MV)]
+        rows = np.where(mpe["queue"] == Queue.MM, mpe["rows"], 1).astype(np.int64)
+        d = rows * mpe["cols"].astype(np.int64) * mpe["k"].astype(np.int64)
+        dense += int(d.sum())
+        kept += int((d * mpe["n"].astype(np.int64) // 16).sum())
+    return kept, dense
 
 
 def _ceil(x: int, m: int) -> int:
@@ -78,6 +94,8 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         prefill_s = p.seconds
         traced.append((f"prefill {w.prefill_tokens}", p))
         extra["prefill_busy"] = p.busy
+        extra["prefill_dsp_utilisation"] = p.dsp_utilisation
+        extra["prefill_dsp_dense_utilisation"] = p.dsp_dense_utilisation
         counts.update({f"prefill_{k}": v for k, v in p.counts.items()})
     decode_s = 0.0
     if w.decode_tokens:
@@ -91,6 +109,8 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         last = res[-1]
         traced.append((f"decode (context {buckets[0]})", res[0]))
         extra["decode_busy"] = last.busy
+        extra["decode_dsp_utilisation"] = last.dsp_utilisation
+        extra["decode_dsp_dense_utilisation"] = last.dsp_dense_utilisation
         extra["decode_hbm_bytes_per_token"] = last.hbm_bytes
         extra["decode_bw_utilisation"] = last.hbm_bytes / last.seconds / spec.hbm_bytes_per_s
         extra["decode_instructions"] = last.counts

@@ -111,3 +111,51 @@ def test_trace_tracks_per_core_and_queue(tmp_path):
     assert len(spans) == res.program.total + 1 and d["otherData"]["dropped_events"] == 0
     end_us = max(e["ts"] + e["dur"] for e in spans)
     assert end_us == pytest.approx(res.seconds * 1e6)
+
+
+@pytest.fixture
+def small_workload(monkeypatch):
+    """``simulate`` on the small llama-like graphs instead of a traced model."""
+    import models.cache
+    from models.workload import Workload
+
+    def get_workload(entry, *, prefill, decode, **_):
+        return Workload(entry.name, 1, prefill, decode, _small(entry, "prefill", prefill, 0),
+                        _small(entry, "decode", 0, prefill),
+                        _small(entry, "decode", 0, prefill + decode - 1))
+
+    monkeypatch.setattr(models.cache, "get_workload", get_workload)
+
+
+@pytest.mark.parametrize("extra, fidelity", [
+    ([], "cycle"),                                   # the issue's command: cycle by default
+    (["--fidelity", "roofline"], "roofline"),
+    (["--weight-bits", "4"], "roofline"),            # uniform bits: a roofline-only flag
+])
+def test_simulate_default_fidelity(small_workload, capsys, extra, fidelity):
+    argv = ["simulate", "--hw", "flightllm-vhk158", "--model", "llama2-7b", "--prefill", "128",
+            "--decode", "2", "--json", *extra]
+    if fidelity == "cycle":
+        argv += ["--sparsity", CFG_FILE]
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["fidelity"] == fidelity
+    if fidelity == "cycle":
+        x = r["extra"]
+        assert 0 < x["decode_dsp_utilisation"] <= SPEC.mv_macs_per_cycle / SPEC.mm_macs_per_cycle
+        assert 0 < x["prefill_dsp_utilisation"] <= x["prefill_dsp_dense_utilisation"] <= 1
+
+
+def test_dsp_utilisation_counts_kept_macs():
+    """N:M halves the MACs a q/k tile performs, not its dense equivalent; both are bounded
+    by the MAC slots the pass had."""
+    g = llama_like(phase=Phase.PREFILL, tokens=128, **KW)
+    half = config_from_dict({"attention": {"prefill": "causal"},
+                             "linear": [{"match": ["q_proj", "k_proj"], "keep": 0.5}]})
+    dense = simulate_graph(SPEC, apply_compression(g, config_from_dict(
+        {"attention": {"prefill": "causal"}})))
+    sparse = simulate_graph(SPEC, apply_compression(g, half))
+    assert dense.dsp_utilisation == pytest.approx(dense.dsp_dense_utilisation)
+    assert sparse.dsp_utilisation < sparse.dsp_dense_utilisation <= 1
+    work = dense.dsp_utilisation * dense.cycles     # MACs / slots per cycle: pass-independent
+    assert sparse.dsp_dense_utilisation * sparse.cycles == pytest.approx(work)
