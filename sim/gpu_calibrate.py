@@ -9,8 +9,9 @@ is fixed here, before looking at any error, and never per result:
   out;
 - elementwise/reduction: rows 1, 128 and 2048 x 11008 fitted; 16 and 2048 x 4096 held out;
 - graph node cost: chains of 70 and 1,400 mixed kernels fitted; 7 and 700 held out;
-- eager host time per kernel: LLaMA-2-7B eager decode steps at q = 1 fitted (fastest repeat);
-  every other eager step held out, compared by its fastest repeat too;
+- eager host time per kernel: LLaMA-2-7B eager decode steps at q = 1 fitted (fastest repeat),
+  on each machine for its own eager steps (the time is its CPU's); every other eager step and
+  the eager prefills held out, compared by their fastest repeat too;
 - whole-model steps (graph replayed): never fitted — predicted from the IR graph's kernels.
 """
 
@@ -30,7 +31,8 @@ from sim.fit import fit_log_error
 from sim.gpu_model import GPUCalibration, Kernels
 
 __all__ = ["PRESET_OF_DEVICE", "Baseline", "baselines", "baselines_dir", "calibrate",
-           "default_calibration", "op_class", "op_rows", "predict_ops"]
+           "default_calibration", "fit_host", "is_host_fit", "op_class", "op_rows",
+           "predict_ops"]
 
 # Measured device name (torch.cuda.get_device_properties) -> preset with its datasheet.
 PRESET_OF_DEVICE = {"NVIDIA H200": "gpu-h200", "NVIDIA H100 80GB HBM3": "gpu-h100"}
@@ -205,7 +207,7 @@ def calibrate(b: Baseline, bw: float, peak: float, *, host: bool = False) -> GPU
         fitted = fit_log_error(model, measured, [params[n] for n in names],
                                upper=[1.0 if n.endswith("_eff") else None for n in names])
         params.update(zip(names, (float(x) for x in fitted), strict=True))
-    return _calibration(b, {**params, "host_s_per_kernel": _fit_host(b) if host else None})
+    return _calibration(b, {**params, "host_s_per_kernel": fit_host(b) if host else None})
 
 
 def _calibration(b: Baseline, params: dict[str, float]) -> GPUCalibration:
@@ -216,16 +218,21 @@ def _calibration(b: Baseline, params: dict[str, float]) -> GPUCalibration:
         prefill_power_w=power.get("prefill_512", {}).get("avg_power_w"))
 
 
-def _fit_host(b: Baseline) -> float | None:
-    """Host seconds per launched kernel, from the main model's eager q = 1 steps: each eager
-    step is host-bound (its graph-replayed twin is 3-6x faster), so time / kernels. The
-    fastest of the repeats is used: host jitter (scheduler, Python's GC) only ever adds time
-    (medians spread 26-43 ms for the same step on the H200 machine). The kernel count does not
-    depend on the context, so one graph gives it."""
+def is_host_fit(r: dict[str, Any]) -> bool:
+    """Whether a whole-model step record is one the eager host time is fitted on."""
+    return r["mode"] == "eager" and r["shape"]["q"] == 1 and r["model"] == "llama2-7b"
+
+
+def fit_host(b: Baseline) -> float | None:
+    """Host seconds per launched kernel on ``b``'s machine, from the main model's eager q = 1
+    steps: each eager step is host-bound (its graph-replayed twin is 3-6x faster), so time /
+    kernels. The fastest of the repeats is used: host jitter (scheduler, Python's GC) only
+    ever adds time (medians spread 26-43 ms for the same step on the H200 machine). The kernel
+    count does not depend on the context, so one graph gives it. The time is the measuring
+    machine's CPU and Python, not its GPU's: each machine has its own."""
     from sim.gpu_steps import step_kernel_count
 
-    rows = [r for r in b.steps if r["mode"] == "eager" and r["shape"]["q"] == 1
-            and r["model"] == "llama2-7b"]
+    rows = [r for r in b.steps if is_host_fit(r)]
     if not rows:
         return None
     count = step_kernel_count({"model": "llama2-7b", "shape": {"q": 1, "context": 128}},

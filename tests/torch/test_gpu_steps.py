@@ -23,3 +23,29 @@ def test_llama2_7b_graph_steps_meet_the_bar(device):
     assert len(rows) == 32
     assert statistics.median(errs) <= 0.10 and max(errs) <= 0.25, (statistics.median(errs),
                                                                    max(errs))
+
+
+def test_eager_host_is_each_machines_own_and_never_validated_on():
+    """The host time per kernel comes from a machine's own LLaMA-2-7B q = 1 eager steps:
+    scaling them moves it, scaling any other eager step does not; and the validation's eager
+    points are exactly the other ones."""
+    import dataclasses
+
+    from sim.gpu_calibrate import fit_host, is_host_fit
+    from sim.gpu_validate import validate
+
+    for b in baselines().values():
+        host = fit_host(b)
+        assert host is not None and 5e-6 < host < 50e-6      # a CPU's per-kernel dispatch
+
+        def scaled(pick, b=b):
+            steps = tuple({**r, "min_s": r["min_s"] * 2} if pick(r) else r for r in b.steps)
+            return fit_host(dataclasses.replace(b, steps=steps))
+
+        assert scaled(lambda r: r["mode"] == "eager" and not is_host_fit(r)) == host
+        assert scaled(is_host_fit) == pytest.approx(2 * host)
+    res = validate()
+    eager = [p for p in res["points"] if p["op"] == "step eager"]
+    fitted = {(p["device"], p["model"], p["shape"]["q"]) for p in eager}
+    assert eager and not any(m == "llama2-7b" and q == 1 for _, m, q in fitted)
+    assert {d for d, _, _ in fitted} == set(baselines())
