@@ -132,14 +132,24 @@ def _with_overrides(spec: HardwareSpec, power_w: float | None, price_usd: float 
     return replace(spec, **changes, sources=tuple(sources.items()))
 
 
-def row_from_result(spec: HardwareSpec, r: SimResult, source: str) -> Row:
+def row_from_result(spec: HardwareSpec, r: SimResult, source: str,
+                    power_overridden: bool = False) -> Row:
+    """One table row; ``power_overridden``: the assumptions file set this device's power."""
     tps = r.decode_tokens_per_s
-    if spec.kind in _POWER_FIELD:
+    measured = r.extra.get("decode_power_w") if spec.kind == "gpu" else None
+    tokens_per_j = r.tokens_per_j
+    if measured and not power_overridden:
+        # the calibrated model of a GPU we measured used its measured board power, not the TDP
+        power = measured
+        power_source = f"measured board power while decoding (NVML): {r.extra['calibration']}"
+    elif spec.kind in _POWER_FIELD:
         field = _POWER_FIELD[spec.kind]
         power = spec.power_w or None
         power_source = (f"{'TDP' if spec.kind == 'gpu' else 'board power'}: "
                         f"{spec.source_of(field) or 'preset'}" if power
                         else "not published: no energy")
+        if measured and tokens_per_j and power:   # the model's energy used the measured power
+            tokens_per_j *= measured / power
     else:   # HADES: per-action energy table; show the mean decode power it implies
         power = tps / r.tokens_per_j if r.tokens_per_j else None
         power_source = f"{spec.kind} energy model (mean decode power)"
@@ -147,7 +157,7 @@ def row_from_result(spec: HardwareSpec, r: SimResult, source: str) -> Row:
     price_source = (spec.source_of("price_usd") or "preset") if price else "not published"
     return Row(hw=r.hw, kind=spec.kind, fidelity=r.fidelity, prefill_ms=r.prefill_ms,
                decode_ms_per_token=r.decode_ms_per_token, decode_tokens_per_s=tps,
-               power_w=power, tokens_per_j=r.tokens_per_j, price_usd=price,
+               power_w=power, tokens_per_j=tokens_per_j, price_usd=price,
                tokens_per_s_per_usd=tps / price if price else None,
                fits_memory=r.fits_memory, source=source, power_source=power_source,
                price_source=price_source, notes=r.notes)
@@ -190,7 +200,8 @@ def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: st
                 w_fpga = w_fpga or w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
                 workload = w_fpga
             r = run(spec, workload, fidelity, **options)
-        rows.append(row_from_result(spec, r, _source(spec, fidelity, gpu_stack, r, cycle)))
+        rows.append(row_from_result(spec, r, _source(spec, fidelity, gpu_stack, r, cycle),
+                                    power_overridden=o.get("power_w") is not None))
     return rows
 
 

@@ -256,3 +256,23 @@ def test_bad_assumptions_file(tmp_path, edit, message):
     with pytest.raises(UserError) as e:
         hl.load_assumptions(_paper_copy(tmp_path, edit))
     assert message in str(e.value)
+
+
+def test_measured_gpu_power_is_the_one_shown_and_overridable(monkeypatch):
+    """A GPU the calibrated model knows from measurement decodes at its measured board power:
+    the row shows that power (not the TDP) and its tokens/J; an assumptions file still wins."""
+    def run(spec, w, fidelity, **options):
+        energy = 350.0 * 0.04      # the calibrated model's decode energy at 350 W measured
+        return result_from_times(spec, w, fidelity, 0.01, 0.04, energy_j=energy + 3.5,
+                                 decode_energy_j=energy,
+                                 extra={"decode_power_w": 350.0, "calibration": "H100, measured"})
+
+    monkeypatch.setattr(cmp, "run", run)
+    monkeypatch.setattr(cmp, "fidelities", lambda kind=None: ["roofline", "calibrated"])
+    (row,) = cmp.compare(["gpu-h100"], _workload())
+    assert row.power_w == 350.0 and "measured board power" in row.power_source
+    assert row.tokens_per_j == pytest.approx(row.decode_tokens_per_s / 350.0)
+    (row,) = cmp.compare(["gpu-h100"], _workload(), overrides={"gpu-h100": {"power_w": 700.0}},
+                         overrides_from="assumptions X")
+    assert row.power_w == 700.0 and "assumptions X" in row.power_source
+    assert row.tokens_per_j == pytest.approx(row.decode_tokens_per_s / 700.0)
