@@ -63,7 +63,8 @@ def markdown(rows: list[tuple[SimResult, str]], graph_summary: str,
         f"- **spec** rows decode speculatively with draft {SPEC_DRAFT}, gamma {SPEC_GAMMA}, "
         f"i.i.d. acceptance {SPEC_ALPHA}; on a GPU each pass is a roofline bound, or the "
         "calibrated GPU model's step time (CUDA graphs).",
-        "- Energy is power x time with the board power (FPGA), TDP (GPU) or HADES's per-action "
+        "- Energy is power x time with the board power (FPGA), the TDP (GPU; a GPU we "
+        "measured, at --fidelity calibrated: its measured board power) or HADES's per-action "
         "energy table.",
         "",
         "![time per op kind](demo_breakdown.png)",
