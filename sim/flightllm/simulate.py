@@ -15,13 +15,15 @@ import numpy as np
 from mapping.flightllm.codegen import generate
 from mapping.flightllm.compression import CompressionConfig, apply_compression
 from mapping.flightllm.isa import Program, Queue, storage_bytes
+from models.errors import UserError
 from models.graph import Graph
 from models.workload import Workload
 from sim.flightllm.timing import arch_of, fill_cycles
-from sim.result import SimResult, result_from_times
+from sim.result import SimResult, memory_fit, result_from_times
 from sim.spec import FlightLLMSpec
 
-__all__ = ["DECODE_BUCKET", "PREFILL_BUCKET", "PassResult", "simulate", "simulate_graph"]
+__all__ = ["DECODE_BUCKET", "PREFILL_BUCKET", "PassResult", "check_fits", "simulate",
+           "simulate_graph"]
 
 PREFILL_BUCKET = 128  # artifact: prefill lengths rounded up to multiples of 128
 DECODE_BUCKET = 16    # artifact: decode contexts rounded up to multiples of 16
@@ -76,6 +78,30 @@ def _macs(prog: Program) -> tuple[int, int]:
     return kept, dense
 
 
+def check_fits(spec: FlightLLMSpec, w: Workload) -> None:
+    """UserError unless the compressed weights and the KV cache fit in the HBM: the program
+    addresses them there (no host offload). Names the first weight past the capacity."""
+    memory, fits, _ = memory_fit(spec, w)
+    if fits:
+        return
+    cap = spec.mem_capacity_bytes
+    graph = w.prefill or w.decode_first
+    assert graph is not None
+    total = 0
+    for p in graph.params:
+        total += p.bytes
+        if total > cap:
+            raise UserError(
+                f"{w.model} does not fit in {spec.name}'s {cap / 1e9:.2f} GB of HBM: the "
+                f"weights alone pass it at {p.name} ({total / 1e9:.2f} GB so far, "
+                f"{memory / 1e9:.2f} GB with the KV cache); compress more (lower weight bits "
+                "or N:M sparsity in the --sparsity file) or pick a smaller model")
+    raise UserError(
+        f"{w.model} does not fit in {spec.name}'s {cap / 1e9:.2f} GB of HBM: weights "
+        f"{total / 1e9:.2f} GB + KV cache at context {w.prefill_tokens + w.decode_tokens} "
+        f"{(memory - total) / 1e9:.2f} GB; shorten --prefill/--decode or lower kv_bits")
+
+
 def _ceil(x: int, m: int) -> int:
     return -(-x // m) * m
 
@@ -87,6 +113,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
     ``trace``: write a Perfetto trace of the prefill pass and the first decode pass there.
     """
     w = w.map(lambda g: apply_compression(g, cfg))
+    check_fits(spec, w)
     prefill_s, extra, counts = 0.0, {}, {}
     traced: list[tuple[str, PassResult]] = []
     if w.prefill is not None:

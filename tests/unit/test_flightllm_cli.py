@@ -159,3 +159,22 @@ def test_dsp_utilisation_counts_kept_macs():
     assert sparse.dsp_utilisation < sparse.dsp_dense_utilisation <= 1
     work = dense.dsp_utilisation * dense.cycles     # MACs / slots per cycle: pass-independent
     assert sparse.dsp_dense_utilisation * sparse.cycles == pytest.approx(work)
+
+
+@pytest.mark.parametrize("spare, msg", [
+    (None, r"the weights alone pass it at model\.layers\.\d+\."),  # half fit
+    (1e4, r"\+ KV cache at context"),          # weights fit, 10 kB left: the KV cache does not
+])
+def test_model_too_large_for_the_hbm(spare, msg):
+    import dataclasses
+
+    from models.errors import UserError
+    from models.workload import Workload
+    from sim.flightllm.simulate import simulate
+
+    w = Workload("small", 1, 128, 2, _small(None, "prefill", 128, 0),
+                 _small(None, "decode", 0, 128), _small(None, "decode", 0, 129))
+    weights = sum(p.bytes for p in apply_compression(w.prefill, CFG).params)
+    cap = weights / 2 if spare is None else weights + spare
+    with pytest.raises(UserError, match=msg):
+        simulate(dataclasses.replace(SPEC, hbm_bytes=cap), w, CFG)
