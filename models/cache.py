@@ -51,7 +51,8 @@ def _code_stamp() -> str:
     """The lowering code's own hash: editing the tracer invalidates old graphs."""
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("trace.py", "lower.py", "replicate.py", "graph.py", "request.py"):
+    for name in ("trace.py", "lower.py", "replicate.py", "graph.py", "request.py",
+                 "host_calls.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:12]
 

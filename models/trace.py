@@ -48,8 +48,9 @@ def _config(entry: ModelEntry) -> transformers.PretrainedConfig:
 
 
 def build_model(entry: ModelEntry, dtype: str = "float16", *,
-                layers: int | None = None) -> torch.nn.Module:
-    """The causal-LM model of ``entry`` on ``meta``, eager attention (FLOPs visible as matmuls).
+                layers: int | None = None, attn: str = "eager") -> torch.nn.Module:
+    """The causal-LM model of ``entry`` on ``meta``, eager attention (FLOPs visible as matmuls;
+    ``attn="sdpa"`` as HF runs on GPUs, for counting host calls).
 
     ``layers`` builds a shallower copy (the first ``layers`` decoder layers).
     """
@@ -62,7 +63,7 @@ def build_model(entry: ModelEntry, dtype: str = "float16", *,
     with torch.device("meta"):
         try:
             model = transformers.AutoModelForCausalLM.from_config(
-                cfg, attn_implementation="eager", dtype=_DTYPES[dtype])
+                cfg, attn_implementation=attn, dtype=_DTYPES[dtype])
         except ValueError as e:
             raise UserError(f"model {entry.name!r} is not a decoder-only causal LM that "
                             f"transformers can build: {e}") from None
@@ -227,9 +228,14 @@ def trace(model: str | ModelEntry, phase: str | Phase = Phase.DECODE, *,
     t0 = time.perf_counter()
     stack = None if full else replicable_layers(entry, req.dtype)
     ep = export(entry, req, layers=2 if stack else None)
+    from models.host_calls import eager_torch_calls
+
+    calls, in_cache = eager_torch_calls(entry, req, stack[1] if stack else None)
     meta = {"source": entry.source, "transformers": transformers.__version__,
             "torch": torch.__version__.split("+")[0],
-            "layers_exported": 2 if stack else "all"}
+            "layers_exported": 2 if stack else "all",
+            # host work of the same pass in eager HF PyTorch (SDPA), for sim.gpu_model
+            "eager_torch_calls": calls, "eager_torch_calls_in_cache": in_cache}
     if req.tree is not None:
         meta["tree_parents"] = tuple(req.tree)
     graph = lower(ep, entry.name, req.phase, batch=req.batch, tokens=req.tokens,

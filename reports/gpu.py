@@ -51,7 +51,7 @@ def _errors(lines: list[str]) -> None:
               f"Fitted on {c.source}. The bar: median |error| <= {TARGET_MEDIAN:.0%} and max "
               f"<= {TARGET_MAX:.0%}. On the H100 every per-op and graph-replayed point is held out "
               "(datasheet bandwidth and peak swapped in). Eager steps are host-bound: each "
-              "machine's host time per kernel is fitted on its own LLaMA-2-7B q = 1 eager "
+              "machine's host time per torch call is fitted on its own LLaMA-2-7B q = 1 eager "
               "steps, which are left out of the table. `llmcosim gpu-baseline validate` prints "
               "the same table.", "",
               "| device | class | n | median | max | worst point | bar |",
@@ -89,7 +89,7 @@ def _presets(lines: list[str]) -> None:
               "measured LLaMA-2-7B batch-1 decode on A100/V100 at ~45 tok/s with HF PyTorch "
               "FP16 and 87–89 tok/s with vLLM (+ SmoothQuant, i.e. INT8 weights); compare the "
               "gpu-a100 row. HF eager depends on the host CPU and library versions "
-              "(host time per kernel fitted on each measured machine's own eager steps; GPUs "
+              "(host time per torch call fitted on each measured machine's own eager steps; GPUs "
               "never measured get the H200 machine's).", ""]
 
 

@@ -52,7 +52,7 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     if stack not in STACKS:
         raise UserError(f"unknown GPU stack {stack!r}; allowed: {', '.join(STACKS)}")
     c = calibration_for(spec, host=stack == "hf-eager")
-    if stack == "hf-eager" and c.host_s_per_kernel is None:
+    if stack == "hf-eager" and c.host_s_per_call is None:
         raise UserError(f"the calibration from {c.device} has no eager measurements; use "
                         "--gpu-stack graph")
     bw, peak = spec.mem_bytes_per_s, spec.peak_ops_per_s("float16")
@@ -64,8 +64,9 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     energy = decode_energy = None
     notes = [f"calibrated on {c.source}; {spec.name} datasheet bandwidth and peak"]
     if stack == "hf-eager":
-        notes.append(f"HF eager: host-bound at {c.host_s_per_kernel * 1e6:.1f} us per kernel x "
-                     f"{count} kernels per step (the measuring machine's CPU, not the GPU)")
+        calls = kernels(w.decode_first or w.prefill, stack).host_calls
+        notes.append(f"HF eager: host-bound at {c.host_s_per_call * 1e6:.1f} us per torch call x "
+                     f"{calls} calls per step (the measuring machine's CPU, not the GPU)")
     if own and c.decode_power_w and c.prefill_power_w:
         decode_energy = c.decode_power_w * decode_s
         energy = decode_energy + c.prefill_power_w * prefill_s

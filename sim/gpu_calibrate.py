@@ -9,7 +9,7 @@ is fixed here, before looking at any error, and never per result:
   out;
 - elementwise/reduction: rows 1, 128 and 2048 x 11008 fitted; 16 and 2048 x 4096 held out;
 - graph node cost: chains of 70 and 1,400 mixed kernels fitted; 7 and 700 held out;
-- eager host time per kernel: LLaMA-2-7B eager decode steps at q = 1 fitted (fastest repeat),
+- eager host time per torch call: LLaMA-2-7B eager decode steps at q = 1 fitted (fastest repeat),
   on each machine for its own eager steps (the time is its CPU's); every other eager step and
   the eager prefills held out, compared by their fastest repeat too;
 - whole-model steps (graph replayed): never fitted — predicted from the IR graph's kernels.
@@ -207,7 +207,7 @@ def calibrate(b: Baseline, bw: float, peak: float, *, host: bool = False) -> GPU
         fitted = fit_log_error(model, measured, [params[n] for n in names],
                                upper=[1.0 if n.endswith("_eff") else None for n in names])
         params.update(zip(names, (float(x) for x in fitted), strict=True))
-    return _calibration(b, {**params, "host_s_per_kernel": fit_host(b) if host else None})
+    return _calibration(b, {**params, "host_s_per_call": fit_host(b) if host else None})
 
 
 def _calibration(b: Baseline, params: dict[str, float]) -> GPUCalibration:
@@ -224,26 +224,26 @@ def is_host_fit(r: dict[str, Any]) -> bool:
 
 
 def fit_host(b: Baseline) -> float | None:
-    """Host seconds per launched kernel on ``b``'s machine, from the main model's eager q = 1
+    """Host seconds per torch call on ``b``'s machine, from the main model's eager q = 1
     steps: each eager step is host-bound (its graph-replayed twin is 3-6x faster), so time /
-    kernels. The fastest of the repeats is used: host jitter (scheduler, Python's GC) only
-    ever adds time (medians spread 26-43 ms for the same step on the H200 machine). The kernel
+    torch calls (``models.host_calls``: every call crosses into C++ and the dispatcher, kernel
+    or not). The fastest of the repeats is used: host jitter (scheduler, Python's GC) only
+    ever adds time (medians spread 26-43 ms for the same step on the H200 machine). The call
     count does not depend on the context, so one graph gives it. The time is the measuring
     machine's CPU and Python, not its GPU's: each machine has its own."""
-    from sim.gpu_steps import step_kernel_count
+    from sim.gpu_steps import step_host_calls
 
     rows = [r for r in b.steps if is_host_fit(r)]
     if not rows:
         return None
-    count = step_kernel_count({"model": "llama2-7b", "shape": {"q": 1, "context": 128}},
-                              stack="hf-eager")
-    return statistics.median(r["min_s"] for r in rows) / count
+    calls = step_host_calls({"model": "llama2-7b", "shape": {"q": 1, "context": 128}})
+    return statistics.median(r["min_s"] for r in rows) / calls
 
 
 @cache
 def default_calibration(device: str | None = None, host: bool = False) -> GPUCalibration:
     """The calibration fitted on ``device``'s data (default: the H200, else the newest);
-    ``host`` also fits the eager host time per kernel (needs the traced LLaMA-2-7B graph)."""
+    ``host`` also fits the eager host time per torch call (needs the traced LLaMA-2-7B graph)."""
     from sim.spec import load_preset
 
     data = baselines()

@@ -27,7 +27,9 @@ A graph-replayed step (CUDA graphs: vLLM, TensorRT-LLM, ``torch.compile``) costs
 kernels plus ``s_node`` per kernel: measured on H100/H200, a kernel in a long chain of
 *different* kernels costs ~0.4 us more than the same kernel repeated (1.8 vs 1.3 us), the
 price of switching kernels inside a replay. An eager step is bound by the host too:
-``max(sum of kernels, kernels x host_s_per_kernel)``.
+``max(sum of kernels, torch calls x host_s_per_call)``: eager HF is bound by its torch calls
+(Python into C++ and the dispatcher, kernel or not; ``models.host_calls`` counts them at trace
+time), at a per-call host cost fitted on each measuring machine.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class GPUCalibration:
     attn_mask_cta_bytes_per_s: float  # one query tile's K/V streaming rate (see module doc)
     graph_node_s: float = 0.0   # extra per kernel in a long graph of different kernels
     graph_launch_s: float = 0.0  # launching one replay
-    host_s_per_kernel: float | None = None   # eager PyTorch: host time per kernel
+    host_s_per_call: float | None = None     # eager PyTorch: host time per torch call
     decode_power_w: float | None = None      # measured board power while decoding
     prefill_power_w: float | None = None
 
@@ -90,6 +92,7 @@ class Kernels:
     small_red_bytes: np.ndarray  # [S] bytes its reduction kernels move
     small_elem: np.ndarray     # [S] elementwise kernels it launches
     small_red: np.ndarray      # [S] reduction kernels it launches
+    host_calls: int = 0        # torch calls of the pass in eager HF (graph meta; 0: unknown)
 
     @property
     def count(self) -> int:
@@ -104,11 +107,12 @@ class Kernels:
             shape = (len(t),) + (1,) * a.ndim
             return a[None] + (b - a)[None] * t.reshape(shape)
 
-        return Kernels(*[mix(a, b) for a, b in zip(_arrays(self), _arrays(other), strict=True)])
+        return Kernels(*[mix(a, b) for a, b in zip(_arrays(self), _arrays(other), strict=True)],
+                       host_calls=self.host_calls)
 
 
 def _arrays(k: Kernels) -> list[np.ndarray]:
-    return [getattr(k, f.name) for f in fields(k)]
+    return [getattr(k, f.name) for f in fields(k) if f.name != "host_calls"]
 
 
 def _attention_groups(g: Graph) -> dict[int, list[int]]:
@@ -203,7 +207,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
                    f(aq, dtype=np.float64), f(ah, dtype=np.float64),
                    f(ab, dtype=np.float64), f(af, dtype=np.float64),
                    f(sb, dtype=np.float64), f(srb, dtype=np.float64), f(se, dtype=np.float64),
-                   f(sr, dtype=np.float64))
+                   f(sr, dtype=np.float64), int(dict(g.meta).get("eager_torch_calls", 0)))
 
 
 def _gqa_repeat(qk: Node, es: int) -> int:
@@ -249,9 +253,12 @@ def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: flo
     parts["graph nodes"] = np.full(steps, c.graph_launch_s + count * c.graph_node_s)
     device = sum(parts.values())
     if stack == "hf-eager":
-        if c.host_s_per_kernel is None:
+        if c.host_s_per_call is None:
             raise ValueError(f"the calibration from {c.device} has no eager measurements")
-        host = count * c.host_s_per_kernel
+        if not k.host_calls:
+            raise ValueError("this graph carries no eager torch-call count (graphs traced "
+                             "by models.trace do); the hf-eager stack needs it")
+        host = k.host_calls * c.host_s_per_call
         parts["host (eager launch)"] = np.maximum(host - device, 0.0)
         return np.maximum(device, host), parts
     return device, parts

@@ -8,13 +8,14 @@ curves add up to a whole model.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
 from models.graph import Graph, interpolate
 from sim.gpu_model import GPUCalibration, kernels, step_time_s
 
-__all__ = ["predict_prefill", "predict_step", "step_graph", "step_kernel_count"]
+__all__ = ["predict_prefill", "predict_step", "step_graph", "step_host_calls"]
 
 _TRACED_CONTEXTS = (128, 1024)  # two traces per (model, q); other contexts are interpolated
 
@@ -36,9 +37,10 @@ def step_graph(model: str, q: int, context: int) -> Graph:
     return interpolate(_traced(model, q, lo), _traced(model, q, hi), context)
 
 
-def step_kernel_count(r: dict[str, Any], stack: str = "graph") -> int:
+def step_host_calls(r: dict[str, Any]) -> int:
+    """Torch calls of the measured step in eager HF (``models.host_calls``)."""
     s = r["shape"]
-    return kernels(step_graph(r["model"], s["q"], s["context"]), stack).count
+    return kernels(step_graph(r["model"], s["q"], s["context"]), "hf-eager").host_calls
 
 
 def predict_step(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float) -> float:
@@ -57,6 +59,10 @@ def _prefill_graph(model: str, tokens: int) -> Graph:
 
 
 def predict_prefill(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float) -> float:
-    """Model seconds of a measured eager whole-model prefill record."""
-    k = kernels(_prefill_graph(r["model"], r["shape"]["tokens"]), "hf-eager")
+    """Model seconds of a measured eager whole-model prefill record. The measurements ran
+    prefill without a KV cache (``use_cache=False``), so the host work is the graph's torch
+    calls less those its cache updates make (``models.host_calls``)."""
+    g = _prefill_graph(r["model"], r["shape"]["tokens"])
+    k = kernels(g, "hf-eager")
+    k = replace(k, host_calls=k.host_calls - int(dict(g.meta).get("eager_torch_calls_in_cache", 0)))
     return step_time_s(k, c, bw, peak, "hf-eager")[0]

@@ -4,7 +4,7 @@
 relative error of every point the fit did not see: held-out per-op rows of the fitted device,
 all per-op rows of other devices (datasheet bandwidth/peak swapped in), and every whole-model
 step (never fitted). Eager steps are reported apart: their time is the host CPU's, so each
-machine's host time per kernel is fitted on its own LLaMA-2-7B q = 1 eager steps, and the
+machine's host time per torch call is fitted on its own LLaMA-2-7B q = 1 eager steps, and the
 other eager steps and prefills of that machine are the held-out check.
 """
 
@@ -89,11 +89,11 @@ def validate(fit_on: str | None = None, steps: bool = True) -> dict[str, Any]:
 def _steps(b: Baseline, c, bw: float, peak: float, points: list[dict[str, Any]]
            ) -> list[ClassError]:
     groups: dict[str, list[tuple[float, str]]] = {}
-    # eager time is host-bound: each machine's host time per kernel is fitted on its own
+    # eager time is host-bound: each machine's host time per torch call is fitted on its own
     # LLaMA-2-7B q = 1 eager steps, which are therefore not held out
     host = fit_host(b)
     if host is not None:
-        c = replace(c, host_s_per_kernel=host)
+        c = replace(c, host_s_per_call=host)
     for r in b.steps:
         if is_host_fit(r):
             continue

@@ -26,7 +26,7 @@ def test_llama2_7b_graph_steps_meet_the_bar(device):
 
 
 def test_eager_host_is_each_machines_own_and_never_validated_on():
-    """The host time per kernel comes from a machine's own LLaMA-2-7B q = 1 eager steps:
+    """The host time per torch call comes from a machine's own LLaMA-2-7B q = 1 eager steps:
     scaling them moves it, scaling any other eager step does not; and the validation's eager
     points are exactly the other ones."""
     import dataclasses

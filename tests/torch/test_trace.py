@@ -95,6 +95,38 @@ def test_two_layer_replication_equals_full_export(name, phase, tokens, context):
     assert dict(fast.meta)["layers_exported"] == 2 and dict(full.meta)["layers_exported"] == "all"
     assert fast.nodes == full.nodes
     assert fast.params == full.params
+    for key in ("eager_torch_calls", "eager_torch_calls_in_cache"):  # extrapolated = counted
+        assert dict(fast.meta)[key] == dict(full.meta)[key]
+
+
+@pytest.mark.parametrize(("phase", "tokens", "context"), [("decode", 1, 16), ("prefill", 32, 0)])
+def test_eager_call_count_on_meta_equals_a_real_cpu_run(phase, tokens, context):
+    """The host work counted on meta is what a real eager forward (CPU, random weights) makes;
+    a prefill without a cache makes the count less the cache's own calls."""
+    import transformers
+
+    from models.host_calls import _Count
+
+    g = trace("gpt2", phase, tokens=tokens, context=context)
+    cfg = transformers.GPT2Config(**get_model("gpt2").config)
+    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").eval()
+    ids = torch.zeros(1, max(context, tokens), dtype=torch.long)
+    with torch.no_grad():
+        cache = transformers.DynamicCache(config=cfg)
+        if context:
+            model(input_ids=ids, past_key_values=cache, use_cache=True)
+        count = _Count()
+        with count:
+            model(input_ids=ids[:, :tokens], past_key_values=cache, use_cache=True,
+                  logits_to_keep=1)
+        # within a call or two: the CPU copy runs in float32 (the trace in float16)
+        assert abs(count.calls - dict(g.meta)["eager_torch_calls"]) <= 2
+        if phase == "prefill":
+            with _Count() as bare:
+                model(input_ids=ids, use_cache=False, logits_to_keep=1)
+            # a dozen calls apart: without a cache HF checks for packed sequences
+            assert abs(bare.calls - (count.calls - dict(g.meta)["eager_torch_calls_in_cache"])
+                       ) <= 12
 
 
 @pytest.mark.parametrize("name", list(ZOO))

@@ -162,3 +162,21 @@ def test_batched_decode_steps_equal_one_by_one():
     single = [step_time_s(kernels(decoder_like(context=x)), c, bw, peak)[0] for x in contexts]
     assert batch == pytest.approx(single, rel=1e-12)
     assert np.all(np.diff(batch) > 0)  # a longer cache never decodes faster
+
+
+def test_eager_host_time_is_torch_calls_times_the_call_cost():
+    """hf-eager: a host-bound step takes its graph's torch calls x the per-call host cost; a
+    graph without the count (not traced by models.trace) is an error, not a silent zero."""
+    from sim.gpu_model import step_time_s
+
+    c = dataclasses.replace(default_calibration(), host_s_per_call=10e-6)
+    bw, peak = _bw_peak(H200)
+    g = decoder_like(context=16)
+    with pytest.raises(ValueError, match="no eager torch-call count"):
+        step_time_s(kernels(g, "hf-eager"), c, bw, peak, "hf-eager")
+    counted = dataclasses.replace(g, meta=(*g.meta, ("eager_torch_calls", 5000)))
+    t, parts = step_time_s(kernels(counted, "hf-eager"), c, bw, peak, "hf-eager")
+    device = step_time_s(kernels(counted, "hf-eager"), c, bw, peak, "graph")[0]
+    assert device < t == pytest.approx(5000 * 10e-6)          # host-bound: 50 ms
+    assert parts["host (eager launch)"] == pytest.approx(t - sum(
+        v for k, v in parts.items() if k != "host (eager launch)"))
