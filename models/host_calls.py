@@ -81,10 +81,10 @@ def eager_torch_calls(entry: ModelEntry, req: TraceRequest,
                       layers: int | None = None) -> tuple[int, int]:
     """Torch calls of one eager forward as ``req`` asks (with a KV cache, as ``generate()``
     runs), and how many of them the cache's ``update`` makes: a prefill run without a cache
-    (``use_cache=False``) makes the difference, within a dozen calls (its packed-sequence check;
-    ``tests/torch/test_trace.py``). ``layers``: the
-    model's decoder layer count when all layers are alike: one- and two-layer copies are
-    counted and the difference repeated (every alike layer makes the same calls)."""
+    (``use_cache=False``) makes the difference, within a dozen calls (its packed-sequence
+    check; ``tests/torch/test_trace.py``). ``layers``: the model's decoder layer count when all
+    layers are alike: one- and two-layer copies are counted and the difference repeated (every
+    alike layer makes the same calls)."""
     if layers is None:
         return _calls(entry, req, None)
     one, two = _calls(entry, req, 1), _calls(entry, req, 2)

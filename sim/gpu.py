@@ -64,7 +64,7 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     energy = decode_energy = None
     notes = [f"calibrated on {c.source}; {spec.name} datasheet bandwidth and peak"]
     if stack == "hf-eager":
-        calls = kernels(w.decode_first or w.prefill, stack).host_calls
+        calls = dict((w.decode_first or w.prefill).meta).get("eager_torch_calls")
         notes.append(f"HF eager: host-bound at {c.host_s_per_call * 1e6:.1f} us per torch call x "
                      f"{calls} calls per step (the measuring machine's CPU, not the GPU)")
     if own and c.decode_power_w and c.prefill_power_w:

@@ -40,7 +40,7 @@ def step_graph(model: str, q: int, context: int) -> Graph:
 def step_host_calls(r: dict[str, Any]) -> int:
     """Torch calls of the measured step in eager HF (``models.host_calls``)."""
     s = r["shape"]
-    return kernels(step_graph(r["model"], s["q"], s["context"]), "hf-eager").host_calls
+    return int(dict(step_graph(r["model"], s["q"], s["context"]).meta)["eager_torch_calls"])
 
 
 def predict_step(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float) -> float:
