@@ -180,22 +180,31 @@ def measure_attention(device: torch.device, dtype: str, heads: int, head_dim: in
 
 
 def measure_elementwise(device: torch.device, dtype: str, sizes: list[tuple[int, int]],
-                        **kw: Any) -> list[dict[str, Any]]:
+                        l2: int | None = None, **kw: Any) -> list[dict[str, Any]]:
+    """RMSNorm, add and SiLU x up over ``rows x hidden``; the inputs rotate through copies
+    larger than L2 (``input_copies`` in each record), so mid-sized tensors are read from HBM
+    and not from L2 (files before 2026-11-28 have no rotation and no ``input_copies``)."""
     dt = _DTYPES[dtype]
     out = []
     for rows, hidden in sizes:
-        x = torch.randn(rows, hidden, device=device, dtype=dt)
+        xs = [torch.randn(rows, hidden, device=device, dtype=dt)
+              for _ in range(_copies(rows * hidden * dt.itemsize, l2))]
         w = torch.randn(hidden, device=device, dtype=dt)
-        nbytes = 2 * x.numel() * dt.itemsize
-        norm = lambda i, x=x, w=w: torch.nn.functional.rms_norm(x, (x.shape[-1],), w)  # noqa: E731
-        out.append(_record("rmsnorm", {"rows": rows, "hidden": hidden}, dtype,
-                           time_fn(norm, device, **kw), bytes=nbytes))
-        add = lambda i, x=x: x + x  # noqa: E731
-        out.append(_record("add", {"rows": rows, "hidden": hidden}, dtype,
-                           time_fn(add, device, **kw), bytes=nbytes))
-        silu = lambda i, x=x: torch.nn.functional.silu(x) * x  # noqa: E731
-        out.append(_record("silu_mul", {"rows": rows, "hidden": hidden}, dtype,
-                           time_fn(silu, device, **kw), bytes=nbytes))
+        nbytes = 2 * xs[0].numel() * dt.itemsize
+        shape, extra = {"rows": rows, "hidden": hidden}, {"bytes": nbytes, "input_copies": len(xs)}
+
+        def norm(i: int, xs=xs, w=w) -> torch.Tensor:
+            x = xs[i % len(xs)]
+            return torch.nn.functional.rms_norm(x, (x.shape[-1],), w)
+
+        def add(i: int, xs=xs) -> torch.Tensor:
+            return xs[i % len(xs)] + xs[(i + 1) % len(xs)]
+
+        def silu(i: int, xs=xs) -> torch.Tensor:
+            return torch.nn.functional.silu(xs[i % len(xs)]) * xs[(i + 1) % len(xs)]
+
+        for name, fn in (("rmsnorm", norm), ("add", add), ("silu_mul", silu)):
+            out.append(_record(name, shape, dtype, time_fn(fn, device, **kw), **extra))
     return out
 
 
@@ -257,7 +266,7 @@ def _sections(device: torch.device, dtype: str, dry_run: bool, model: str | None
         device, dtype, p["ms"], k, n, l2, **okw)]))
     sections.append(("ops", lambda: measure_attention(device, dtype, p["heads"], p["head_dim"],
                                                       p["attention"], l2, **okw)))
-    sections.append(("ops", lambda: measure_elementwise(device, dtype, p["rows"], **okw)))
+    sections.append(("ops", lambda: measure_elementwise(device, dtype, p["rows"], l2, **okw)))
     sections.append(("ops", lambda: measure_graph_overhead(
         device, dtype, [7, 70, 700] if dry_run else [7, 70, 700, 1400], **okw)))
     if model is not None:

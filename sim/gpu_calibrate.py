@@ -111,12 +111,14 @@ _TENSORS = {"add": 2, "silu_mul": 3, "rmsnorm": 2}  # distinct activation tensor
 
 
 def _l2_resident(r: dict[str, Any], l2_bytes: int | None) -> bool:
-    """Elementwise rows were measured without rotating their inputs: when every tensor the
-    op touches fits in L2 together, repeated calls run from L2, which the model (HBM only)
-    does not describe. Past 8 MB such rows are neither fitted nor validated."""
+    """Elementwise rows measured before 2026-11-28 did not rotate their inputs: when every
+    tensor the op touches fits in L2 together, repeated calls run from L2, which the model
+    (HBM only) does not describe. Past 8 MB such rows are neither fitted nor validated. Newer
+    files rotate the inputs through ``input_copies`` copies, which counts here."""
     if r["op"] not in _TENSORS or not l2_bytes:
         return False
-    working_set = _TENSORS[r["op"]] * r["shape"]["rows"] * r["shape"]["hidden"] * 2
+    working_set = (_TENSORS[r["op"]] * r["shape"]["rows"] * r["shape"]["hidden"] * 2
+                   * r.get("input_copies", 1))
     return 8e6 < working_set <= l2_bytes
 
 

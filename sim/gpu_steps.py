@@ -59,10 +59,12 @@ def _prefill_graph(model: str, tokens: int) -> Graph:
 
 
 def predict_prefill(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float) -> float:
-    """Model seconds of a measured eager whole-model prefill record. The measurements ran
-    prefill without a KV cache (``use_cache=False``), so the host work is the graph's torch
-    calls less those its cache updates make (``models.host_calls``)."""
+    """Model seconds of a measured eager whole-model prefill record. Records without
+    ``use_cache`` (files before 2026-11-28) ran prefill without a KV cache, so their host work
+    is the graph's torch calls less those its cache updates make (``models.host_calls``)."""
     g = _prefill_graph(r["model"], r["shape"]["tokens"])
     k = kernels(g, "hf-eager")
-    k = replace(k, host_calls=k.host_calls - int(dict(g.meta).get("eager_torch_calls_in_cache", 0)))
+    if not r.get("use_cache"):
+        k = replace(k, host_calls=k.host_calls
+                    - int(dict(g.meta).get("eager_torch_calls_in_cache", 0)))
     return step_time_s(k, c, bw, peak, "hf-eager")[0]

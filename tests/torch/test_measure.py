@@ -39,6 +39,17 @@ def test_schema_and_provenance(data):
     assert not data["skipped"] and not data["errors"]
 
 
+def test_records_say_how_they_were_measured(data):
+    """Elementwise inputs rotate (a CPU has no L2 size: one copy); eager steps warm up longer;
+    prefill runs with a KV cache as generate() does."""
+    from kernels.measure_model import EAGER_WARMUP
+
+    elem = [r for r in data["ops"] if r["op"] in ("rmsnorm", "add", "silu_mul")]
+    assert elem and all(r["input_copies"] >= 1 for r in elem)
+    assert all(r["warmup"] == EAGER_WARMUP for r in data["decode_steps"] if r["mode"] == "eager")
+    assert all(r["use_cache"] is True for r in data["model_steps"])
+
+
 def test_every_timing_is_positive(data):
     for r in data["ops"] + data["decode_steps"] + data["model_steps"]:
         assert 0 < r["min_s"] <= r["median_s"] and r["repeats"] == 5
