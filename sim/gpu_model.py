@@ -247,10 +247,15 @@ def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: flo
                  stack: str = "graph") -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Seconds per step of a batch (``Kernels.lerp_batch``), and the device seconds per class
     per step. ``count``: kernels per step (the same in every one). A replayed step also pays
-    ``graph_launch_s`` once and ``graph_node_s`` per kernel."""
+    ``graph_launch_s`` once and ``graph_node_s`` per kernel (an eager one the latter only)."""
     parts = {name: t.sum(axis=-1) for name, t in kernel_times(k, c, bw, peak).items()}
     steps = len(next(iter(parts.values())))
-    parts["graph nodes"] = np.full(steps, c.graph_launch_s + count * c.graph_node_s)
+    # switching between different kernels costs the GPU front end graph_node_s in either
+    # stack; only a replay pays a launch (eager launches kernel by kernel, from the host)
+    if stack == "graph":
+        parts["graph nodes"] = np.full(steps, c.graph_launch_s + count * c.graph_node_s)
+    else:
+        parts["kernel switches"] = np.full(steps, count * c.graph_node_s)
     device = sum(parts.values())
     if stack == "hf-eager":
         if c.host_s_per_call is None:
