@@ -197,11 +197,14 @@ def measure_elementwise(device: torch.device, dtype: str, sizes: list[tuple[int,
             x = xs[i % len(xs)]
             return torch.nn.functional.rms_norm(x, (x.shape[-1],), w)
 
+        # the same ops as the files before rotation (x + x, SiLU(x) x), on the copy i
         def add(i: int, xs=xs) -> torch.Tensor:
-            return xs[i % len(xs)] + xs[(i + 1) % len(xs)]
+            x = xs[i % len(xs)]
+            return x + x
 
         def silu(i: int, xs=xs) -> torch.Tensor:
-            return torch.nn.functional.silu(xs[i % len(xs)]) * xs[(i + 1) % len(xs)]
+            x = xs[i % len(xs)]
+            return torch.nn.functional.silu(x) * x
 
         for name, fn in (("rmsnorm", norm), ("add", add), ("silu_mul", silu)):
             out.append(_record(name, shape, dtype, time_fn(fn, device, **kw), **extra))
