@@ -55,6 +55,12 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     if stack == "hf-eager" and c.host_s_per_call is None:
         raise UserError(f"the calibration from {c.device} has no eager measurements; use "
                         "--gpu-stack graph")
+    first = w.decode_first or w.prefill
+    if stack == "hf-eager" and first is not None \
+            and not dict(first.meta).get("eager_torch_calls"):
+        raise UserError(f"--gpu-stack hf-eager needs the torch calls of {w.model}'s eager "
+                        "forward, which could not be counted when it was traced (see the "
+                        "warning then); use --gpu-stack graph")
     bw, peak = spec.mem_bytes_per_s, spec.peak_ops_per_s("float16")
     prefill_s, pre_parts = 0.0, {}
     if w.prefill is not None:

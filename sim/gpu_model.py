@@ -261,8 +261,8 @@ def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: flo
         if c.host_s_per_call is None:
             raise ValueError(f"the calibration from {c.device} has no eager measurements")
         if not k.host_calls:
-            raise ValueError("this graph carries no eager torch-call count (graphs traced "
-                             "by models.trace do); the hf-eager stack needs it")
+            raise ValueError("this graph carries no eager torch-call count "
+                             "(models.host_calls); the hf-eager stack needs it")
         host = k.host_calls * c.host_s_per_call
         parts["host (eager launch)"] = np.maximum(host - device, 0.0)
         return np.maximum(device, host), parts

@@ -191,3 +191,14 @@ def test_graph_is_a_frozen_value():
     g = trace("gpt2", "decode", context=4)
     with pytest.raises(dataclasses.FrozenInstanceError):
         g.context = 5  # type: ignore[misc]
+
+
+def test_a_model_whose_eager_calls_cannot_be_counted_still_traces(monkeypatch):
+    from models import host_calls
+
+    def fail(*_):
+        raise NotImplementedError("no SDPA on meta for this architecture")
+
+    monkeypatch.setattr(host_calls, "_calls", fail)
+    g = trace("gpt2", "decode", context=9)
+    assert dict(g.meta)["eager_torch_calls"] == 0 and g.nodes

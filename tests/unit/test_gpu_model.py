@@ -180,3 +180,8 @@ def test_eager_host_time_is_torch_calls_times_the_call_cost():
     assert device < t == pytest.approx(5000 * 10e-6)          # host-bound: 50 ms
     assert parts["host (eager launch)"] == pytest.approx(t - sum(
         v for k, v in parts.items() if k != "host (eager launch)"))
+
+
+def test_eager_stack_without_a_call_count_is_a_clear_error():
+    with pytest.raises(UserError, match="could not be counted"):
+        run(load_preset("gpu-a100"), _toy_workload(), "calibrated", stack="hf-eager")
