@@ -96,7 +96,8 @@ def eager_torch_calls(entry: ModelEntry, req: TraceRequest,
     except (RuntimeError, TypeError, ValueError, NotImplementedError, UserError) as e:
         # a model HF cannot run with SDPA on meta still traces; its graph just has no count
         # (0), and only the hf-eager GPU stack, which needs it, says so
-        log.warning("no eager torch-call count for %s: %s", entry.name, str(e).splitlines()[0])
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        log.warning("no eager torch-call count for %s: %s", entry.name, why)
         return 0, 0
     return (two[0] + (layers - 2) * (two[0] - one[0]),
             two[1] + (layers - 2) * (two[1] - one[1]))

@@ -70,7 +70,7 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     energy = decode_energy = None
     notes = [f"calibrated on {c.source}; {spec.name} datasheet bandwidth and peak"]
     if stack == "hf-eager":
-        calls = dict((w.decode_first or w.prefill).meta).get("eager_torch_calls")
+        calls = dict(first.meta).get("eager_torch_calls") if first is not None else None
         notes.append(f"HF eager: host-bound at {c.host_s_per_call * 1e6:.1f} us per torch call x "
                      f"{calls} calls per step (the measuring machine's CPU, not the GPU)")
     if own and c.decode_power_w and c.prefill_power_w:
