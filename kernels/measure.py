@@ -179,35 +179,43 @@ def measure_attention(device: torch.device, dtype: str, heads: int, head_dim: in
     return out
 
 
-def measure_elementwise(device: torch.device, dtype: str, sizes: list[tuple[int, int]],
+def _small_op(name: str, width: int, device: torch.device, dt: torch.dtype
+              ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One of the small ops decoder layers run, as the traced models run it."""
+    if name == "rmsnorm_hf":  # HF's RMSNorm module itself (LLaMA, Qwen2, TinyLlama): 8 kernels
+        from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+        return LlamaRMSNorm(width).to(device=device, dtype=dt)
+    if name == "layernorm":  # OPT's LayerNorm: one fused kernel (aten.layer_norm)
+        return torch.nn.LayerNorm(width, device=device, dtype=dt)
+    if name == "add":
+        return lambda x: x + x
+    if name == "silu_mul":
+        return lambda x: torch.nn.functional.silu(x) * x
+    raise ValueError(f"unknown small op {name!r}")
+
+
+def measure_elementwise(device: torch.device, dtype: str, cases: list[tuple[str, int, int]],
                         l2: int | None = None, **kw: Any) -> list[dict[str, Any]]:
-    """RMSNorm, add and SiLU x up over ``rows x hidden``; the inputs rotate through copies
-    larger than L2 (``input_copies`` in each record), so mid-sized tensors are read from HBM
-    and not from L2 (files before 2026-11-28 have no rotation and no ``input_copies``)."""
+    """Small ops ``(name, rows, width)``: HF's RMSNorm, OPT's LayerNorm, the residual add and
+    SiLU x up, at the widths the models run them; the inputs rotate through copies larger
+    than L2 (``input_copies`` in each record), so mid-sized tensors are read from HBM and not
+    from L2 (files without ``input_copies`` did not rotate; before 2026-11-27 05:20 UTC the
+    norm was ``F.rms_norm``'s fused kernel, named ``rmsnorm``, which no traced model runs)."""
     dt = _DTYPES[dtype]
     out = []
-    for rows, hidden in sizes:
-        xs = [torch.randn(rows, hidden, device=device, dtype=dt)
-              for _ in range(_copies(rows * hidden * dt.itemsize, l2))]
-        w = torch.randn(hidden, device=device, dtype=dt)
-        nbytes = 2 * xs[0].numel() * dt.itemsize
-        shape, extra = {"rows": rows, "hidden": hidden}, {"bytes": nbytes, "input_copies": len(xs)}
+    for name, rows, width in cases:
+        xs = [torch.randn(rows, width, device=device, dtype=dt)
+              for _ in range(_copies(rows * width * dt.itemsize, l2))]
+        op = _small_op(name, width, device, dt)
 
-        def norm(i: int, xs=xs, w=w) -> torch.Tensor:
-            x = xs[i % len(xs)]
-            return torch.nn.functional.rms_norm(x, (x.shape[-1],), w)
+        def fn(i: int, xs=xs, op=op) -> torch.Tensor:
+            return op(xs[i % len(xs)])
 
-        # the same ops as the files before rotation (x + x, SiLU(x) x), on the copy i
-        def add(i: int, xs=xs) -> torch.Tensor:
-            x = xs[i % len(xs)]
-            return x + x
-
-        def silu(i: int, xs=xs) -> torch.Tensor:
-            x = xs[i % len(xs)]
-            return torch.nn.functional.silu(x) * x
-
-        for name, fn in (("rmsnorm", norm), ("add", add), ("silu_mul", silu)):
-            out.append(_record(name, shape, dtype, time_fn(fn, device, **kw), **extra))
+        with torch.no_grad():
+            times = time_fn(fn, device, **kw)
+        out.append(_record(name, {"rows": rows, "hidden": width}, dtype, times,
+                           bytes=2 * rows * width * dt.itemsize, input_copies=len(xs)))
     return out
 
 
@@ -240,7 +248,7 @@ def plan(dry_run: bool) -> dict[str, Any]:
     if dry_run:
         return {"ms": [1, 4, 16, 64], "linear": [(256, 512), (512, 256)],
                 "heads": 4, "head_dim": 32, "attention": [(1, 64), (4, 64), (1, 256), (16, 0)],
-                "rows": [(1, 256), (64, 256)]}
+                "small": _small_cases([1, 64], (256, 512), [(128, 384)], [64])}
     ms = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
     linear = [(4096, 4096), (4096, 11008), (11008, 4096), (4096, 32000),  # llama2-7b
               (5120, 5120), (5120, 13824), (13824, 5120),                 # llama2-13b
@@ -250,7 +258,19 @@ def plan(dry_run: bool) -> dict[str, Any]:
     attention = [(q, c) for c in (128, 512, 1024, 2048, 4096) for q in (1, 2, 4, 8, 16)]
     attention += [(128, 0), (512, 0), (2048, 0)]
     return {"ms": ms, "linear": linear, "heads": 32, "head_dim": 128, "attention": attention,
-            "rows": [(1, 4096), (16, 4096), (128, 4096), (2048, 4096), (2048, 11008)]}
+            # LLaMA-2-7B widths at every row count; TinyLlama's and LLaMA-2-13B's at 512 rows
+            "small": _small_cases([1, 16, 128, 512, 2048], (4096, 11008),
+                                  [(2048, 5632), (5120, 13824)], [512])}
+
+
+def _small_cases(rows: list[int], widths: tuple[int, int], other: list[tuple[int, int]],
+                 other_rows: list[int]) -> list[tuple[str, int, int]]:
+    """(op, rows, width): norms and the residual add over the hidden size, SiLU x up over the
+    MLP's intermediate size, for the main model's ``widths`` and the ``other`` models'."""
+    def at(hidden: int, inter: int, rs: list[int]) -> list[tuple[str, int, int]]:
+        return [(op, r, inter if op == "silu_mul" else hidden) for r in rs
+                for op in ("rmsnorm_hf", "layernorm", "add", "silu_mul")]
+    return at(*widths, rows) + [c for w in other for c in at(*w, other_rows)]
 
 
 def _sections(device: torch.device, dtype: str, dry_run: bool, model: str | None,
@@ -269,7 +289,7 @@ def _sections(device: torch.device, dtype: str, dry_run: bool, model: str | None
         device, dtype, p["ms"], k, n, l2, **okw)]))
     sections.append(("ops", lambda: measure_attention(device, dtype, p["heads"], p["head_dim"],
                                                       p["attention"], l2, **okw)))
-    sections.append(("ops", lambda: measure_elementwise(device, dtype, p["rows"], l2, **okw)))
+    sections.append(("ops", lambda: measure_elementwise(device, dtype, p["small"], l2, **okw)))
     sections.append(("ops", lambda: measure_graph_overhead(
         device, dtype, [7, 70, 700] if dry_run else [7, 70, 700, 1400], **okw)))
     if model is not None:

@@ -174,7 +174,8 @@ def measure_decode_steps(device: torch.device, model_name: str, *, dtype: str = 
 def measure_model_steps(device: torch.device, model_name: str, *, dtype: str = "float16",
                         dry_run: bool = False, **kw: Any) -> list[dict[str, Any]]:
     """Whole-model prefill of p tokens (eager; last-token logits and a fresh KV cache, as
-    ``generate()`` runs it; files before 2026-11-28 ran without a cache, ``use_cache`` false)."""
+    ``generate()`` runs it; files before 2026-11-27 05:20 UTC ran without a cache,
+    ``use_cache`` false)."""
     model = build_model(model_name, _DTYPES[dtype], device, layers=2 if dry_run else None)
     lengths = (8, 32) if dry_run else (128, 512, 1024, 2048)
     out = []

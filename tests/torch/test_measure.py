@@ -30,8 +30,8 @@ def test_schema_and_provenance(data):
     for key in ("name", "torch", "date", "device"):
         assert data["device"][key]
     json.loads(json.dumps(data))  # serialisable as is
-    assert {r["op"] for r in data["ops"]} == {"linear", "attention", "rmsnorm", "add",
-                                              "silu_mul", "graph_chain"}
+    assert {r["op"] for r in data["ops"]} == {"linear", "attention", "rmsnorm_hf", "layernorm",
+                                              "add", "silu_mul", "graph_chain"}
     assert len(data["decode_steps"]) == 8  # 2 contexts x 3 q of the model + 2 held-out steps
     assert all(r["mode"] == "eager" for r in data["decode_steps"])  # no CUDA graphs on CPU
     assert [r["shape"]["tokens"] for r in data["model_steps"]] == [8, 32]
@@ -44,10 +44,29 @@ def test_records_say_how_they_were_measured(data):
     prefill runs with a KV cache as generate() does."""
     from kernels.measure_model import EAGER_WARMUP
 
-    elem = [r for r in data["ops"] if r["op"] in ("rmsnorm", "add", "silu_mul")]
+    elem = [r for r in data["ops"] if r["op"] in ("rmsnorm_hf", "layernorm", "add", "silu_mul")]
     assert elem and all(r["input_copies"] >= 1 for r in elem)
     assert all(r["warmup"] == EAGER_WARMUP for r in data["decode_steps"] if r["mode"] == "eager")
     assert all(r["use_cache"] is True for r in data["model_steps"])
+
+
+def test_small_ops_are_the_modules_the_models_run():
+    """The norm timed is HF's own RMSNorm module and OPT's LayerNorm, so it computes what they
+    compute (and SiLU x up runs over the MLP width)."""
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from kernels.measure import _small_op, plan
+
+    x = torch.randn(3, 64)
+    ref = LlamaRMSNorm(64)
+    assert torch.equal(_small_op("rmsnorm_hf", 64, torch.device("cpu"), torch.float32)(x),
+                       ref(x))
+    ln = _small_op("layernorm", 64, torch.device("cpu"), torch.float32)
+    assert torch.allclose(ln(x), torch.nn.functional.layer_norm(x, (64,)), atol=1e-6)
+    widths = {(op, w) for op, _, w in plan(dry_run=False)["small"]}
+    assert ("silu_mul", 11008) in widths and ("rmsnorm_hf", 4096) in widths
+    with pytest.raises(ValueError, match="unknown small op"):
+        _small_op("gelu", 64, torch.device("cpu"), torch.float32)
 
 
 def test_every_timing_is_positive(data):
