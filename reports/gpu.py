@@ -39,8 +39,10 @@ def _measured(lines: list[str]) -> None:
             f"{step(16, 'cuda_graph') / step(1, 'cuda_graph'):.2f} | {pre[128]:.1f} / "
             f"{pre[2048]:.1f} | {dec['avg_power_w']:.0f} / {p['prefill_512']['avg_power_w']:.0f}"
             f" | {1 / dec['joules_per_token']:.3f} |")
-    lines += ["", "Context 512, fp16, batch 1, random weights, median of 10 timed runs after 3 "
-              "warm-ups; power from NVML's energy counter over 4 s of back-to-back steps. "
+    lines += ["", "Context 512, fp16, batch 1, random weights. A step is the median of 10 timed "
+              "runs (after 3 warm-ups; eager steps measured from 05:20 UTC after 10), and the "
+              "median over the runs that measured it; prefill is the newest run's (with a KV "
+              "cache). Power from NVML's energy counter over 4 s of back-to-back steps. "
               "Files, commands and wall times: reports/baselines/README.md.", ""]
 
 

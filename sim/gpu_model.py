@@ -20,8 +20,9 @@ values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
   tile of a head one thread block, so a verify step of 2..16 tokens streams the cache with only
   ``heads`` blocks. Measured: the same ~97 us at context 4096 on the H100 and the H200 for
   q = 2..16, although their HBM differs by 1.43x — the rate is per block, not per HBM;
-- everything else: ``s_kernel`` per elementwise kernel, ``s_reduction`` per reduction kernel,
-  plus bytes / (eta_elem BW).
+- everything else: ``s_kernel`` per elementwise kernel, ``s_reduction`` per reduction kernel
+  (HF's RMSNorm statistics, softmax), ``s_norm`` per fused norm kernel (``aten.layer_norm``),
+  plus bytes / (eta BW) with each kind's own eta.
 
 A graph-replayed step (CUDA graphs: vLLM, TensorRT-LLM, ``torch.compile``) costs the sum of its
 kernels plus ``s_node`` per kernel: measured on H100/H200, a kernel in a long chain of
@@ -57,6 +58,8 @@ class GPUCalibration:
     kernel_s: float             # one small elementwise kernel (graph replay)
     reduction_s: float          # one small reduction kernel (norm statistics, softmax)
     reduction_bw_eff: float     # reduction kernels' fraction of HBM bandwidth
+    norm_s: float               # one fused norm kernel (aten.layer_norm: OPT's LayerNorm)
+    norm_bw_eff: float          # fused norm kernels' fraction of HBM bandwidth
     elem_bw_eff: float          # elementwise kernels' fraction of HBM bandwidth
     linear_s: float             # fixed time of a GEMV/GEMM kernel
     linear_bw_eff: float        # GEMV: fraction of HBM bandwidth
@@ -92,12 +95,14 @@ class Kernels:
     small_red_bytes: np.ndarray  # [S] bytes its reduction kernels move
     small_elem: np.ndarray     # [S] elementwise kernels it launches
     small_red: np.ndarray      # [S] reduction kernels it launches
+    small_norm: np.ndarray     # [S] fused norm kernels it launches (0 or 1)
+    small_norm_bytes: np.ndarray  # [S] bytes they move
     host_calls: int = 0        # torch calls of the pass in eager HF (graph meta; 0: unknown)
 
     @property
     def count(self) -> int:
         return int(len(self.lin_mkn) + len(self.attn_q) + self.small_elem.sum()
-                   + self.small_red.sum())
+                   + self.small_red.sum() + self.small_norm.sum())
 
     def lerp_batch(self, other: Kernels, t: np.ndarray) -> Kernels:
         """The kernels at fractions ``t`` between self (0) and other (1), as one Kernels whose
@@ -138,12 +143,13 @@ def _attention_groups(g: Graph) -> dict[int, list[int]]:
     return groups
 
 
-def _norm_kernels(n: Node) -> tuple[int, int]:
+def _norm_kernels(n: Node) -> tuple[int, int, int]:
+    """(elementwise, reduction, fused norm) kernels of a norm node."""
     ops = [o for o in str(dict(n.attrs).get("aten_ops", "")).split(",") if o]
     if not ops:
-        return 0, 1  # a fused norm: one reduction kernel
+        return 0, 0, 1  # one fused norm kernel (aten.layer_norm)
     red = sum(1 for o in ops if o.split(".")[0] in _REDUCTIONS)
-    return len(ops) - red, red
+    return len(ops) - red, red, 0
 
 
 def kernels(g: Graph, stack: str = "graph") -> Kernels:
@@ -153,6 +159,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
     groups = _attention_groups(g)
     fused = {i for idx in groups.values() for i in idx}
     lin, lin_b, aq, ah, ab, af, sb, srb, se, sr = [], [], [], [], [], [], [], [], [], []
+    sn, snb = [], []
     for i, n in enumerate(g.nodes):
         es = _BYTES.get(n.dtype, 2)
         if i in groups:
@@ -168,6 +175,8 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
                 srb += [0, 0]
                 se += [1, 1]
                 sr += [0, 0]
+                sn += [0, 0]
+                snb += [0, 0]
                 kv *= rep
             aq.append(q)
             ah.append(n.in_shapes[0][1] if len(n.in_shapes[0]) == 4 else 1)
@@ -189,25 +198,32 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             srb.append(0)
             se.append(1)
             sr.append(0)
+            sn.append(0)
+            snb.append(0)
             continue
         if n.kind is OpKind.NORM:
-            e, r = _norm_kernels(n)
+            e, r, one = _norm_kernels(n)
             sb.append(e * (n.act_bytes + n.weight_bytes))
             srb.append(r * (n.act_bytes + n.weight_bytes))
             se.append(e)
             sr.append(r)
+            sn.append(one)
+            snb.append(one * (n.act_bytes + n.weight_bytes))
             continue
         red = n.kind in (OpKind.SOFTMAX, OpKind.REDUCTION)
         sb.append(0 if red else n.act_bytes + n.compulsory_bytes)
         srb.append(n.act_bytes + n.compulsory_bytes if red else 0)
         se.append(0 if red else 1)
         sr.append(1 if red else 0)
+        sn.append(0)
+        snb.append(0)
     f = np.asarray
     return Kernels(f(lin, dtype=np.float64).reshape(-1, 3), f(lin_b, dtype=np.float64),
                    f(aq, dtype=np.float64), f(ah, dtype=np.float64),
                    f(ab, dtype=np.float64), f(af, dtype=np.float64),
                    f(sb, dtype=np.float64), f(srb, dtype=np.float64), f(se, dtype=np.float64),
-                   f(sr, dtype=np.float64), int(dict(g.meta).get("eager_torch_calls", 0)))
+                   f(sr, dtype=np.float64), f(sn, dtype=np.float64), f(snb, dtype=np.float64),
+                   int(dict(g.meta).get("eager_torch_calls", 0)))
 
 
 def _gqa_repeat(qk: Node, es: int) -> int:
@@ -239,7 +255,8 @@ def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float
                         k.attn_flops / (c.attn_mask_flop_eff * peak)))
     small = (c.kernel_s * k.small_elem + c.reduction_s * k.small_red
              + k.small_bytes / (c.elem_bw_eff * bw)
-             + k.small_red_bytes / (c.reduction_bw_eff * bw))
+             + k.small_red_bytes / (c.reduction_bw_eff * bw)
+             + c.norm_s * k.small_norm + k.small_norm_bytes / (c.norm_bw_eff * bw))
     return {"linear": lin, "attention": attn, "other": small}
 
 

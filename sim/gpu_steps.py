@@ -60,8 +60,9 @@ def _prefill_graph(model: str, tokens: int) -> Graph:
 
 def predict_prefill(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float) -> float:
     """Model seconds of a measured eager whole-model prefill record. Records without
-    ``use_cache`` (files before 2026-11-28) ran prefill without a KV cache, so their host work
-    is the graph's torch calls less those its cache updates make (``models.host_calls``)."""
+    ``use_cache`` (files before 2026-11-27 05:20 UTC) ran prefill without a KV cache, so their
+    host work is the graph's torch calls less those its cache updates make
+    (``models.host_calls``)."""
     g = _prefill_graph(r["model"], r["shape"]["tokens"])
     k = kernels(g, "hf-eager")
     if not r.get("use_cache"):

@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from llmcosim.cli import main
 from models.errors import UserError
 from models.workload import Workload
-from sim.gpu_calibrate import baselines, calibrate, default_calibration, op_rows, predict_ops
+from sim.gpu_calibrate import (
+    baselines,
+    calibrate,
+    default_calibration,
+    fastest_eager,
+    fit_host,
+    op_rows,
+    predict_ops,
+)
 from sim.gpu_model import Kernels, kernel_times, kernels
 from sim.registry import run
 from sim.spec import load_preset
@@ -79,7 +87,7 @@ def test_kernel_time_never_beats_the_roofline(m, k, n, q, ctx):
     kv = 2.0 * 32 * (ctx + q) * 128 * 2
     kk = Kernels(np.array([[m, k, n]], dtype=float), np.array([2.0]), np.array([float(q)]),
                  np.array([32.0]), np.array([kv]), np.array([4.0 * 32 * q * (ctx + q) * 128]),
-                 z, z, z, z)
+                 z, z, z, z, z, z)
     t = kernel_times(kk, c, bw, peak)
     assert t["linear"][0] >= max(2.0 * k * n / bw, 2.0 * m * k * n / peak)
     assert t["attention"][0] >= kv / bw
@@ -110,6 +118,48 @@ def test_norm_expands_to_its_aten_kernels():
                                                        "mul.Tensor,to.dtype,mul.Tensor"),))
     k = kernels(dataclasses.replace(g, nodes=(norm,)))
     assert (k.small_elem.sum(), k.small_red.sum()) == (7, 1)
+
+
+def _norm_graph(op: str, aten: str | None, rows: int, hidden: int, weight_bytes: int):
+    g = decoder_like()
+    n0 = g.nodes[0]
+    norm = dataclasses.replace(
+        n0, name="n/norm", kind=type(n0.kind)("norm"), op=op, in_shapes=((1, rows, hidden),),
+        out_shape=(1, rows, hidden), dtype="float16", weight_bytes=weight_bytes,
+        act_bytes=2 * rows * hidden * 2, attrs=(("aten_ops", aten),) if aten else ())
+    return dataclasses.replace(g, nodes=(norm,))
+
+
+@pytest.mark.parametrize("rows", [1, 512])
+def test_measured_norm_rows_are_timed_as_the_graphs_norm_nodes(rows):
+    """A per-op norm record is predicted with the same kernels and bytes as the traced graph's
+    norm node (HF's eight-kernel RMSNorm; OPT's fused LayerNorm, weight and bias), so the
+    per-op check tests what the whole-model steps use."""
+    c = default_calibration()
+    bw, peak = _bw_peak(H200)
+    hf = ("to.dtype,pow.Tensor_Scalar,mean.dim,add.Tensor,rsqrt.default,mul.Tensor,to.dtype,"
+          "mul.Tensor")
+    for op, module, aten, wb in (("rmsnorm_hf", "LlamaRMSNorm", hf, 4096 * 2),
+                                 ("layernorm", "aten.layer_norm.default", None, 2 * 4096 * 2)):
+        rec = {"op": op, "shape": {"rows": rows, "hidden": 4096}, "median_s": 1.0}
+        node = kernel_times(kernels(_norm_graph(module, aten, rows, 4096, wb)), c, bw, peak)
+        assert predict_ops([rec], c, bw, peak)[0] == pytest.approx(node["other"].sum())
+
+
+def test_each_eager_point_counts_its_fastest_run_once():
+    """Host jitter only adds time: of two runs of one eager point, the faster one is kept
+    (steps and prefills alike), graph-replayed steps are left alone, and the host fit uses
+    the kept runs."""
+    b = baselines()[H200]
+    step = {"model": "llama2-7b", "mode": "eager", "shape": {"q": 1, "context": 128},
+            "median_s": 0.03, "min_s": 0.02}
+    slow = {**step, "median_s": 0.06, "min_s": 0.05}
+    pre = {"model": "llama2-7b", "shape": {"tokens": 128}, "use_cache": True, "min_s": 0.02}
+    fake = dataclasses.replace(b, steps=(slow, step, {**step, "mode": "cuda_graph"}),
+                               prefill=(pre, {**pre, "min_s": 0.09}))
+    steps, prefill = fastest_eager(fake)
+    assert steps == [step] and prefill == [pre]
+    assert fit_host(fake) == pytest.approx(fit_host(dataclasses.replace(fake, steps=(step,))))
 
 
 def test_bad_inputs_are_clear():
