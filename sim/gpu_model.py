@@ -158,8 +158,8 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
         raise ValueError(f"unknown GPU software stack {stack!r}; allowed: {', '.join(STACKS)}")
     groups = _attention_groups(g)
     fused = {i for idx in groups.values() for i in idx}
-    lin, lin_b, aq, ah, ab, af, sb, srb, se, sr = [], [], [], [], [], [], [], [], [], []
-    sn, snb = [], []
+    lin, lin_b, aq, ah, ab, af = [], [], [], [], [], []
+    small: list[tuple[float, float, float, float, float, float]] = []  # Kernels.small_* order
     for i, n in enumerate(g.nodes):
         es = _BYTES.get(n.dtype, 2)
         if i in groups:
@@ -171,12 +171,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
                 # HF runs SDPA's native GQA only without a mask (transformers
                 # integrations/sdpa_attention.use_gqa_in_sdpa); with one, repeat_kv copies K
                 # and V out to every query head first: two copies, and SDPA reads rep x K/V.
-                sb += [kv / 2 * (1 + rep)] * 2
-                srb += [0, 0]
-                se += [1, 1]
-                sr += [0, 0]
-                sn += [0, 0]
-                snb += [0, 0]
+                small += [(kv / 2 * (1 + rep), 0, 1, 0, 0, 0)] * 2
                 kv *= rep
             aq.append(q)
             ah.append(n.in_shapes[0][1] if len(n.in_shapes[0]) == 4 else 1)
@@ -194,35 +189,21 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             continue
         if n.kind is OpKind.KV_APPEND:
             moved = 2 * n.kv_write_bytes if stack == "graph" else n.act_bytes + n.kv_write_bytes
-            sb.append(moved)
-            srb.append(0)
-            se.append(1)
-            sr.append(0)
-            sn.append(0)
-            snb.append(0)
+            small.append((moved, 0, 1, 0, 0, 0))
             continue
         if n.kind is OpKind.NORM:
             e, r, one = _norm_kernels(n)
-            sb.append(e * (n.act_bytes + n.weight_bytes))
-            srb.append(r * (n.act_bytes + n.weight_bytes))
-            se.append(e)
-            sr.append(r)
-            sn.append(one)
-            snb.append(one * (n.act_bytes + n.weight_bytes))
+            per = n.act_bytes + n.weight_bytes  # each kernel: the node's activations, weights
+            small.append((e * per, r * per, e, r, one, one * per))
             continue
         red = n.kind in (OpKind.SOFTMAX, OpKind.REDUCTION)
-        sb.append(0 if red else n.act_bytes + n.compulsory_bytes)
-        srb.append(n.act_bytes + n.compulsory_bytes if red else 0)
-        se.append(0 if red else 1)
-        sr.append(1 if red else 0)
-        sn.append(0)
-        snb.append(0)
+        moved = n.act_bytes + n.compulsory_bytes
+        small.append((0, moved, 0, 1, 0, 0) if red else (moved, 0, 1, 0, 0, 0))
     f = np.asarray
+    cols = f(small, dtype=np.float64).reshape(-1, 6).T
     return Kernels(f(lin, dtype=np.float64).reshape(-1, 3), f(lin_b, dtype=np.float64),
                    f(aq, dtype=np.float64), f(ah, dtype=np.float64),
-                   f(ab, dtype=np.float64), f(af, dtype=np.float64),
-                   f(sb, dtype=np.float64), f(srb, dtype=np.float64), f(se, dtype=np.float64),
-                   f(sr, dtype=np.float64), f(sn, dtype=np.float64), f(snb, dtype=np.float64),
+                   f(ab, dtype=np.float64), f(af, dtype=np.float64), *cols,
                    int(dict(g.meta).get("eager_torch_calls", 0)))
 
 
