@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from sim.fit import fit_log_error
-from sim.gpu_model import GPUCalibration, Kernels
+from sim.gpu_model import GPUCalibration, Kernels, reduce_values_per_thread
 
 __all__ = ["PRESET_OF_DEVICE", "Baseline", "baselines", "baselines_dir", "calibrate",
            "default_calibration", "fastest_eager", "fit_host", "is_host_fit", "op_class", "op_rows",
@@ -44,27 +44,27 @@ _FIT_WIDTHS = {4096, 11008}      # LLaMA-2-7B's hidden and MLP sizes; other widt
 _SMALL_OPS = ("add", "silu_mul", "rmsnorm", "layernorm", "rmsnorm_hf", "graph_chain")
 
 
-def _small_kernels(r: dict[str, Any], es: float = 2.0) -> tuple[int, int, int, float, float,
-                                                                float]:
-    """(elementwise, reduction, fused norm kernels, and the bytes of each kind) of a small-op
-    record, counted as :func:`sim.gpu_model.kernels` counts the traced graph's nodes: a norm
-    module is one fused norm kernel (``layernorm``; ``rmsnorm``, F.rms_norm, in files before
-    2026-11-27 05:20 UTC) or HF's eight-kernel RMSNorm with one reduction (``rmsnorm_hf``),
-    each of its kernels moving the node's activations in and out plus its weights."""
+def _small_kernels(r: dict[str, Any], es: float = 2.0) -> tuple[float, ...]:
+    """(elementwise, reduction, fused norm kernels, the bytes of each kind, and the values per
+    thread of the reduction) of a small-op record, counted as :func:`sim.gpu_model.kernels`
+    counts the traced graph's nodes: a norm module is one fused norm kernel (``layernorm``;
+    ``rmsnorm``, F.rms_norm, in files before 2026-11-27 05:20 UTC) or HF's eight-kernel
+    RMSNorm with one reduction (``rmsnorm_hf``), each of its kernels moving the node's
+    activations in and out plus its weights."""
     n = r["shape"]["rows"] * r["shape"]["hidden"]
     hidden = r["shape"]["hidden"]
     if r["op"] == "add":                       # x + x: read x, write the sum
-        return 1, 0, 0, 2 * n * es, 0.0, 0.0
+        return 1, 0, 0, 2 * n * es, 0.0, 0.0, 0
     if r["op"] == "silu_mul":                  # silu(x) (read, write), then * x (2 reads, write)
-        return 2, 0, 0, 5 * n * es, 0.0, 0.0
+        return 2, 0, 0, 5 * n * es, 0.0, 0.0, 0
     if r["op"] == "rmsnorm":
-        return 0, 0, 1, 0.0, 0.0, 2 * n * es
+        return 0, 0, 1, 0.0, 0.0, 2 * n * es, 0
     if r["op"] == "layernorm":                 # weight and bias
-        return 0, 0, 1, 0.0, 0.0, (2 * n + 2 * hidden) * es
+        return 0, 0, 1, 0.0, 0.0, (2 * n + 2 * hidden) * es, 0
     if r["op"] == "rmsnorm_hf":
         per = (2 * n + hidden) * es
-        return 7, 1, 0, 7 * per, per, 0.0
-    return 1, 0, 0, 0.0, 0.0, 0.0              # graph_chain: one small kernel per link
+        return 7, 1, 0, 7 * per, per, 0.0, reduce_values_per_thread(r["shape"]["rows"], hidden)
+    return 1, 0, 0, 0.0, 0.0, 0.0, 0           # graph_chain: one small kernel per link
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def _op_kernels(rows: list[dict[str, Any]]) -> Kernels:
            for s in att], dtype=np.float64),
         a([4.0 * s["heads"] * s["q"] * (s["context"] + s["q"]) * s["head_dim"] for s in att],
           dtype=np.float64),
-        *(a([k[i] for k in small], dtype=np.float64) for i in (3, 4, 0, 1, 2, 5)))
+        *(a([k[i] for k in small], dtype=np.float64) for i in (3, 4, 0, 1, 2, 5, 6)))
 
 
 def predict_ops(rows: list[dict[str, Any]], c: GPUCalibration, bw: float,
@@ -195,7 +195,8 @@ _GROUPS = {  # parameter names fitted on each op class, with start values
                        ("attn_mask_flop_eff", 0.5), ("attn_mask_cta_bytes_per_s", 2e10)),
     "elementwise": (("kernel_s", 1.5e-6), ("elem_bw_eff", 0.7)),
     "norm": (("norm_s", 5e-6), ("norm_bw_eff", 0.6)),
-    "reduction": (("reduction_s", 4e-6), ("reduction_bw_eff", 0.5)),
+    "reduction": (("reduction_s", 4e-6), ("reduction_bw_eff", 0.5),
+                  ("reduction_value_s", 5e-8)),
     "graph_node": (("graph_node_s", 0.5e-6), ("graph_launch_s", 4e-6)),
 }
 

@@ -21,8 +21,9 @@ values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
   ``heads`` blocks. Measured: the same ~97 us at context 4096 on the H100 and the H200 for
   q = 2..16, although their HBM differs by 1.43x — the rate is per block, not per HBM;
 - everything else: ``s_kernel`` per elementwise kernel, ``s_reduction`` per reduction kernel
-  (HF's RMSNorm statistics, softmax), ``s_norm`` per fused norm kernel (``aten.layer_norm``),
-  plus bytes / (eta BW) with each kind's own eta.
+  (HF's RMSNorm statistics, softmax) plus ``s_value`` per value one of its threads sums (from
+  PyTorch's launch config, :func:`reduce_values_per_thread`), ``s_norm`` per fused norm kernel
+  (``aten.layer_norm``), plus bytes / (eta BW) with each kind's own eta.
 
 A graph-replayed step (CUDA graphs: vLLM, TensorRT-LLM, ``torch.compile``) costs the sum of its
 kernels plus ``s_node`` per kernel: measured on H100/H200, a kernel in a long chain of
@@ -41,8 +42,8 @@ import numpy as np
 
 from models.graph import Graph, Node, OpKind
 
-__all__ = ["STACKS", "GPUCalibration", "Kernels", "kernel_times", "kernels", "step_time_s",
-           "step_times_s"]
+__all__ = ["STACKS", "GPUCalibration", "Kernels", "kernel_times", "kernels",
+           "reduce_values_per_thread", "step_time_s", "step_times_s"]
 
 STACKS = ("graph", "hf-eager")
 _BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1}
@@ -58,6 +59,7 @@ class GPUCalibration:
     kernel_s: float             # one small elementwise kernel (graph replay)
     reduction_s: float          # one small reduction kernel (norm statistics, softmax)
     reduction_bw_eff: float     # reduction kernels' fraction of HBM bandwidth
+    reduction_value_s: float    # per value one reduction thread sums (see reduce_values_per_thread)
     norm_s: float               # one fused norm kernel (aten.layer_norm: OPT's LayerNorm)
     norm_bw_eff: float          # fused norm kernels' fraction of HBM bandwidth
     elem_bw_eff: float          # elementwise kernels' fraction of HBM bandwidth
@@ -97,6 +99,7 @@ class Kernels:
     small_red: np.ndarray      # [S] reduction kernels it launches
     small_norm: np.ndarray     # [S] fused norm kernels it launches (0 or 1)
     small_norm_bytes: np.ndarray  # [S] bytes they move
+    small_red_values: np.ndarray  # [S] values per thread of its reduction kernels, summed
     host_calls: int = 0        # torch calls of the pass in eager HF (graph meta; 0: unknown)
 
     @property
@@ -143,6 +146,38 @@ def _attention_groups(g: Graph) -> dict[int, list[int]]:
     return groups
 
 
+def _last_pow2(n: int) -> int:
+    return 1 << (max(int(n), 1).bit_length() - 1)
+
+
+def reduce_values_per_thread(rows: int, width: int) -> int:
+    """Values each thread sums serially when PyTorch's reduction kernel reduces ``rows`` rows of
+    ``width`` contiguous elements (``mean(-1)``): the launch config of
+    ``ATen/native/cuda/Reduce.cuh`` (``setReduceConfig``, ``ReduceConfig::set_block_dimension``;
+    the header ships with torch): 512 threads per block, inputs vectorised by 4 when the row
+    has 128 or more, a block ``min(pow2(rows), 16)`` rows high and ``512 / height`` threads
+    wide (at most a row's vectors), split across the warps too when a thread would sum at
+    least ``min(16 height, 256)`` values. So one row is summed by 512 threads (8 values each
+    at width 4,096) but 16 or more rows by one warp each (128 values): the kernel's latency
+    grows with the rows up to 16 (measured: HF's RMSNorm 12.5 us at one row, 21.0 us at 16,
+    24.2 us at 128 on an H200). Splitting across blocks (rows wider than 131,072) is left out."""
+    dim0 = width // 4 if width >= 128 else width
+    p0 = _last_pow2(dim0) if dim0 < 512 else 512
+    height = min(_last_pow2(rows) if rows < 512 else 512, 512 // min(p0, 32))
+    lanes = min(p0, 512 // height)
+    per = -(-width // lanes)
+    if per >= min(16 * height, 256):
+        per = -(-width // (lanes * height))
+    return per
+
+
+def _reduced(n: Node) -> tuple[int, int]:
+    """(rows, width) a node reduces over its last axis."""
+    shape = n.in_shapes[0] if n.in_shapes and n.in_shapes[0] else n.out_shape
+    width = int(shape[-1]) if shape else 1
+    return max(1, _numel(shape) // max(width, 1)), width
+
+
 def _norm_kernels(n: Node) -> tuple[int, int, int]:
     """(elementwise, reduction, fused norm) kernels of a norm node."""
     ops = [o for o in str(dict(n.attrs).get("aten_ops", "")).split(",") if o]
@@ -159,7 +194,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
     groups = _attention_groups(g)
     fused = {i for idx in groups.values() for i in idx}
     lin, lin_b, aq, ah, ab, af = [], [], [], [], [], []
-    small: list[tuple[float, float, float, float, float, float]] = []  # Kernels.small_* order
+    small: list[tuple[float, ...]] = []  # Kernels.small_* order
     for i, n in enumerate(g.nodes):
         es = _BYTES.get(n.dtype, 2)
         if i in groups:
@@ -171,7 +206,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
                 # HF runs SDPA's native GQA only without a mask (transformers
                 # integrations/sdpa_attention.use_gqa_in_sdpa); with one, repeat_kv copies K
                 # and V out to every query head first: two copies, and SDPA reads rep x K/V.
-                small += [(kv / 2 * (1 + rep), 0, 1, 0, 0, 0)] * 2
+                small += [(kv / 2 * (1 + rep), 0, 1, 0, 0, 0, 0)] * 2
                 kv *= rep
             aq.append(q)
             ah.append(n.in_shapes[0][1] if len(n.in_shapes[0]) == 4 else 1)
@@ -189,18 +224,20 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             continue
         if n.kind is OpKind.KV_APPEND:
             moved = 2 * n.kv_write_bytes if stack == "graph" else n.act_bytes + n.kv_write_bytes
-            small.append((moved, 0, 1, 0, 0, 0))
+            small.append((moved, 0, 1, 0, 0, 0, 0))
             continue
         if n.kind is OpKind.NORM:
             e, r, one = _norm_kernels(n)
             per = n.act_bytes + n.weight_bytes  # each kernel: the node's activations, weights
-            small.append((e * per, r * per, e, r, one, one * per))
+            small.append((e * per, r * per, e, r, one, one * per,
+                          r * reduce_values_per_thread(*_reduced(n))))
             continue
         red = n.kind in (OpKind.SOFTMAX, OpKind.REDUCTION)
         moved = n.act_bytes + n.compulsory_bytes
-        small.append((0, moved, 0, 1, 0, 0) if red else (moved, 0, 1, 0, 0, 0))
+        small.append((0, moved, 0, 1, 0, 0, reduce_values_per_thread(*_reduced(n))) if red
+                     else (moved, 0, 1, 0, 0, 0, 0))
     f = np.asarray
-    cols = f(small, dtype=np.float64).reshape(-1, 6).T
+    cols = f(small, dtype=np.float64).reshape(-1, 7).T
     return Kernels(f(lin, dtype=np.float64).reshape(-1, 3), f(lin_b, dtype=np.float64),
                    f(aq, dtype=np.float64), f(ah, dtype=np.float64),
                    f(ab, dtype=np.float64), f(af, dtype=np.float64), *cols,
@@ -235,6 +272,7 @@ def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float
                         k.attn_heads * np.ceil(k.attn_q / 64) * c.attn_mask_cta_bytes_per_s),
                         k.attn_flops / (c.attn_mask_flop_eff * peak)))
     small = (c.kernel_s * k.small_elem + c.reduction_s * k.small_red
+             + c.reduction_value_s * k.small_red_values
              + k.small_bytes / (c.elem_bw_eff * bw)
              + k.small_red_bytes / (c.reduction_bw_eff * bw)
              + c.norm_s * k.small_norm + k.small_norm_bytes / (c.norm_bw_eff * bw))

@@ -49,3 +49,28 @@ def test_eager_host_is_each_machines_own_and_never_validated_on():
     fitted = {(p["device"], p["model"], p["shape"]["q"]) for p in eager}
     assert eager and not any(m == "llama2-7b" and q == 1 for _, m, q in fitted)
     assert {d for d, _, _ in fitted} == set(baselines())
+
+
+def test_reduction_config_follows_the_torch_header():
+    """``reduce_values_per_thread`` restates PyTorch's reduction launch config; the header that
+    defines it ships with torch, so a torch whose config changed fails here."""
+    import re
+    from pathlib import Path
+
+    import torch
+
+    from sim.gpu_model import reduce_values_per_thread
+
+    src = (Path(torch.__file__).parent / "include/ATen/native/cuda/Reduce.cuh").read_text()
+    for line in ("static constexpr int MAX_NUM_THREADS = 512;",
+                 "block_height = std::min(dim1_pow2, int(max_num_threads / block_width));",
+                 "block_width = std::min(dim0_pow2, int(max_num_threads / block_height));",
+                 "std::min<int>(block_height * 16, max_values_per_thread);",
+                 "constexpr int max_values_per_thread = 256;",
+                 "config.input_mult[1] = config.split_input(block_height);"):
+        assert line in src, line
+    assert re.search(r"dim0 >= 128 && iter.num_reduce_dims\(\) == 1", src)
+    # one row: 512 threads of 8 values; 16 rows and more: a warp per row, 128 values each
+    assert [reduce_values_per_thread(r, 4096) for r in (1, 2, 4, 8, 16, 32, 2048)] == \
+        [8, 16, 32, 64, 128, 128, 128]
+    assert reduce_values_per_thread(1, 896) == 7 and reduce_values_per_thread(1, 64) == 1
