@@ -69,6 +69,22 @@ def test_small_ops_are_the_modules_the_models_run():
         _small_op("gelu", 64, torch.device("cpu"), torch.float32)
 
 
+def test_small_op_probe_runs_on_the_cpu(tmp_path):
+    """The small-kernel probe (development data, not read by the model) writes its own schema,
+    so the calibration never mistakes it for a baseline."""
+    from kernels.probe_small import SCHEMA as PROBE
+    from kernels.probe_small import cases
+    from kernels.probe_small import main as probe_main
+    from sim.gpu_calibrate import baselines
+
+    out = tmp_path / "small.json"
+    assert probe_main(["--out", str(out), "--dry-run"]) == 0
+    data = json.loads(out.read_text())
+    assert data["schema"] == PROBE != SCHEMA and len(data["ops"]) == len(cases(dry_run=True))
+    assert all(r["median_s"] > 0 for r in data["ops"])
+    assert baselines(str(tmp_path)) == {}
+
+
 def test_every_timing_is_positive(data):
     for r in data["ops"] + data["decode_steps"] + data["model_steps"]:
         assert 0 < r["min_s"] <= r["median_s"] and r["repeats"] == 5
