@@ -234,8 +234,9 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             continue
         red = n.kind in (OpKind.SOFTMAX, OpKind.REDUCTION)
         moved = n.act_bytes + n.compulsory_bytes
-        small.append((0, moved, 0, 1, 0, 0, reduce_values_per_thread(*_reduced(n))) if red
-                     else (moved, 0, 1, 0, 0, 0, 0))
+        # an ATen reduction (mean, sum, amax) runs Reduce.cuh's kernel; softmax has its own
+        values = reduce_values_per_thread(*_reduced(n)) if n.kind is OpKind.REDUCTION else 0
+        small.append((0, moved, 0, 1, 0, 0, values) if red else (moved, 0, 1, 0, 0, 0, 0))
     f = np.asarray
     cols = f(small, dtype=np.float64).reshape(-1, 7).T
     return Kernels(f(lin, dtype=np.float64).reshape(-1, 3), f(lin_b, dtype=np.float64),
