@@ -20,7 +20,8 @@ def test_llama2_7b_graph_steps_meet_the_bar(device):
     rows = [r for r in b.steps if r["model"] == "llama2-7b" and r["mode"] == "cuda_graph"]
     errs = [abs(predict_step(r, c, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"))
                 / r["median_s"] - 1) for r in rows]
-    assert len(rows) == 64  # q = 1..16 at 4 contexts, in two runs (leases) each
+    # every one of the 32 (q, context) points, measured in one or more runs (leases)
+    assert len({(r["shape"]["q"], r["shape"]["context"]) for r in rows}) == 32
     assert statistics.median(errs) <= 0.10 and max(errs) <= 0.25, (statistics.median(errs),
                                                                    max(errs))
 
