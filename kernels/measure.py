@@ -255,7 +255,8 @@ def plan(dry_run: bool) -> dict[str, Any]:
               (4096, 16384), (16384, 4096),                               # opt-6.7b
               (2048, 2048), (2048, 5632), (5632, 2048),                   # tinyllama-1.1b
               (896, 4864), (1024, 1024), (8192, 8192)]                    # qwen2-0.5b, span
-    attention = [(q, c) for c in (128, 512, 1024, 2048, 4096) for q in (1, 2, 4, 8, 16)]
+    # odd q makes the key length (c + q) odd: PyTorch's masked SDPA then takes a slower path
+    attention = [(q, c) for c in (128, 512, 1024, 2048, 4096) for q in (1, 2, 3, 4, 5, 8, 16)]
     attention += [(128, 0), (512, 0), (2048, 0)]
     return {"ms": ms, "linear": linear, "heads": 32, "head_dim": 128, "attention": attention,
             # LLaMA-2-7B widths at every row count; TinyLlama's and LLaMA-2-13B's at 512 rows

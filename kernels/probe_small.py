@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from kernels.measure import device_info, measure_elementwise
+from kernels.measure import device_info, measure_attention, measure_elementwise, measure_linear
 
-__all__ = ["SCHEMA", "cases", "probe"]
+__all__ = ["SCHEMA", "cases", "probe", "probe_verify"]
 
 SCHEMA = "llmcosim.small-op-probe/1"
 
@@ -44,13 +44,30 @@ def probe(device: torch.device, dry_run: bool = False) -> dict[str, Any]:
             "ops": measure_elementwise(device, "float16", cases(dry_run), l2, **kw)}
 
 
+def probe_verify(device: torch.device, dry_run: bool = False) -> dict[str, Any]:
+    """LLaMA-2-7B's GEMMs and SDPA at every query count 1..16 of a verify step (the baseline
+    measures 1, 2, 4, 8, 16 only; whole steps at q = 3 miss by -12%)."""
+    cuda = device.type == "cuda"
+    kw = {"warmup": 3, "repeat": 10, **({"inner": 20, "graph": True} if cuda else {})}
+    l2 = torch.cuda.get_device_properties(device).L2_cache_size if cuda else None
+    ms = [1, 2, 3] if dry_run else list(range(1, 17))
+    shapes = [(256, 512)] if dry_run else [(4096, 4096), (4096, 11008), (11008, 4096)]
+    heads, dim, ctx = (4, 32, 64) if dry_run else (32, 128, 2048)
+    ops = [r for k, n in shapes for r in measure_linear(device, "float16", ms, k, n, l2, **kw)]
+    ops += measure_attention(device, "float16", heads, dim, [(q, ctx) for q in ms], l2, **kw)
+    return {"schema": SCHEMA, "device": device_info(device), "dry_run": dry_run, "ops": ops}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
+    ap.add_argument("--what", choices=("small", "verify"), default="small",
+                    help="small kernels over rows and widths, or GEMM/SDPA at q = 1..16")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU")
     args = ap.parse_args(argv)
     cuda = torch.cuda.is_available() and not args.dry_run
-    data = probe(torch.device("cuda" if cuda else "cpu"), dry_run=not cuda)
+    run = probe if args.what == "small" else probe_verify
+    data = run(torch.device("cuda" if cuda else "cpu"), dry_run=not cuda)
     with open(args.out, "w") as f:
         json.dump(data, f, indent=1)
     print(f"wrote {len(data['ops'])} timings for {data['device']['name']} to {args.out}")

@@ -6,7 +6,7 @@ is fixed here, before looking at any error, and never per result:
 
 - linear: GEMM shapes sorted by weight size, every other one fitted (the rest held out);
 - attention: contexts 128/1024/4096 and prefill 128/2048 fitted; 512/2048 and prefill 512 held
-  out;
+  out (odd key lengths, q = 3 and 5, by the same rule: their own class);
 - small ops (norms, add, SiLU x up): rows 1, 128 and 2048 at LLaMA-2-7B's widths (4096, 11008)
   fitted; rows 16 and 512, and TinyLlama's and LLaMA-2-13B's widths, held out;
 - graph node cost: chains of 70 and 1,400 mixed kernels fitted; 7 and 700 held out;
@@ -171,6 +171,8 @@ def _op_kernels(rows: list[dict[str, Any]]) -> Kernels:
            for s in att], dtype=np.float64),
         a([4.0 * s["heads"] * s["q"] * (s["context"] + s["q"]) * s["head_dim"] for s in att],
           dtype=np.float64),
+        a([float(s["q"] > 1 and (s["context"] + s["q"]) % 2 == 1) for s in att],
+          dtype=np.float64),
         *(a([k[i] for k in small], dtype=np.float64) for i in (3, 4, 0, 1, 2, 5, 6)))
 
 
@@ -193,6 +195,7 @@ _GROUPS = {  # parameter names fitted on each op class, with start values
     "attention_decode": (("attn_decode_s", 8e-6), ("attn_decode_bw_eff", 0.6)),
     "attention_mask": (("attn_mask_s", 8e-6), ("attn_mask_bw_eff", 0.6),
                        ("attn_mask_flop_eff", 0.5), ("attn_mask_cta_bytes_per_s", 2e10)),
+    "attention_odd_keys": (("attn_mask_odd_factor", 1.0),),
     "elementwise": (("kernel_s", 1.5e-6), ("elem_bw_eff", 0.7)),
     "norm": (("norm_s", 5e-6), ("norm_bw_eff", 0.6)),
     "reduction": (("reduction_s", 4e-6), ("reduction_bw_eff", 0.5),
@@ -205,7 +208,10 @@ def op_class(r: dict[str, Any]) -> str:
     if r["op"] == "graph_chain":
         return "graph_node"
     if r["op"] == "attention":
-        return "attention_decode" if r["shape"]["q"] == 1 else "attention_mask"
+        s = r["shape"]
+        if s["q"] == 1:
+            return "attention_decode"
+        return "attention_odd_keys" if (s["context"] + s["q"]) % 2 else "attention_mask"
     if r["op"] in ("rmsnorm", "layernorm"):
         return "norm"          # one fused kernel
     if r["op"] == "rmsnorm_hf":
@@ -218,9 +224,11 @@ def calibrate(b: Baseline, bw: float, peak: float, *, host: bool = False) -> GPU
     start = {name: v for group in _GROUPS.values() for name, v in group}
     params = dict(start)
     rows = op_rows(b, held_out=False)
-    for group in ("linear", "attention_decode", "attention_mask", "elementwise", "norm",
-                  "reduction", "graph_node"):
+    for group in ("linear", "attention_decode", "attention_mask", "attention_odd_keys",
+                  "elementwise", "norm", "reduction", "graph_node"):
         sel = [r for r in rows if op_class(r) == group]
+        if not sel:   # not measured (files before 2026-11-27 06:15 UTC have no odd keys)
+            continue
         names = [n for n, _ in _GROUPS[group]]
         measured = np.array([r["median_s"] for r in sel])
 

@@ -19,7 +19,10 @@ values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
   PyTorch's masked SDPA (a different kernel from the single-query one) gives each 64-row query
   tile of a head one thread block, so a verify step of 2..16 tokens streams the cache with only
   ``heads`` blocks. Measured: the same ~97 us at context 4096 on the H100 and the H200 for
-  q = 2..16, although their HBM differs by 1.43x — the rate is per block, not per HBM;
+  q = 2..16, although their HBM differs by 1.43x — the rate is per block, not per HBM. Over
+  an odd number of keys (context + q; HF sizes the cache to exactly that) PyTorch takes a
+  slower path: 89-100 us against 56 us at context 2048 for odd against even q, on both GPUs
+  (``verify-probe-*.json``), so the streaming term is ``attn_mask_odd_factor`` times longer;
 - everything else: ``s_kernel`` per elementwise kernel, ``s_reduction`` per reduction kernel
   (HF's RMSNorm statistics, softmax) plus ``s_value`` per value one of its threads sums (from
   PyTorch's launch config, :func:`reduce_values_per_thread`), ``s_norm`` per fused norm kernel
@@ -74,6 +77,7 @@ class GPUCalibration:
     attn_mask_cta_bytes_per_s: float  # one query tile's K/V streaming rate (see module doc)
     graph_node_s: float = 0.0   # extra per kernel in a long graph of different kernels
     graph_launch_s: float = 0.0  # launching one replay
+    attn_mask_odd_factor: float = 1.0  # masked SDPA over an odd key length: streaming x this
     host_s_per_call: float | None = None     # eager PyTorch: host time per torch call
     decode_power_w: float | None = None      # measured board power while decoding
     prefill_power_w: float | None = None
@@ -93,6 +97,7 @@ class Kernels:
     attn_heads: np.ndarray     # [A] query heads
     attn_bytes: np.ndarray     # [A] K/V + Q + output bytes
     attn_flops: np.ndarray     # [A]
+    attn_odd: np.ndarray       # [A] 1 where a masked SDPA's key length is odd (slower path)
     small_bytes: np.ndarray    # [S] bytes each small op's elementwise kernels move
     small_red_bytes: np.ndarray  # [S] bytes its reduction kernels move
     small_elem: np.ndarray     # [S] elementwise kernels it launches
@@ -193,7 +198,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
         raise ValueError(f"unknown GPU software stack {stack!r}; allowed: {', '.join(STACKS)}")
     groups = _attention_groups(g)
     fused = {i for idx in groups.values() for i in idx}
-    lin, lin_b, aq, ah, ab, af = [], [], [], [], [], []
+    lin, lin_b, aq, ah, ab, af, odd = [], [], [], [], [], [], []
     small: list[tuple[float, ...]] = []  # Kernels.small_* order
     for i, n in enumerate(g.nodes):
         es = _BYTES.get(n.dtype, 2)
@@ -213,6 +218,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             ab.append(kv + 2 * es * _numel(n.in_shapes[0]))
             af.append(sum(m.flops for m in members if m.kind in (OpKind.MATMUL,
                                                                  OpKind.ATTENTION)))
+            odd.append(float(q > 1 and _keys(n) % 2 == 1))
             continue
         if i in fused:
             continue
@@ -241,8 +247,17 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
     cols = f(small, dtype=np.float64).reshape(-1, 7).T
     return Kernels(f(lin, dtype=np.float64).reshape(-1, 3), f(lin_b, dtype=np.float64),
                    f(aq, dtype=np.float64), f(ah, dtype=np.float64),
-                   f(ab, dtype=np.float64), f(af, dtype=np.float64), *cols,
+                   f(ab, dtype=np.float64), f(af, dtype=np.float64), f(odd, dtype=np.float64),
+                   *cols,
                    int(dict(g.meta).get("eager_torch_calls", 0)))
+
+
+def _keys(n: Node) -> int:
+    """Key length of an attention group's first node: the QK matmul's (1, H, d, keys) or
+    SDPA's K (1, H, keys, d); 0 when the shapes do not say."""
+    if len(n.in_shapes) < 2 or len(n.in_shapes[1]) != 4:
+        return 0
+    return int(n.in_shapes[1][3] if n.kind is OpKind.MATMUL else n.in_shapes[1][2])
 
 
 def _gqa_repeat(qk: Node, es: int) -> int:
@@ -270,7 +285,8 @@ def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float
     attn = np.where(one, c.attn_decode_s + k.attn_bytes / (c.attn_decode_bw_eff * bw),
                     c.attn_mask_s + np.maximum(k.attn_bytes / np.minimum(
                         c.attn_mask_bw_eff * bw,
-                        k.attn_heads * np.ceil(k.attn_q / 64) * c.attn_mask_cta_bytes_per_s),
+                        k.attn_heads * np.ceil(k.attn_q / 64) * c.attn_mask_cta_bytes_per_s)
+                        * np.where(k.attn_odd > 0, c.attn_mask_odd_factor, 1.0),
                         k.attn_flops / (c.attn_mask_flop_eff * peak)))
     small = (c.kernel_s * k.small_elem + c.reduction_s * k.small_red
              + c.reduction_value_s * k.small_red_values

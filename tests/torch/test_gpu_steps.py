@@ -75,3 +75,25 @@ def test_reduction_config_follows_the_torch_header():
     assert [reduce_values_per_thread(r, 4096) for r in (1, 2, 4, 8, 16, 32, 2048)] == \
         [8, 16, 32, 64, 128, 128, 128]
     assert reduce_values_per_thread(1, 896) == 7 and reduce_values_per_thread(1, 64) == 1
+
+
+def test_odd_key_lengths_take_the_slower_sdpa_path():
+    """A verify step of q tokens over a cache of c has c + q keys; odd ones take PyTorch's
+    slower masked SDPA path (measured on both GPUs), so the lowering flags exactly those."""
+    import dataclasses
+
+    from sim.gpu_calibrate import calibrate, op_class
+    from sim.gpu_model import kernels
+    from sim.gpu_steps import step_graph
+
+    odd, even = kernels(step_graph("llama2-7b", 3, 128)), kernels(step_graph("llama2-7b", 4, 128))
+    assert len(odd.attn_odd) == 32 and odd.attn_odd.all() and not even.attn_odd.any()
+    assert not kernels(step_graph("llama2-7b", 1, 128)).attn_odd.any()  # no mask at q = 1
+    b = baselines()["NVIDIA H200"]
+    assert default_calibration().attn_mask_odd_factor > 1.3
+    # without odd-key measurements the factor is not invented: it stays 1
+    spec = load_preset(b.preset)
+    plain = dataclasses.replace(b, ops=tuple(r for r in b.ops
+                                             if op_class(r) != "attention_odd_keys"))
+    assert calibrate(plain, spec.mem_bytes_per_s,
+                     spec.peak_ops_per_s("float16")).attn_mask_odd_factor == 1.0

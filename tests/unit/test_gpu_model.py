@@ -87,7 +87,7 @@ def test_kernel_time_never_beats_the_roofline(m, k, n, q, ctx):
     kv = 2.0 * 32 * (ctx + q) * 128 * 2
     kk = Kernels(np.array([[m, k, n]], dtype=float), np.array([2.0]), np.array([float(q)]),
                  np.array([32.0]), np.array([kv]), np.array([4.0 * 32 * q * (ctx + q) * 128]),
-                 z, z, z, z, z, z, z)
+                 np.array([float((ctx + q) % 2)]), z, z, z, z, z, z, z)
     t = kernel_times(kk, c, bw, peak)
     assert t["linear"][0] >= max(2.0 * k * n / bw, 2.0 * m * k * n / peak)
     assert t["attention"][0] >= kv / bw
