@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -309,4 +309,22 @@ def default_calibration(device: str | None = None, host: bool = False) -> GPUCal
     if spec is None:
         raise ValueError(f"no preset for measured device {device!r}; add it to "
                          "sim.gpu_calibrate.PRESET_OF_DEVICE")
-    return calibrate(b, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"), host=host)
+    c = calibrate(b, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"), host=host)
+    return _borrow_odd_keys(c, b, data)
+
+
+def _borrow_odd_keys(c: GPUCalibration, b: Baseline, data: dict[str, Baseline]
+                     ) -> GPUCalibration:
+    """The odd-key SDPA factor is PyTorch's path choice, not the GPU's (at q = 3 over 2,048
+    keys: 88.9 us on the H200, 88.5 us on the H100, against 56 us for even q; the
+    ``verify-probe`` files): a device whose per-op file has no odd-key rows takes it from one
+    that has, and says so in its source."""
+    if any(op_class(r) == "attention_odd_keys" for r in b.ops):
+        return c
+    for other in data.values():
+        if other.device != b.device and any(op_class(r) == "attention_odd_keys"
+                                            for r in other.ops):
+            f = default_calibration(other.device).attn_mask_odd_factor
+            return replace(c, attn_mask_odd_factor=f,
+                           source=f"{c.source}; odd-key SDPA factor from {other.device}")
+    return c

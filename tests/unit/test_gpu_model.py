@@ -235,3 +235,12 @@ def test_eager_host_time_is_torch_calls_times_the_call_cost():
 def test_eager_stack_without_a_call_count_is_a_clear_error():
     with pytest.raises(UserError, match="could not be counted"):
         run(load_preset("gpu-a100"), _toy_workload(), "calibrated", stack="hf-eager")
+
+
+def test_a_device_without_odd_key_rows_borrows_the_factor_and_says_so():
+    """The odd-key SDPA slowdown is PyTorch's path choice (the same on both GPUs): the H100,
+    whose per-op file has no odd-key rows, takes the H200's factor and names its origin."""
+    h200, h100 = default_calibration(H200), default_calibration(H100)
+    assert h200.attn_mask_odd_factor > 1.3 and "odd-key" not in h200.source
+    assert h100.attn_mask_odd_factor == h200.attn_mask_odd_factor
+    assert h100.source.endswith(f"odd-key SDPA factor from {H200}")
