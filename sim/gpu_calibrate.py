@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from sim.fit import fit_log_error
-from sim.gpu_model import GPUCalibration, Kernels, reduce_values_per_thread
+from sim.gpu_model import GPUCalibration, Kernels, odd_keys, reduce_values_per_thread
 
 __all__ = ["PRESET_OF_DEVICE", "Baseline", "baselines", "baselines_dir", "calibrate",
            "default_calibration", "fastest_eager", "fit_host", "is_host_fit", "op_class", "op_rows",
@@ -171,8 +171,7 @@ def _op_kernels(rows: list[dict[str, Any]]) -> Kernels:
            for s in att], dtype=np.float64),
         a([4.0 * s["heads"] * s["q"] * (s["context"] + s["q"]) * s["head_dim"] for s in att],
           dtype=np.float64),
-        a([float(s["q"] > 1 and (s["context"] + s["q"]) % 2 == 1) for s in att],
-          dtype=np.float64),
+        a([float(odd_keys(s["q"], s["context"] + s["q"])) for s in att], dtype=np.float64),
         *(a([k[i] for k in small], dtype=np.float64) for i in (3, 4, 0, 1, 2, 5, 6)))
 
 
@@ -211,7 +210,8 @@ def op_class(r: dict[str, Any]) -> str:
         s = r["shape"]
         if s["q"] == 1:
             return "attention_decode"
-        return "attention_odd_keys" if (s["context"] + s["q"]) % 2 else "attention_mask"
+        return "attention_odd_keys" if odd_keys(s["q"], s["context"] + s["q"]) \
+            else "attention_mask"
     if r["op"] in ("rmsnorm", "layernorm"):
         return "norm"          # one fused kernel
     if r["op"] == "rmsnorm_hf":

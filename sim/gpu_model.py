@@ -46,7 +46,7 @@ import numpy as np
 from models.graph import Graph, Node, OpKind
 
 __all__ = ["STACKS", "GPUCalibration", "Kernels", "kernel_times", "kernels",
-           "reduce_values_per_thread", "step_time_s", "step_times_s"]
+           "odd_keys", "reduce_values_per_thread", "step_time_s", "step_times_s"]
 
 STACKS = ("graph", "hf-eager")
 _BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1}
@@ -218,7 +218,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             ab.append(kv + 2 * es * _numel(n.in_shapes[0]))
             af.append(sum(m.flops for m in members if m.kind in (OpKind.MATMUL,
                                                                  OpKind.ATTENTION)))
-            odd.append(float(q > 1 and _keys(n) % 2 == 1))
+            odd.append(float(odd_keys(q, _keys(n))))
             continue
         if i in fused:
             continue
@@ -250,6 +250,12 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
                    f(ab, dtype=np.float64), f(af, dtype=np.float64), f(odd, dtype=np.float64),
                    *cols,
                    int(dict(g.meta).get("eager_torch_calls", 0)))
+
+
+def odd_keys(q: float, keys: float) -> bool:
+    """Whether SDPA over ``keys`` keys with ``q`` queries takes PyTorch's slower masked path:
+    a mask (q > 1) over an odd key length (see ``attn_mask_odd_factor``)."""
+    return q > 1 and int(keys) % 2 == 1
 
 
 def _keys(n: Node) -> int:
