@@ -19,9 +19,11 @@ import torch
 
 from kernels.measure import device_info, measure_attention, measure_elementwise, measure_linear
 
-__all__ = ["SCHEMA", "cases", "probe", "probe_verify"]
+__all__ = ["PROFILE_SCHEMA", "SCHEMA", "cases", "cases_l2", "probe", "probe_kernels", "probe_l2",
+           "probe_verify"]
 
 SCHEMA = "llmcosim.small-op-probe/1"
+PROFILE_SCHEMA = "llmcosim.small-op-kernels/1"  # per-kernel device times (not read by the model)
 
 
 def cases(dry_run: bool = False) -> list[tuple[str, int, int]]:
@@ -33,6 +35,30 @@ def cases(dry_run: bool = False) -> list[tuple[str, int, int]]:
     out += [(op, r, w) for op in ("rmsnorm_hf", "layernorm") for w in widths
             for r in (1, 512 if not dry_run else 4) if w != 4096]
     out += [("silu_mul", r, 256 if dry_run else 11008) for r in rows]
+    return out
+
+
+def cases_l2(dry_run: bool = False) -> list[tuple[str, int, int]]:
+    """(op, rows, width) that test two hypotheses of the model, each with a threshold the
+    hypothesis predicts before the data are seen:
+
+    - a fused LayerNorm row is one block of 128 threads, 4 halves per load (PyTorch's
+      vectorised layer-norm launch, ``num_threads()`` of ``ATen/native/cuda/thread_constants.h``):
+      one row's time is flat up to width 512 and then grows by one step per 512;
+    - an intermediate that a multi-kernel op writes and its next kernel reads comes from L2
+      only while the producing kernel's whole footprint fits in one L2 partition (half the
+      L2: 25 MiB on the H100, 30 MiB on the H200): SiLU x up at width 11,008 up to ~595 rows
+      on the H100 and ~714 on the H200; HF's RMSNorm (fp32 intermediates) at width 4,096 up to
+      ~800 and ~960 rows."""
+    if dry_run:
+        return [("layernorm", 1, w) for w in (128, 640)] + [("silu_mul", r, 256) for r in (4, 8)]
+    out = [("layernorm", 1, w) for w in (128, 256, 384, 512, 640, 768, 1024, 1536, 2048, 3072,
+                                          4096, 6144, 8192, 12288, 16384)]
+    out += [("silu_mul", r, 11008) for r in (256, 384, 448, 512, 576, 640, 704, 768, 832, 896,
+                                              1024, 1280, 1536)]
+    out += [("rmsnorm_hf", r, 4096) for r in (512, 640, 768, 832, 896, 960, 1024, 1152, 1280,
+                                               1536)]
+    out += [("add", r, 4096) for r in (512, 1024, 1536, 2048, 3072, 4096)]
     return out
 
 
@@ -48,6 +74,53 @@ def probe(device: torch.device, dry_run: bool = False) -> dict[str, Any]:
     kw, l2 = _timing(device)
     return {"schema": SCHEMA, "device": device_info(device), "dry_run": dry_run,
             "ops": measure_elementwise(device, "float16", cases(dry_run), l2, **kw)}
+
+
+def probe_l2(device: torch.device, dry_run: bool = False) -> dict[str, Any]:
+    kw, l2 = _timing(device)
+    return {"schema": SCHEMA, "device": device_info(device), "dry_run": dry_run,
+            "ops": measure_elementwise(device, "float16", cases_l2(dry_run), l2, **kw)}
+
+
+def probe_kernels(device: torch.device, dry_run: bool = False) -> dict[str, Any]:
+    """Every kernel each small op launches, with its device time (torch.profiler, eager
+    calls on rotated inputs): which of HF's RMSNorm's eight kernels grow with rows and width."""
+    from kernels.measure import _copies, _small_op
+
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    l2 = _timing(device)[1]
+    rows = [1, 4, 16] if dry_run else [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
+    w = 256 if dry_run else 4096
+    cases = [("rmsnorm_hf", r, w) for r in rows] + [("add", r, w) for r in rows]
+    cases += [("silu_mul", r, 512 if dry_run else 11008) for r in rows]
+    cases += [("rmsnorm_hf", r, x) for r in (1, 512) for x in
+              ((128, 512) if dry_run else (896, 2048, 8192))]
+    calls = 4 if dry_run else 20
+    out = []
+    for name, r, width in cases:
+        xs = [torch.randn(r, width, device=device, dtype=torch.float16)
+              for _ in range(_copies(r * width * 2, l2))]
+        op = _small_op(name, width, device, torch.float16)
+        with torch.no_grad():
+            for i in range(3):
+                op(xs[i % len(xs)])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            with torch.profiler.profile(activities=acts) as prof:
+                for i in range(calls):
+                    op(xs[(i + 3) % len(xs)])
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+        kern = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        per = len(kern) // calls if kern else 0
+        slots = [sorted(e.device_time for e in kern[j::per]) for j in range(per)] if per else []
+        out.append({"op": name, "shape": {"rows": r, "hidden": width},
+                    "kernels": [{"name": kern[j].name[:120], "median_us": t[len(t) // 2]}
+                                for j, t in enumerate(slots)]})
+    return {"schema": PROFILE_SCHEMA, "device": device_info(device), "dry_run": dry_run,
+            "profiles": out}
 
 
 def probe_verify(device: torch.device, dry_run: bool = False) -> dict[str, Any]:
@@ -66,16 +139,20 @@ def probe_verify(device: torch.device, dry_run: bool = False) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--what", choices=("small", "verify"), default="small",
-                    help="small kernels over rows and widths, or GEMM/SDPA at q = 1..16")
+    ap.add_argument("--what", choices=("small", "verify", "l2", "kernels"), default="small",
+                    help="small kernels over rows and widths, GEMM/SDPA at q = 1..16, or the "
+                         "layer-norm launch and L2-reuse thresholds (cases_l2), or each small op's "
+                         "kernels (torch.profiler)")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU")
     args = ap.parse_args(argv)
     cuda = torch.cuda.is_available() and not args.dry_run
-    run = probe if args.what == "small" else probe_verify
+    run = {"small": probe, "verify": probe_verify, "l2": probe_l2,
+           "kernels": probe_kernels}[args.what]
     data = run(torch.device("cuda" if cuda else "cpu"), dry_run=not cuda)
     with open(args.out, "w") as f:
         json.dump(data, f, indent=1)
-    print(f"wrote {len(data['ops'])} timings for {data['device']['name']} to {args.out}")
+    n = len(data.get("ops", data.get("profiles", [])))
+    print(f"wrote {n} records for {data['device']['name']} to {args.out}")
     return 0
 
 

@@ -42,7 +42,7 @@ def _decode_s(spec: HardwareSpec, w: Workload, c: GPUCalibration, stack: str
     k1 = kernels(w.decode_last, stack) if w.decode_last is not w.decode_first else k0
     span = max(w.decode_tokens - 1, 1)
     batch = k0.lerp_batch(k1, np.arange(w.decode_tokens) / span)
-    times, parts = step_times_s(batch, k0.count, c, bw, peak, stack)
+    times, parts = step_times_s(batch, k0.count, c, bw, peak, stack, spec.l2_bytes)
     return float(times.sum()), {k: float(v.sum()) for k, v in parts.items()}, k0.count
 
 
@@ -64,7 +64,8 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     bw, peak = spec.mem_bytes_per_s, spec.peak_ops_per_s("float16")
     prefill_s, pre_parts = 0.0, {}
     if w.prefill is not None:
-        prefill_s, pre_parts = step_time_s(kernels(w.prefill, stack), c, bw, peak, stack)
+        prefill_s, pre_parts = step_time_s(kernels(w.prefill, stack), c, bw, peak, stack,
+                                           spec.l2_bytes)
     decode_s, dec_parts, count = _decode_s(spec, w, c, stack)
     own = PRESET_OF_DEVICE.get(c.device) == spec.name  # calibrated on this very GPU
     energy = decode_energy = None

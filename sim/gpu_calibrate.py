@@ -9,6 +9,10 @@ is fixed here, before looking at any error, and never per result:
   out (odd key lengths, q = 3 and 5, by the same rule: their own class);
 - small ops (norms, add, SiLU x up): rows 1, 128 and 2048 at LLaMA-2-7B's widths (4096, 11008)
   fitted; rows 16 and 512, and TinyLlama's and LLaMA-2-13B's widths, held out;
+- the probe files (``*-probe-*.json``: small ops over rows and widths, GEMMs and SDPA at
+  q = 1..16) are held out, all but the two ends of the fused LayerNorm's one-row width sweep
+  (128 and 16,384), which fit its per-load time (``norm_value_s``); a probe row of a shape the
+  per-op file has already is left out (the per-op file's row stands for it);
 - graph node cost: chains of 70 and 1,400 mixed kernels fitted; 7 and 700 held out;
 - eager host time per torch call: LLaMA-2-7B eager decode steps at q = 1 fitted (fastest repeat),
   on each machine for its own eager steps (the time is its CPU's); every other eager step and
@@ -29,7 +33,13 @@ from typing import Any
 import numpy as np
 
 from sim.fit import fit_log_error
-from sim.gpu_model import GPUCalibration, Kernels, odd_keys, reduce_values_per_thread
+from sim.gpu_model import (
+    GPUCalibration,
+    Kernels,
+    norm_values_per_thread,
+    odd_keys,
+    reduce_values_per_thread,
+)
 
 __all__ = ["PRESET_OF_DEVICE", "Baseline", "baselines", "baselines_dir", "calibrate",
            "default_calibration", "fastest_eager", "fit_host", "is_host_fit", "op_class", "op_rows",
@@ -45,26 +55,28 @@ _SMALL_OPS = ("add", "silu_mul", "rmsnorm", "layernorm", "rmsnorm_hf", "graph_ch
 
 
 def _small_kernels(r: dict[str, Any], es: float = 2.0) -> tuple[float, ...]:
-    """(elementwise, reduction, fused norm kernels, the bytes of each kind, and the values per
-    thread of the reduction) of a small-op record, counted as :func:`sim.gpu_model.kernels`
-    counts the traced graph's nodes: a norm module is one fused norm kernel (``layernorm``;
+    """(elementwise, reduction, fused norm kernels, the bytes of each kind, the values per
+    thread of the reduction, the vector loads per thread of the fused norm, and the
+    elementwise and reduction bytes read from what the kernel before wrote, with that
+    kernel's footprint) of a small-op record, counted as :func:`sim.gpu_model.kernels` counts
+    the traced graph's nodes: a norm module is one fused norm kernel (``layernorm``;
     ``rmsnorm``, F.rms_norm, in files before 2026-11-27 05:20 UTC) or HF's eight-kernel
     RMSNorm with one reduction (``rmsnorm_hf``), each of its kernels moving the node's
     activations in and out plus its weights."""
     n = r["shape"]["rows"] * r["shape"]["hidden"]
     hidden = r["shape"]["hidden"]
     if r["op"] == "add":                       # x + x: read x, write the sum
-        return 1, 0, 0, 2 * n * es, 0.0, 0.0, 0
-    if r["op"] == "silu_mul":                  # silu(x) (read, write), then * x (2 reads, write)
-        return 2, 0, 0, 5 * n * es, 0.0, 0.0, 0
-    if r["op"] == "rmsnorm":
-        return 0, 0, 1, 0.0, 0.0, 2 * n * es, 0
-    if r["op"] == "layernorm":                 # weight and bias
-        return 0, 0, 1, 0.0, 0.0, (2 * n + 2 * hidden) * es, 0
-    if r["op"] == "rmsnorm_hf":
+        return 1, 0, 0, 2 * n * es, 0.0, 0.0, 0, 0, 0.0, 0.0, 0.0
+    if r["op"] == "silu_mul":  # silu(x) (read, write), then * x (2 reads, write; SiLU's from L2)
+        return 2, 0, 0, 5 * n * es, 0.0, 0.0, 0, 0, n * es, 0.0, 2 * n * es
+    if r["op"] in ("rmsnorm", "layernorm"):    # one fused kernel; LayerNorm: weight and bias
+        moved = (2 * n + (2 * hidden if r["op"] == "layernorm" else 0)) * es
+        return 0, 0, 1, 0.0, 0.0, moved, 0, norm_values_per_thread(hidden), 0.0, 0.0, 0.0
+    if r["op"] == "rmsnorm_hf":                # no L2 reuse modelled (sim.gpu_model)
         per = (2 * n + hidden) * es
-        return 7, 1, 0, 7 * per, per, 0.0, reduce_values_per_thread(r["shape"]["rows"], hidden)
-    return 1, 0, 0, 0.0, 0.0, 0.0, 0           # graph_chain: one small kernel per link
+        return (7, 1, 0, 7 * per, per, 0.0, reduce_values_per_thread(r["shape"]["rows"], hidden),
+                0, 0.0, 0.0, 0.0)
+    return 1, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0.0, 0.0, 0.0  # graph_chain: one kernel per link
 
 
 @dataclass(frozen=True)
@@ -74,11 +86,12 @@ class Baseline:
     device: str
     files: tuple[str, ...]
     date: str
-    ops: tuple[dict[str, Any], ...]          # per-op, CUDA-graph replayed
+    ops: tuple[dict[str, Any], ...]          # per-op, CUDA-graph replayed (newest -ops file)
     steps: tuple[dict[str, Any], ...]        # whole-model decode/verify steps
     prefill: tuple[dict[str, Any], ...]      # whole-model eager prefill
     power: dict[str, Any]
     info: dict[str, Any]
+    probe: tuple[dict[str, Any], ...] = ()   # probe rows, shapes the per-op file lacks
 
     @property
     def preset(self) -> str | None:
@@ -99,10 +112,15 @@ def baselines(directory: str | None = None) -> dict[str, Baseline]:
     """Measured devices by name; per-op timings come from the CUDA-graph files when present."""
     root = Path(directory) if directory else baselines_dir()
     merged: dict[str, dict[str, Any]] = {}
+    probes: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for path in sorted(root.glob("*.json")):
         data = json.loads(path.read_text())
-        if not str(data.get("schema", "")).startswith("llmcosim.gpu-baseline/") \
-                or data.get("dry_run"):
+        if data.get("dry_run"):
+            continue
+        if str(data.get("schema", "")).startswith(_PROBE_SCHEMA):
+            probes.setdefault(data["device"]["name"], []).append((path.name, data))
+            continue
+        if not str(data.get("schema", "")).startswith("llmcosim.gpu-baseline/"):
             continue
         name = data["device"]["name"]
         m = merged.setdefault(name, {"files": [], "ops": [], "steps": [], "prefill": [],
@@ -115,13 +133,44 @@ def baselines(directory: str | None = None) -> dict[str, Baseline]:
         m["prefill"] += data.get("model_steps", [])
         if data.get("power", {}).get("available"):
             m["power"] = data["power"]
+    for name, found in probes.items():
+        if name in merged:
+            merged[name]["files"] += [f for f, _ in found]
+            merged[name]["probe"] = _probe_rows(merged[name]["ops"], found)
     return {name: Baseline(name, tuple(m["files"]), m["info"]["date"][:10], tuple(m["ops"]),
-                           tuple(m["steps"]), tuple(m["prefill"]), m["power"], m["info"])
+                           tuple(m["steps"]), tuple(m["prefill"]), m["power"], m["info"],
+                           tuple(m.get("probe", ())))
             for name, m in merged.items() if m["ops"]}
+
+
+_PROBE_SCHEMA = "llmcosim.small-op-probe/"
+
+
+def _key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r["op"], tuple(sorted(r["shape"].items())))
+
+
+def _probe_rows(ops: list[dict[str, Any]], found: list[tuple[str, dict[str, Any]]]
+                ) -> list[dict[str, Any]]:
+    """Probe rows (``kernels.probe_small``) of shapes the per-op file lacks, each shape once,
+    from the newest probe that has it; each row names its file (``probe``)."""
+    seen = {_key(r) for r in ops}
+    out = []
+    for name, data in sorted(found, key=lambda fd: fd[1]["device"]["date"], reverse=True):
+        for r in data["ops"]:
+            if _key(r) not in seen:
+                seen.add(_key(r))
+                out.append({**r, "probe": name})
+    return out
+
+
+_FIT_NORM_WIDTHS = {128, 16384}  # a probe's fused-norm width sweep at one row: its two ends
 
 
 def _is_fit(r: dict[str, Any], linear_order: dict[tuple[int, int], int]) -> bool:
     s = r["shape"]
+    if "probe" in r:
+        return r["op"] == "layernorm" and s["rows"] == 1 and s["hidden"] in _FIT_NORM_WIDTHS
     if r["op"] == "linear":
         return linear_order[(s["k"], s["n"])] % 2 == 0
     if r["op"] == "attention":
@@ -152,7 +201,8 @@ def op_rows(b: Baseline, held_out: bool) -> list[dict[str, Any]]:
                     key=lambda kn: (kn[0] * kn[1], kn))
     order = {kn: i for i, kn in enumerate(shapes)}
     l2 = b.info.get("l2_bytes")
-    return [r for r in b.ops if _is_fit(r, order) != held_out and not _l2_resident(r, l2)]
+    return [r for r in b.ops + b.probe
+            if _is_fit(r, order) != held_out and not _l2_resident(r, l2)]
 
 
 def _op_kernels(rows: list[dict[str, Any]]) -> Kernels:
@@ -172,15 +222,15 @@ def _op_kernels(rows: list[dict[str, Any]]) -> Kernels:
         a([4.0 * s["heads"] * s["q"] * (s["context"] + s["q"]) * s["head_dim"] for s in att],
           dtype=np.float64),
         a([float(odd_keys(s["q"], s["context"] + s["q"])) for s in att], dtype=np.float64),
-        *(a([k[i] for k in small], dtype=np.float64) for i in (3, 4, 0, 1, 2, 5, 6)))
+        *(a([k[i] for k in small], dtype=np.float64) for i in (3, 4, 0, 1, 2, 5, 6, 7, 8, 9, 10)))
 
 
 def predict_ops(rows: list[dict[str, Any]], c: GPUCalibration, bw: float,
-                peak: float) -> np.ndarray:
+                peak: float, l2: float = 0.0) -> np.ndarray:
     """Model seconds of measured op records, in the order of ``rows``."""
     from sim.gpu_model import kernel_times
 
-    t = kernel_times(_op_kernels(rows), c, bw, peak)
+    t = kernel_times(_op_kernels(rows), c, bw, peak, l2)
     queues = {"linear": iter(t["linear"]), "attention": iter(t["attention"])}
     other = iter(t["other"])
     # a chain link also pays the kernel switch and its share of the graph's launch
@@ -196,7 +246,7 @@ _GROUPS = {  # parameter names fitted on each op class, with start values
                        ("attn_mask_flop_eff", 0.5), ("attn_mask_cta_bytes_per_s", 2e10)),
     "attention_odd_keys": (("attn_mask_odd_factor", 1.0),),
     "elementwise": (("kernel_s", 1.5e-6), ("elem_bw_eff", 0.7)),
-    "norm": (("norm_s", 5e-6), ("norm_bw_eff", 0.6)),
+    "norm": (("norm_s", 3e-6), ("norm_bw_eff", 0.6), ("norm_value_s", 5e-7)),
     "reduction": (("reduction_s", 4e-6), ("reduction_bw_eff", 0.5),
                   ("reduction_value_s", 5e-8)),
     "graph_node": (("graph_node_s", 0.5e-6), ("graph_launch_s", 4e-6)),
@@ -219,7 +269,8 @@ def op_class(r: dict[str, Any]) -> str:
     return "elementwise" if r["op"] != "linear" else "linear"
 
 
-def calibrate(b: Baseline, bw: float, peak: float, *, host: bool = False) -> GPUCalibration:
+def calibrate(b: Baseline, bw: float, peak: float, *, host: bool = False,
+              l2: float = 0.0) -> GPUCalibration:
     """Fit every op class's parameters on ``b``'s fitted rows (see the module docstring)."""
     start = {name: v for group in _GROUPS.values() for name, v in group}
     params = dict(start)
@@ -234,7 +285,7 @@ def calibrate(b: Baseline, bw: float, peak: float, *, host: bool = False) -> GPU
 
         def model(p: np.ndarray, names=names, sel=sel) -> np.ndarray:
             c = _calibration(b, {**params, **dict(zip(names, p, strict=True))})
-            return predict_ops(sel, c, bw, peak)
+            return predict_ops(sel, c, bw, peak, l2)
 
         # efficiencies are fractions of a datasheet peak: at most 1
         fitted = fit_log_error(model, measured, [params[n] for n in names],
@@ -309,7 +360,8 @@ def default_calibration(device: str | None = None, host: bool = False) -> GPUCal
     if spec is None:
         raise ValueError(f"no preset for measured device {device!r}; add it to "
                          "sim.gpu_calibrate.PRESET_OF_DEVICE")
-    c = calibrate(b, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"), host=host)
+    c = calibrate(b, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"), host=host,
+                  l2=spec.l2_bytes)
     return _borrow_odd_keys(c, b, data)
 
 
@@ -317,13 +369,16 @@ def _borrow_odd_keys(c: GPUCalibration, b: Baseline, data: dict[str, Baseline]
                      ) -> GPUCalibration:
     """The odd-key SDPA factor is PyTorch's path choice, not the GPU's (at q = 3 over 2,048
     keys: 88.9 us on the H200, 88.5 us on the H100, against 56 us for even q; the
-    ``verify-probe`` files): a device whose per-op file has no odd-key rows takes it from one
-    that has, and says so in its source."""
-    if any(op_class(r) == "attention_odd_keys" for r in b.ops):
+    ``verify-probe`` files; fitted on each GPU's own rows: 1.83 and 1.86): a device whose
+    fitted rows have no odd-key point takes it from one that has, and says so in its
+    source."""
+    def fits_odd(x: Baseline) -> bool:
+        return any(op_class(r) == "attention_odd_keys" for r in op_rows(x, held_out=False))
+
+    if fits_odd(b):
         return c
     for other in data.values():
-        if other.device != b.device and any(op_class(r) == "attention_odd_keys"
-                                            for r in other.ops):
+        if other.device != b.device and fits_odd(other):
             f = default_calibration(other.device).attn_mask_odd_factor
             return replace(c, attn_mask_odd_factor=f,
                            source=f"{c.source}; odd-key SDPA factor from {other.device}")

@@ -26,7 +26,23 @@ values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
 - everything else: ``s_kernel`` per elementwise kernel, ``s_reduction`` per reduction kernel
   (HF's RMSNorm statistics, softmax) plus ``s_value`` per value one of its threads sums (from
   PyTorch's launch config, :func:`reduce_values_per_thread`), ``s_norm`` per fused norm kernel
-  (``aten.layer_norm``), plus bytes / (eta BW) with each kind's own eta.
+  (``aten.layer_norm``) plus ``s_norm_value`` per vector load one of its threads makes
+  serially (:func:`norm_values_per_thread`), plus bytes / (eta BW) with each kind's own eta.
+
+L2 reuse: a kernel that reads what the kernel just before it wrote (the residual add's sum
+read by the next norm, a chain of RoPE kernels, SiLU's output in the measured ``silu(x) * x``)
+reads it from L2, not HBM, when the writer's whole footprint (what it reads and writes) fits
+in half the L2: the L2 of A100/H100-class GPUs is two partitions, each caching for the SMs of
+the GPCs wired to it (NVIDIA A100 and H100 whitepapers), so data all SMs touch is held in both
+halves. Measured (``l2-probe-*.json``, ``silu(x) * x``): at width 11,008 the H100 moves it at
+3.0 TB/s (counting all five tensor passes as HBM traffic) from 1,024 rows up, where its SiLU
+kernel's footprint (43 MiB) passes half the L2, and at 3.5-3.6 TB/s at 384-576 rows
+(16-24 MiB), past its 3.35 TB/s HBM. A hit costs nothing in the model; writes count as before.
+The rule counts the writer's output only: the product's second read of x (which SiLU read but
+did not write) would count under "any tensor the kernel before touched", which fitted the
+held-out rows worse (a hit is not free: L2 has its own bandwidth). In a LLaMA MLP, up_proj
+runs between SiLU and the product and streams its weights through L2, so the rule grants
+nothing there. HF's RMSNorm's internal chain is left out (see below).
 
 A graph-replayed step (CUDA graphs: vLLM, TensorRT-LLM, ``torch.compile``) costs the sum of its
 kernels plus ``s_node`` per kernel: measured on H100/H200, a kernel in a long chain of
@@ -46,7 +62,8 @@ import numpy as np
 from models.graph import Graph, Node, OpKind
 
 __all__ = ["STACKS", "GPUCalibration", "Kernels", "kernel_times", "kernels",
-           "odd_keys", "reduce_values_per_thread", "step_time_s", "step_times_s"]
+           "norm_values_per_thread", "odd_keys", "reduce_values_per_thread", "step_time_s",
+           "step_times_s"]
 
 STACKS = ("graph", "hf-eager")
 _BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1}
@@ -65,6 +82,7 @@ class GPUCalibration:
     reduction_value_s: float    # per value one reduction thread sums (see reduce_values_per_thread)
     norm_s: float               # one fused norm kernel (aten.layer_norm: OPT's LayerNorm)
     norm_bw_eff: float          # fused norm kernels' fraction of HBM bandwidth
+    norm_value_s: float         # per vector load one norm thread makes (norm_values_per_thread)
     elem_bw_eff: float          # elementwise kernels' fraction of HBM bandwidth
     linear_s: float             # fixed time of a GEMV/GEMM kernel
     linear_bw_eff: float        # GEMV: fraction of HBM bandwidth
@@ -105,6 +123,10 @@ class Kernels:
     small_norm: np.ndarray     # [S] fused norm kernels it launches (0 or 1)
     small_norm_bytes: np.ndarray  # [S] bytes they move
     small_red_values: np.ndarray  # [S] values per thread of its reduction kernels, summed
+    small_norm_values: np.ndarray  # [S] vector loads per thread of its fused norm kernel
+    small_l2_bytes: np.ndarray  # [S] elementwise bytes read from what the kernel before wrote
+    small_l2_red_bytes: np.ndarray  # [S] the same, read by its reduction kernels
+    small_l2_foot: np.ndarray  # [S] footprint of the kernels that wrote them (largest)
     host_calls: int = 0        # torch calls of the pass in eager HF (graph meta; 0: unknown)
 
     @property
@@ -176,6 +198,22 @@ def reduce_values_per_thread(rows: int, width: int) -> int:
     return per
 
 
+_NORM_THREADS, _NORM_VEC = 128, 4
+
+
+def norm_values_per_thread(width: int) -> int:
+    """Vector loads each thread of PyTorch's fused layer-norm kernel makes per pass over a row
+    of ``width`` halves: ``vectorized_layer_norm_kernel`` (ATen/native/cuda/layer_norm_kernel.cu,
+    not shipped with torch) gives each row one block of ``num_threads()`` threads, four warps
+    (128, in ``ATen/native/cuda/thread_constants.h``, which is shipped), each loading
+    ``vec_size`` = 4 elements at a time. So one row's time is flat up to width 512 and then grows
+    by one step per 512: measured before this term was fitted, on both GPUs (``l2-probe``
+    files, one row, widths 128..16,384): 2.7 us at widths 128..512, 3.2 at 640..1,024 (two
+    loads), 4.4 at 2,048, 6.4 at 4,096, 10.8 at 8,192, 19.2 at 16,384 (32 loads) — 0.54 us
+    per load."""
+    return max(1, -(-int(width) // (_NORM_THREADS * _NORM_VEC)))
+
+
 def _reduced(n: Node) -> tuple[int, int]:
     """(rows, width) a node reduces over its last axis."""
     shape = n.in_shapes[0] if n.in_shapes and n.in_shapes[0] else n.out_shape
@@ -200,6 +238,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
     fused = {i for idx in groups.values() for i in idx}
     lin, lin_b, aq, ah, ab, af, odd = [], [], [], [], [], [], []
     small: list[tuple[float, ...]] = []  # Kernels.small_* order
+    prev, prev_foot = "", 0.0  # the last kernel's node, and what it read and wrote
     for i, n in enumerate(g.nodes):
         es = _BYTES.get(n.dtype, 2)
         if i in groups:
@@ -211,7 +250,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
                 # HF runs SDPA's native GQA only without a mask (transformers
                 # integrations/sdpa_attention.use_gqa_in_sdpa); with one, repeat_kv copies K
                 # and V out to every query head first: two copies, and SDPA reads rep x K/V.
-                small += [(kv / 2 * (1 + rep), 0, 1, 0, 0, 0, 0)] * 2
+                small += [(kv / 2 * (1 + rep), 0, 1, 0, 0, 0, 0, 0, 0, 0, 0)] * 2
                 kv *= rep
             aq.append(q)
             ah.append(n.in_shapes[0][1] if len(n.in_shapes[0]) == 4 else 1)
@@ -219,6 +258,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             af.append(sum(m.flops for m in members if m.kind in (OpKind.MATMUL,
                                                                  OpKind.ATTENTION)))
             odd.append(float(odd_keys(q, _keys(n))))
+            prev, prev_foot = members[-1].name, float(ab[-1])
             continue
         if i in fused:
             continue
@@ -227,29 +267,43 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             nn = n.out_shape[-1]
             lin.append((max(1, _numel(n.out_shape) // max(nn, 1)), k, nn))
             lin_b.append(n.weight_bytes / max(k * nn, 1) if n.weight_bytes else es)
+            prev, prev_foot = n.name, float(n.total_bytes)
             continue
-        if n.kind is OpKind.KV_APPEND:
-            moved = 2 * n.kv_write_bytes if stack == "graph" else n.act_bytes + n.kv_write_bytes
-            small.append((moved, 0, 1, 0, 0, 0, 0))
-            continue
-        if n.kind is OpKind.NORM:
-            e, r, one = _norm_kernels(n)
-            per = n.act_bytes + n.weight_bytes  # each kernel: the node's activations, weights
-            small.append((e * per, r * per, e, r, one, one * per,
-                          r * reduce_values_per_thread(*_reduced(n))))
-            continue
-        red = n.kind in (OpKind.SOFTMAX, OpKind.REDUCTION)
-        moved = n.act_bytes + n.compulsory_bytes
-        # an ATen reduction (mean, sum, amax) runs Reduce.cuh's kernel; softmax has its own
-        values = reduce_values_per_thread(*_reduced(n)) if n.kind is OpKind.REDUCTION else 0
-        small.append((0, moved, 0, 1, 0, 0, values) if red else (moved, 0, 1, 0, 0, 0, 0))
+        row = _small(n, stack, es)
+        # what this node reads of the previous kernel's output comes from L2 when it fits
+        fed = sum(_numel(sh) * es for src, sh in zip(n.inputs, n.in_shapes, strict=False)
+                  if src == prev)
+        red = row[3] > 0 and row[2] == 0  # a lone reduction reads its input itself
+        small.append(row[:8] + (row[8] + (0 if red else fed), row[9] + (fed if red else 0),
+                                max(row[10], prev_foot if fed else 0.0)))
+        prev, prev_foot = n.name, float(n.total_bytes)
     f = np.asarray
-    cols = f(small, dtype=np.float64).reshape(-1, 7).T
+    cols = f(small, dtype=np.float64).reshape(-1, 11).T
     return Kernels(f(lin, dtype=np.float64).reshape(-1, 3), f(lin_b, dtype=np.float64),
                    f(aq, dtype=np.float64), f(ah, dtype=np.float64),
                    f(ab, dtype=np.float64), f(af, dtype=np.float64), f(odd, dtype=np.float64),
                    *cols,
                    int(dict(g.meta).get("eager_torch_calls", 0)))
+
+
+def _small(n: Node, stack: str, es: int) -> tuple[float, ...]:
+    """A non-GEMM, non-attention node as ``Kernels.small_*`` columns."""
+    if n.kind is OpKind.KV_APPEND:
+        moved = 2 * n.kv_write_bytes if stack == "graph" else n.act_bytes + n.kv_write_bytes
+        return (moved, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+    if n.kind is OpKind.NORM:
+        e, r, one = _norm_kernels(n)
+        per = n.act_bytes + n.weight_bytes  # each kernel: the node's activations, weights
+        # no L2 reuse inside HF's RMSNorm: its float32 chain is not bound by HBM (see above)
+        return (e * per, r * per, e, r, one, one * per,
+                r * reduce_values_per_thread(*_reduced(n)),
+                one * norm_values_per_thread(_reduced(n)[1]), 0, 0, 0)
+    moved = n.act_bytes + n.compulsory_bytes
+    if n.kind in (OpKind.SOFTMAX, OpKind.REDUCTION):
+        # an ATen reduction (mean, sum, amax) runs Reduce.cuh's kernel; softmax has its own
+        values = reduce_values_per_thread(*_reduced(n)) if n.kind is OpKind.REDUCTION else 0
+        return (0, moved, 0, 1, 0, 0, values, 0, 0, 0, 0)
+    return (moved, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 def odd_keys(q: float, keys: float) -> bool:
@@ -280,9 +334,9 @@ def _numel(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape)) if shape else 1
 
 
-def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float
+def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float, l2: float = 0.0
                  ) -> dict[str, np.ndarray]:
-    """Device seconds of every kernel, per class."""
+    """Device seconds of every kernel, per class; ``l2``: the GPU's L2 bytes (0: no reuse)."""
     m, kk, n = (k.lin_mkn[..., i] for i in range(3))  # [..., L]: batched over contexts too
     lin_bytes = (kk * n) * k.lin_bytes + 2.0 * (m * kk + m * n)
     lin = c.linear_s + np.maximum(lin_bytes / (c.linear_bw_eff * bw),
@@ -294,20 +348,24 @@ def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float
                         k.attn_heads * np.ceil(k.attn_q / 64) * c.attn_mask_cta_bytes_per_s)
                         * np.where(k.attn_odd > 0, c.attn_mask_odd_factor, 1.0),
                         k.attn_flops / (c.attn_mask_flop_eff * peak)))
+    hit = (k.small_l2_foot <= l2 / 2) * 1.0  # the writer's footprint fits one L2 partition
     small = (c.kernel_s * k.small_elem + c.reduction_s * k.small_red
              + c.reduction_value_s * k.small_red_values
-             + k.small_bytes / (c.elem_bw_eff * bw)
-             + k.small_red_bytes / (c.reduction_bw_eff * bw)
-             + c.norm_s * k.small_norm + k.small_norm_bytes / (c.norm_bw_eff * bw))
+             + (k.small_bytes - hit * k.small_l2_bytes) / (c.elem_bw_eff * bw)
+             + (k.small_red_bytes - hit * k.small_l2_red_bytes)
+             / (c.reduction_bw_eff * bw)
+             + c.norm_s * k.small_norm + c.norm_value_s * k.small_norm_values
+             + k.small_norm_bytes / (c.norm_bw_eff * bw))
     return {"linear": lin, "attention": attn, "other": small}
 
 
 def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: float,
-                 stack: str = "graph") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                 stack: str = "graph", l2: float = 0.0
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Seconds per step of a batch (``Kernels.lerp_batch``), and the device seconds per class
     per step. ``count``: kernels per step (the same in every one). A replayed step also pays
     ``graph_launch_s`` once and ``graph_node_s`` per kernel (an eager one the latter only)."""
-    parts = {name: t.sum(axis=-1) for name, t in kernel_times(k, c, bw, peak).items()}
+    parts = {name: t.sum(axis=-1) for name, t in kernel_times(k, c, bw, peak, l2).items()}
     steps = len(next(iter(parts.values())))
     # switching between different kernels costs the GPU front end graph_node_s in either
     # stack; only a replay pays a launch (eager launches kernel by kernel, from the host)
@@ -329,8 +387,9 @@ def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: flo
 
 
 def step_time_s(k: Kernels, c: GPUCalibration, bw: float, peak: float,
-                stack: str = "graph") -> tuple[float, dict[str, float]]:
+                stack: str = "graph", l2: float = 0.0) -> tuple[float, dict[str, float]]:
     """Seconds of one forward pass and the device time per kernel class (a batch of one)."""
-    times, parts = step_times_s(k.lerp_batch(k, np.zeros(1)), k.count, c, bw, peak, stack)
+    times, parts = step_times_s(k.lerp_batch(k, np.zeros(1)), k.count, c, bw, peak, stack,
+                                l2)
     return float(times[0]), {name: float(v[0]) for name, v in parts.items()
                              if name != "host (eager launch)" or v[0] > 0}

@@ -27,7 +27,7 @@ __all__ = ["pass_time_fn", "speculative_calibrated"]
 
 
 def pass_time_fn(g0: Graph, g1: Graph | None, c: GPUCalibration, bw: float, peak: float,
-                 stack: str) -> Callable[[list[int]], np.ndarray]:
+                 stack: str, l2: float = 0.0) -> Callable[[list[int]], np.ndarray]:
     """Seconds of one pass of ``g0``'s model/phase at each of a list of contexts (``g1``: a
     second trace), evaluated in one batch."""
     k0 = kernels(g0, stack)
@@ -36,7 +36,7 @@ def pass_time_fn(g0: Graph, g1: Graph | None, c: GPUCalibration, bw: float, peak
 
     def at(contexts: list[int]) -> np.ndarray:
         t = (np.asarray(contexts, dtype=np.float64) - g0.context) / span
-        return step_times_s(k0.lerp_batch(k1, t), k0.count, c, bw, peak, stack)[0]
+        return step_times_s(k0.lerp_batch(k1, t), k0.count, c, bw, peak, stack, l2)[0]
 
     return at
 
@@ -54,8 +54,8 @@ def speculative_calibrated(spec: HardwareSpec, w: SpeculativeWorkload, stack: st
                         "tree use --fidelity roofline")
     assert w.verify_first is not None and w.draft_first is not None
     bw, peak = spec.mem_bytes_per_s, spec.peak_ops_per_s("float16")
-    verify = pass_time_fn(w.verify_first, w.verify_last, c, bw, peak, stack)
-    draft = pass_time_fn(w.draft_first, w.draft_last, c, bw, peak, stack)
+    verify = pass_time_fn(w.verify_first, w.verify_last, c, bw, peak, stack, spec.l2_bytes)
+    draft = pass_time_fn(w.draft_first, w.draft_last, c, bw, peak, stack, spec.l2_bytes)
     run = SpecRun(rounds=plan_rounds(cfg, w.prefill_tokens, w.decode_tokens))
     if not cfg.zero_cost_draft:
         run.split["draft"] = float(draft([r.context + j for r in run.rounds
@@ -64,7 +64,8 @@ def speculative_calibrated(spec: HardwareSpec, w: SpeculativeWorkload, stack: st
     run.decode_s = sum(run.split.values())
     prefill_s = base.prefill_ms / 1e3
     if w.draft_prefill is not None:
-        prefill_s += step_time_s(kernels(w.draft_prefill, stack), c, bw, peak, stack)[0]
+        prefill_s += step_time_s(kernels(w.draft_prefill, stack), c, bw, peak, stack,
+                                 spec.l2_bytes)[0]
     extra = {**_spec_extra(run, w, base.decode_tokens_per_s), "stack": stack,
              "calibration": c.source}
     power = base.extra.get("decode_power_w") or spec.power_w

@@ -57,7 +57,7 @@ def _spec(b: Baseline):
     from sim.spec import load_preset
 
     s = load_preset(b.preset)
-    return s.mem_bytes_per_s, s.peak_ops_per_s("float16")
+    return s.mem_bytes_per_s, s.peak_ops_per_s("float16"), s.l2_bytes
 
 
 def _label(r: dict[str, Any]) -> str:
@@ -70,10 +70,10 @@ def validate(fit_on: str | None = None, steps: bool = True) -> dict[str, Any]:
     out: list[ClassError] = []
     points: list[dict[str, Any]] = []
     for b in baselines().values():
-        bw, peak = _spec(b)
+        bw, peak, l2 = _spec(b)
         rows = op_rows(b, held_out=True) if b.device == c.device else \
             op_rows(b, True) + op_rows(b, False)
-        pred = predict_ops(rows, c, bw, peak)
+        pred = predict_ops(rows, c, bw, peak, l2)
         groups: dict[str, list[tuple[float, str]]] = {}
         for r, p in zip(rows, pred, strict=True):
             e = p / r["median_s"] - 1
@@ -83,11 +83,11 @@ def validate(fit_on: str | None = None, steps: bool = True) -> dict[str, Any]:
         out += [_summary(b.device, g, v) for g, v in sorted(groups.items())]
         out.append(_summary(b.device, "all per-op", [p for v in groups.values() for p in v]))
         if steps:
-            out += _steps(b, c, bw, peak, points)
+            out += _steps(b, c, (bw, peak, l2), points)
     return {"fit_on": c.device, "calibration": c, "classes": out, "points": points}
 
 
-def _steps(b: Baseline, c, bw: float, peak: float, points: list[dict[str, Any]]
+def _steps(b: Baseline, c, dev: tuple[float, float, float], points: list[dict[str, Any]]
            ) -> list[ClassError]:
     groups: dict[str, list[tuple[float, str]]] = {}
     # eager time is host-bound: each machine's host time per torch call is fitted on its own
@@ -99,7 +99,7 @@ def _steps(b: Baseline, c, bw: float, peak: float, points: list[dict[str, Any]]
     for r in [r for r in b.steps if r["mode"] != "eager"] + eager_steps:
         if is_host_fit(r):
             continue
-        p = predict_step(r, c, bw, peak)
+        p = predict_step(r, c, *dev)
         mode = "graph" if r["mode"] == "cuda_graph" else "eager"
         # eager steps are host-bound: their fastest repeat over every run (fastest_eager)
         measured = r["median_s"] if mode == "graph" else r["min_s"]
@@ -108,7 +108,7 @@ def _steps(b: Baseline, c, bw: float, peak: float, points: list[dict[str, Any]]
         points.append({"device": b.device, "op": f"step {mode}", "model": r["model"],
                        "shape": r["shape"], "measured_s": measured, "model_s": p})
     for r in eager_prefill:
-        p = predict_prefill(r, c, bw, peak)
+        p = predict_prefill(r, c, *dev)
         groups.setdefault("prefill eager", []).append(
             (p / r["min_s"] - 1, f"{r['model']} prefill {r['shape']['tokens']}"))
         points.append({"device": b.device, "op": "prefill eager", "model": r["model"],
