@@ -4,7 +4,9 @@ The per-op check misses on small kernels (docs/gpu.md, "What the per-op check mi
 RMSNorm at 16 rows, a fused LayerNorm at another width, SiLU x up where its intermediate fits
 in L2. This sweeps those ops over rows and widths with the measurement's own timing (CUDA-graph
 replay, inputs rotated past L2), so a model of them can be fitted on some points and checked on
-others. Not read by the model (its schema is not the baseline's).
+others. The model reads these files as extra per-op rows, held out but for the ends of the
+norms' width sweeps (``sim.gpu_calibrate``); ``--what kernels`` writes per-kernel profiles,
+which it does not read (they are the evidence for its kernel types).
 
     PYTHONPATH=. python3 -m kernels.probe_small --out $OUT/small.json
 """

@@ -10,9 +10,11 @@ is fixed here, before looking at any error, and never per result:
 - small ops (norms, add, SiLU x up): rows 1, 128 and 2048 at LLaMA-2-7B's widths (4096, 11008)
   fitted; rows 16 and 512, and TinyLlama's and LLaMA-2-13B's widths, held out;
 - the probe files (``*-probe-*.json``: small ops over rows and widths, GEMMs and SDPA at
-  q = 1..16) are held out, all but the two ends of the fused LayerNorm's one-row width sweep
-  (128 and 16,384), which fit its per-load time (``norm_value_s``); a probe row of a shape the
-  per-op file has already is left out (the per-op file's row stands for it);
+  q = 1..16) are held out, all but the ends of the norms' width sweeps (896 and 8,192 at 1
+  and 512 rows; the fused LayerNorm's 128 and 16,384 at one row), which fit what depends on
+  the width (the fused norm's per-load time, the legacy kernels' element rate against HBM
+  bytes); a probe row of a shape the per-op file has already is left out (the per-op file's
+  row stands for it);
 - graph node cost: chains of 70 and 1,400 mixed kernels fitted; 7 and 700 held out;
 - eager host time per torch call: LLaMA-2-7B eager decode steps at q = 1 fitted (fastest repeat),
   on each machine for its own eager steps (the time is its CPU's); every other eager step and
@@ -34,11 +36,13 @@ import numpy as np
 
 from sim.fit import fit_log_error
 from sim.gpu_model import (
+    HF_RMSNORM_OPS,
     GPUCalibration,
     Kernels,
+    norm_chain,
     norm_values_per_thread,
     odd_keys,
-    reduce_values_per_thread,
+    small_columns,
 )
 
 __all__ = ["PRESET_OF_DEVICE", "Baseline", "baselines", "baselines_dir", "calibrate",
@@ -54,29 +58,23 @@ _FIT_WIDTHS = {4096, 11008}      # LLaMA-2-7B's hidden and MLP sizes; other widt
 _SMALL_OPS = ("add", "silu_mul", "rmsnorm", "layernorm", "rmsnorm_hf", "graph_chain")
 
 
-def _small_kernels(r: dict[str, Any], es: float = 2.0) -> tuple[float, ...]:
-    """(elementwise, reduction, fused norm kernels, the bytes of each kind, the values per
-    thread of the reduction, the vector loads per thread of the fused norm, and the
-    elementwise and reduction bytes read from what the kernel before wrote, with that
-    kernel's footprint) of a small-op record, counted as :func:`sim.gpu_model.kernels` counts
-    the traced graph's nodes: a norm module is one fused norm kernel (``layernorm``;
-    ``rmsnorm``, F.rms_norm, in files before 2026-11-27 05:20 UTC) or HF's eight-kernel
-    RMSNorm with one reduction (``rmsnorm_hf``), each of its kernels moving the node's
-    activations in and out plus its weights."""
-    n = r["shape"]["rows"] * r["shape"]["hidden"]
-    hidden = r["shape"]["hidden"]
+def _small_kernels(r: dict[str, Any], es: int = 2) -> dict[str, float]:
+    """A small-op record as ``Kernels.small_*`` columns, counted as
+    :func:`sim.gpu_model.kernels` counts the traced graph's nodes: a norm module is one fused
+    norm kernel (``layernorm``; ``rmsnorm``, F.rms_norm, in files before 2026-11-27 05:20 UTC)
+    or HF's eight-kernel RMSNorm (``rmsnorm_hf``, :func:`sim.gpu_model.norm_chain`)."""
+    rows, hidden = r["shape"]["rows"], r["shape"]["hidden"]
+    n = rows * hidden
     if r["op"] == "add":                       # x + x: read x, write the sum
-        return 1, 0, 0, 2 * n * es, 0.0, 0.0, 0, 0, 0.0, 0.0, 0.0
+        return {"elem": 1, "bytes": 2 * n * es}
     if r["op"] == "silu_mul":  # silu(x) (read, write), then * x (2 reads, write; SiLU's from L2)
-        return 2, 0, 0, 5 * n * es, 0.0, 0.0, 0, 0, n * es, 0.0, 2 * n * es
+        return {"elem": 2, "bytes": 5 * n * es, "l2_bytes": n * es, "l2_foot": 2 * n * es}
     if r["op"] in ("rmsnorm", "layernorm"):    # one fused kernel; LayerNorm: weight and bias
         moved = (2 * n + (2 * hidden if r["op"] == "layernorm" else 0)) * es
-        return 0, 0, 1, 0.0, 0.0, moved, 0, norm_values_per_thread(hidden), 0.0, 0.0, 0.0
-    if r["op"] == "rmsnorm_hf":                # no L2 reuse modelled (sim.gpu_model)
-        per = (2 * n + hidden) * es
-        return (7, 1, 0, 7 * per, per, 0.0, reduce_values_per_thread(r["shape"]["rows"], hidden),
-                0, 0.0, 0.0, 0.0)
-    return 1, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0.0, 0.0, 0.0  # graph_chain: one kernel per link
+        return {"norm": 1, "norm_bytes": moved, "norm_values": norm_values_per_thread(hidden)}
+    if r["op"] == "rmsnorm_hf":
+        return norm_chain(rows, hidden, HF_RMSNORM_OPS, es, hidden * es)
+    return {"elem": 1}                         # graph_chain: one small kernel per link
 
 
 @dataclass(frozen=True)
@@ -164,13 +162,14 @@ def _probe_rows(ops: list[dict[str, Any]], found: list[tuple[str, dict[str, Any]
     return out
 
 
-_FIT_NORM_WIDTHS = {128, 16384}  # a probe's fused-norm width sweep at one row: its two ends
+# the ends of the probes' width sweeps (small probe: 896..8,192; l2 probe: 128..16,384)
+_FIT_PROBE_WIDTHS = {128, 896, 8192, 16384}
 
 
 def _is_fit(r: dict[str, Any], linear_order: dict[tuple[int, int], int]) -> bool:
     s = r["shape"]
     if "probe" in r:
-        return r["op"] == "layernorm" and s["rows"] == 1 and s["hidden"] in _FIT_NORM_WIDTHS
+        return r["op"] in ("layernorm", "rmsnorm_hf") and s["hidden"] in _FIT_PROBE_WIDTHS
     if r["op"] == "linear":
         return linear_order[(s["k"], s["n"])] % 2 == 0
     if r["op"] == "attention":
@@ -211,7 +210,7 @@ def _op_kernels(rows: list[dict[str, Any]]) -> Kernels:
     es = 2.0
     lin = [r["shape"] for r in rows if r["op"] == "linear"]
     att = [r["shape"] for r in rows if r["op"] == "attention"]
-    small = [_small_kernels(r, es) for r in rows if r["op"] in _SMALL_OPS]
+    small = [_small_kernels(r) for r in rows if r["op"] in _SMALL_OPS]
     a = np.asarray
     return Kernels(
         a([[s["m"], s["k"], s["n"]] for s in lin], dtype=np.float64).reshape(-1, 3),
@@ -222,15 +221,15 @@ def _op_kernels(rows: list[dict[str, Any]]) -> Kernels:
         a([4.0 * s["heads"] * s["q"] * (s["context"] + s["q"]) * s["head_dim"] for s in att],
           dtype=np.float64),
         a([float(odd_keys(s["q"], s["context"] + s["q"])) for s in att], dtype=np.float64),
-        *(a([k[i] for k in small], dtype=np.float64) for i in (3, 4, 0, 1, 2, 5, 6, 7, 8, 9, 10)))
+        *small_columns(small))
 
 
 def predict_ops(rows: list[dict[str, Any]], c: GPUCalibration, bw: float,
-                peak: float, l2: float = 0.0) -> np.ndarray:
+                peak: float, l2: float = 0.0, sm_hz: float = 0.0) -> np.ndarray:
     """Model seconds of measured op records, in the order of ``rows``."""
     from sim.gpu_model import kernel_times
 
-    t = kernel_times(_op_kernels(rows), c, bw, peak, l2)
+    t = kernel_times(_op_kernels(rows), c, bw, peak, l2, sm_hz)
     queues = {"linear": iter(t["linear"]), "attention": iter(t["attention"])}
     other = iter(t["other"])
     # a chain link also pays the kernel switch and its share of the graph's launch
@@ -248,7 +247,7 @@ _GROUPS = {  # parameter names fitted on each op class, with start values
     "elementwise": (("kernel_s", 1.5e-6), ("elem_bw_eff", 0.7)),
     "norm": (("norm_s", 3e-6), ("norm_bw_eff", 0.6), ("norm_value_s", 5e-7)),
     "reduction": (("reduction_s", 4e-6), ("reduction_bw_eff", 0.5),
-                  ("reduction_value_s", 5e-8)),
+                  ("reduction_value_s", 5e-8), ("legacy_elems_per_clk", 1.5)),
     "graph_node": (("graph_node_s", 0.5e-6), ("graph_launch_s", 4e-6)),
 }
 
@@ -270,7 +269,7 @@ def op_class(r: dict[str, Any]) -> str:
 
 
 def calibrate(b: Baseline, bw: float, peak: float, *, host: bool = False,
-              l2: float = 0.0) -> GPUCalibration:
+              l2: float = 0.0, sm_hz: float = 0.0) -> GPUCalibration:
     """Fit every op class's parameters on ``b``'s fitted rows (see the module docstring)."""
     start = {name: v for group in _GROUPS.values() for name, v in group}
     params = dict(start)
@@ -285,7 +284,7 @@ def calibrate(b: Baseline, bw: float, peak: float, *, host: bool = False,
 
         def model(p: np.ndarray, names=names, sel=sel) -> np.ndarray:
             c = _calibration(b, {**params, **dict(zip(names, p, strict=True))})
-            return predict_ops(sel, c, bw, peak, l2)
+            return predict_ops(sel, c, bw, peak, l2, sm_hz)
 
         # efficiencies are fractions of a datasheet peak: at most 1
         fitted = fit_log_error(model, measured, [params[n] for n in names],
@@ -361,7 +360,7 @@ def default_calibration(device: str | None = None, host: bool = False) -> GPUCal
         raise ValueError(f"no preset for measured device {device!r}; add it to "
                          "sim.gpu_calibrate.PRESET_OF_DEVICE")
     c = calibrate(b, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"), host=host,
-                  l2=spec.l2_bytes)
+                  l2=spec.l2_bytes, sm_hz=spec.sm_count * spec.clock_hz)
     return _borrow_odd_keys(c, b, data)
 
 

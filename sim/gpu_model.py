@@ -61,9 +61,9 @@ import numpy as np
 
 from models.graph import Graph, Node, OpKind
 
-__all__ = ["STACKS", "GPUCalibration", "Kernels", "kernel_times", "kernels",
-           "norm_values_per_thread", "odd_keys", "reduce_values_per_thread", "step_time_s",
-           "step_times_s"]
+__all__ = ["HF_RMSNORM_OPS", "SMALL_COLS", "STACKS", "GPUCalibration", "Kernels", "kernel_times",
+           "kernels", "norm_chain", "norm_values_per_thread", "odd_keys",
+           "reduce_values_per_thread", "small_columns", "step_time_s", "step_times_s"]
 
 STACKS = ("graph", "hf-eager")
 _BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1}
@@ -83,6 +83,7 @@ class GPUCalibration:
     norm_s: float               # one fused norm kernel (aten.layer_norm: OPT's LayerNorm)
     norm_bw_eff: float          # fused norm kernels' fraction of HBM bandwidth
     norm_value_s: float         # per vector load one norm thread makes (norm_values_per_thread)
+    legacy_elems_per_clk: float  # non-vectorised elementwise kernels: elements per SM per clock
     elem_bw_eff: float          # elementwise kernels' fraction of HBM bandwidth
     linear_s: float             # fixed time of a GEMV/GEMM kernel
     linear_bw_eff: float        # GEMV: fraction of HBM bandwidth
@@ -127,6 +128,8 @@ class Kernels:
     small_l2_bytes: np.ndarray  # [S] elementwise bytes read from what the kernel before wrote
     small_l2_red_bytes: np.ndarray  # [S] the same, read by its reduction kernels
     small_l2_foot: np.ndarray  # [S] footprint of the kernels that wrote them (largest)
+    small_legacy_bytes: np.ndarray  # [S] bytes of its non-vectorised elementwise kernels
+    small_legacy_elems: np.ndarray  # [S] elements they compute (see legacy_elems_per_clk)
     host_calls: int = 0        # torch calls of the pass in eager HF (graph meta; 0: unknown)
 
     @property
@@ -221,15 +224,6 @@ def _reduced(n: Node) -> tuple[int, int]:
     return max(1, _numel(shape) // max(width, 1)), width
 
 
-def _norm_kernels(n: Node) -> tuple[int, int, int]:
-    """(elementwise, reduction, fused norm) kernels of a norm node."""
-    ops = [o for o in str(dict(n.attrs).get("aten_ops", "")).split(",") if o]
-    if not ops:
-        return 0, 0, 1  # one fused norm kernel (aten.layer_norm)
-    red = sum(1 for o in ops if o.split(".")[0] in _REDUCTIONS)
-    return len(ops) - red, red, 0
-
-
 def kernels(g: Graph, stack: str = "graph") -> Kernels:
     """The GPU kernels of one forward pass of ``g`` under ``stack``."""
     if stack not in STACKS:
@@ -237,7 +231,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
     groups = _attention_groups(g)
     fused = {i for idx in groups.values() for i in idx}
     lin, lin_b, aq, ah, ab, af, odd = [], [], [], [], [], [], []
-    small: list[tuple[float, ...]] = []  # Kernels.small_* order
+    small: list[dict[str, float]] = []  # Kernels.small_* columns (SMALL_COLS)
     prev, prev_foot = "", 0.0  # the last kernel's node, and what it read and wrote
     for i, n in enumerate(g.nodes):
         es = _BYTES.get(n.dtype, 2)
@@ -250,7 +244,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
                 # HF runs SDPA's native GQA only without a mask (transformers
                 # integrations/sdpa_attention.use_gqa_in_sdpa); with one, repeat_kv copies K
                 # and V out to every query head first: two copies, and SDPA reads rep x K/V.
-                small += [(kv / 2 * (1 + rep), 0, 1, 0, 0, 0, 0, 0, 0, 0, 0)] * 2
+                small += [{"bytes": kv / 2 * (1 + rep), "elem": 1}] * 2
                 kv *= rep
             aq.append(q)
             ah.append(n.in_shapes[0][1] if len(n.in_shapes[0]) == 4 else 1)
@@ -271,14 +265,16 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             continue
         row = _small(n, stack, es)
         # what this node reads of the previous kernel's output comes from L2 when it fits
+        # (vectorised kernels: the legacy ones are bound by their element rate)
         fed = sum(_numel(sh) * es for src, sh in zip(n.inputs, n.in_shapes, strict=False)
                   if src == prev)
-        red = row[3] > 0 and row[2] == 0  # a lone reduction reads its input itself
-        small.append(row[:8] + (row[8] + (0 if red else fed), row[9] + (fed if red else 0),
-                                max(row[10], prev_foot if fed else 0.0)))
+        if fed and not row.get("legacy_bytes") and not row.get("norm"):
+            key = "l2_bytes" if row.get("bytes") else "l2_red_bytes"
+            row = {**row, key: fed, "l2_foot": prev_foot}
+        small.append(row)
         prev, prev_foot = n.name, float(n.total_bytes)
     f = np.asarray
-    cols = f(small, dtype=np.float64).reshape(-1, 11).T
+    cols = small_columns(small)
     return Kernels(f(lin, dtype=np.float64).reshape(-1, 3), f(lin_b, dtype=np.float64),
                    f(aq, dtype=np.float64), f(ah, dtype=np.float64),
                    f(ab, dtype=np.float64), f(af, dtype=np.float64), f(odd, dtype=np.float64),
@@ -286,24 +282,100 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
                    int(dict(g.meta).get("eager_torch_calls", 0)))
 
 
-def _small(n: Node, stack: str, es: int) -> tuple[float, ...]:
-    """A non-GEMM, non-attention node as ``Kernels.small_*`` columns."""
+SMALL_COLS = ("bytes", "red_bytes", "elem", "red", "norm", "norm_bytes", "red_values",
+              "norm_values", "l2_bytes", "l2_red_bytes", "l2_foot", "legacy_bytes",
+              "legacy_elems")  # Kernels.small_* in order
+# HF's RMSNorm as traced (LlamaRMSNorm.forward: upcast, variance, rsqrt, scale, downcast, weight)
+HF_RMSNORM_OPS = ("to.dtype,pow.Tensor_Scalar,mean.dim,add.Tensor,rsqrt.default,mul.Tensor,"
+                  "to.dtype,mul.Tensor")
+# ATen ops that are not TensorIterator elementwise kernels (copies, fills, index builders)
+_NOT_LOOPS = ("cat", "arange", "zeros", "ones", "full", "embedding", "empty", "slice", "view")
+
+
+def _put(d: dict[str, float], legacy: bool, nbytes: float, elems: float) -> None:
+    d["elem"] = d.get("elem", 0) + 1
+    if legacy:  # "legacy" counts them (not a Kernels column: they are among "elem")
+        d["legacy"] = d.get("legacy", 0) + 1
+        d["legacy_bytes"] = d.get("legacy_bytes", 0) + nbytes
+        d["legacy_elems"] = d.get("legacy_elems", 0) + elems
+    else:
+        d["bytes"] = d.get("bytes", 0) + nbytes
+
+
+def norm_chain(rows: int, width: int, ops: str, es: int, weight_bytes: float
+               ) -> dict[str, float]:
+    """The kernels of an unfused norm's ATen ops (``aten_ops``), one by one: HF's RMSNorm is
+    a widening cast (fp16 -> fp32: PyTorch's unrolled kernel with casts), x^2 (vectorised), the
+    row mean (Reduce.cuh), + eps and rsqrt on one value per row, x * rsqrt (a broadcast
+    operand: the legacy kernel with an offset calculator), the cast back (vectorised) and
+    weight * x (broadcast too once there are two rows or more). Kernel types as
+    ``gpu_kernel_impl`` in ATen/native/cuda/CUDALoops.cuh picks them, and as profiled
+    (``kernels-probe-*.json``)."""
+    n = rows * width
+    d: dict[str, float] = {}
+    cur, per_row = es, False
+    names = [o.split(".")[0] for o in ops.split(",") if o]
+    for i, name in enumerate(names):
+        if name in _REDUCTIONS:
+            d["red"] = d.get("red", 0) + 1
+            d["red_bytes"] = d.get("red_bytes", 0) + (n + rows) * cur
+            d["red_values"] = d.get("red_values", 0) + reduce_values_per_thread(rows, width)
+            per_row = True
+        elif name == "to":                              # a cast: widening is the slow kind
+            new = 4 if cur < 4 else es
+            _put(d, new > cur, n * (cur + new), n)
+            cur = new
+        elif per_row and name in ("mul", "div", "sub"):  # the row statistic applied to x
+            _put(d, True, (2 * n + rows) * cur, n)
+            per_row = False
+        elif per_row:                                   # on the statistic itself
+            _put(d, False, 2 * rows * cur, rows)
+        elif name == "mul" and i == len(names) - 1 and weight_bytes:  # weight * x
+            _put(d, rows > 1, 2 * n * cur + weight_bytes, n)
+        else:
+            _put(d, False, 2 * n * cur, n)
+    return d
+
+
+def _legacy(n: Node) -> bool:
+    """Whether PyTorch runs an elementwise node with its non-vectorised kernels
+    (``gpu_kernel_impl``, CUDALoops.cuh): an operand broadcast against the output (not
+    contiguous: the legacy kernel with an offset calculator) or a widening cast (the
+    unrolled kernel with casts; fp32 outputs of 16-bit inputs)."""
+    out = _numel(n.out_shape)
+    bcast = any(1 < _numel(sh) != out for sh in n.in_shapes)
+    widen = n.op.split(".")[1] in ("to", "_to_copy") and n.dtype == "float32" \
+        if n.op.count(".") >= 2 else False
+    return bcast or widen
+
+
+def _small(n: Node, stack: str, es: int) -> dict[str, float]:
+    """A non-GEMM, non-attention node as ``Kernels.small_*`` columns (``SMALL_COLS``)."""
     if n.kind is OpKind.KV_APPEND:
         moved = 2 * n.kv_write_bytes if stack == "graph" else n.act_bytes + n.kv_write_bytes
-        return (moved, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+        return {"bytes": moved, "elem": 1}
     if n.kind is OpKind.NORM:
-        e, r, one = _norm_kernels(n)
-        per = n.act_bytes + n.weight_bytes  # each kernel: the node's activations, weights
-        # no L2 reuse inside HF's RMSNorm: its float32 chain is not bound by HBM (see above)
-        return (e * per, r * per, e, r, one, one * per,
-                r * reduce_values_per_thread(*_reduced(n)),
-                one * norm_values_per_thread(_reduced(n)[1]), 0, 0, 0)
+        ops = str(dict(n.attrs).get("aten_ops", ""))
+        if ops:
+            return norm_chain(*_reduced(n), ops, es, n.weight_bytes)
+        # one fused kernel (aten.layer_norm): the node's activations and its weights
+        return {"norm": 1, "norm_bytes": n.act_bytes + n.weight_bytes,
+                "norm_values": norm_values_per_thread(_reduced(n)[1])}
     moved = n.act_bytes + n.compulsory_bytes
     if n.kind in (OpKind.SOFTMAX, OpKind.REDUCTION):
         # an ATen reduction (mean, sum, amax) runs Reduce.cuh's kernel; softmax has its own
         values = reduce_values_per_thread(*_reduced(n)) if n.kind is OpKind.REDUCTION else 0
-        return (0, moved, 0, 1, 0, 0, values, 0, 0, 0, 0)
-    return (moved, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+        return {"red_bytes": moved, "red": 1, "red_values": values}
+    d: dict[str, float] = {}
+    loops = n.kind in (OpKind.ELEMENTWISE, OpKind.ACTIVATION, OpKind.ROPE) \
+        and not any(x in n.op for x in _NOT_LOOPS)
+    _put(d, loops and _legacy(n), moved, _numel(n.out_shape))
+    return d
+
+
+def small_columns(rows: list[dict[str, float]]) -> list[np.ndarray]:
+    """``Kernels.small_*`` arrays (``SMALL_COLS`` order) of small-op rows."""
+    return [np.asarray([r.get(c, 0.0) for r in rows], dtype=np.float64) for c in SMALL_COLS]
 
 
 def odd_keys(q: float, keys: float) -> bool:
@@ -334,9 +406,10 @@ def _numel(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape)) if shape else 1
 
 
-def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float, l2: float = 0.0
-                 ) -> dict[str, np.ndarray]:
-    """Device seconds of every kernel, per class; ``l2``: the GPU's L2 bytes (0: no reuse)."""
+def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float, l2: float = 0.0,
+                 sm_hz: float = 0.0) -> dict[str, np.ndarray]:
+    """Device seconds of every kernel, per class; ``l2``: the GPU's L2 bytes (0: no reuse);
+    ``sm_hz``: its SMs x clock (0: legacy elementwise kernels timed by their bytes only)."""
     m, kk, n = (k.lin_mkn[..., i] for i in range(3))  # [..., L]: batched over contexts too
     lin_bytes = (kk * n) * k.lin_bytes + 2.0 * (m * kk + m * n)
     lin = c.linear_s + np.maximum(lin_bytes / (c.linear_bw_eff * bw),
@@ -355,17 +428,21 @@ def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float, l2: floa
              + (k.small_red_bytes - hit * k.small_l2_red_bytes)
              / (c.reduction_bw_eff * bw)
              + c.norm_s * k.small_norm + c.norm_value_s * k.small_norm_values
-             + k.small_norm_bytes / (c.norm_bw_eff * bw))
+             + k.small_norm_bytes / (c.norm_bw_eff * bw)
+             + np.maximum(k.small_legacy_bytes / (c.elem_bw_eff * bw),
+                          k.small_legacy_elems / (c.legacy_elems_per_clk * sm_hz)
+                          if sm_hz else 0.0))
     return {"linear": lin, "attention": attn, "other": small}
 
 
 def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: float,
-                 stack: str = "graph", l2: float = 0.0
+                 stack: str = "graph", l2: float = 0.0, sm_hz: float = 0.0
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Seconds per step of a batch (``Kernels.lerp_batch``), and the device seconds per class
     per step. ``count``: kernels per step (the same in every one). A replayed step also pays
     ``graph_launch_s`` once and ``graph_node_s`` per kernel (an eager one the latter only)."""
-    parts = {name: t.sum(axis=-1) for name, t in kernel_times(k, c, bw, peak, l2).items()}
+    parts = {name: t.sum(axis=-1)
+             for name, t in kernel_times(k, c, bw, peak, l2, sm_hz).items()}
     steps = len(next(iter(parts.values())))
     # switching between different kernels costs the GPU front end graph_node_s in either
     # stack; only a replay pays a launch (eager launches kernel by kernel, from the host)
@@ -387,9 +464,10 @@ def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: flo
 
 
 def step_time_s(k: Kernels, c: GPUCalibration, bw: float, peak: float,
-                stack: str = "graph", l2: float = 0.0) -> tuple[float, dict[str, float]]:
+                stack: str = "graph", l2: float = 0.0, sm_hz: float = 0.0
+                ) -> tuple[float, dict[str, float]]:
     """Seconds of one forward pass and the device time per kernel class (a batch of one)."""
     times, parts = step_times_s(k.lerp_batch(k, np.zeros(1)), k.count, c, bw, peak, stack,
-                                l2)
+                                l2, sm_hz)
     return float(times[0]), {name: float(v[0]) for name, v in parts.items()
                              if name != "host (eager launch)" or v[0] > 0}

@@ -27,7 +27,8 @@ __all__ = ["pass_time_fn", "speculative_calibrated"]
 
 
 def pass_time_fn(g0: Graph, g1: Graph | None, c: GPUCalibration, bw: float, peak: float,
-                 stack: str, l2: float = 0.0) -> Callable[[list[int]], np.ndarray]:
+                 stack: str, chip: tuple[float, float] = (0.0, 0.0)
+                 ) -> Callable[[list[int]], np.ndarray]:
     """Seconds of one pass of ``g0``'s model/phase at each of a list of contexts (``g1``: a
     second trace), evaluated in one batch."""
     k0 = kernels(g0, stack)
@@ -36,7 +37,7 @@ def pass_time_fn(g0: Graph, g1: Graph | None, c: GPUCalibration, bw: float, peak
 
     def at(contexts: list[int]) -> np.ndarray:
         t = (np.asarray(contexts, dtype=np.float64) - g0.context) / span
-        return step_times_s(k0.lerp_batch(k1, t), k0.count, c, bw, peak, stack, l2)[0]
+        return step_times_s(k0.lerp_batch(k1, t), k0.count, c, bw, peak, stack, *chip)[0]
 
     return at
 
@@ -54,8 +55,9 @@ def speculative_calibrated(spec: HardwareSpec, w: SpeculativeWorkload, stack: st
                         "tree use --fidelity roofline")
     assert w.verify_first is not None and w.draft_first is not None
     bw, peak = spec.mem_bytes_per_s, spec.peak_ops_per_s("float16")
-    verify = pass_time_fn(w.verify_first, w.verify_last, c, bw, peak, stack, spec.l2_bytes)
-    draft = pass_time_fn(w.draft_first, w.draft_last, c, bw, peak, stack, spec.l2_bytes)
+    chip = spec.l2_bytes, spec.sm_count * spec.clock_hz
+    verify = pass_time_fn(w.verify_first, w.verify_last, c, bw, peak, stack, chip)
+    draft = pass_time_fn(w.draft_first, w.draft_last, c, bw, peak, stack, chip)
     run = SpecRun(rounds=plan_rounds(cfg, w.prefill_tokens, w.decode_tokens))
     if not cfg.zero_cost_draft:
         run.split["draft"] = float(draft([r.context + j for r in run.rounds
@@ -65,7 +67,7 @@ def speculative_calibrated(spec: HardwareSpec, w: SpeculativeWorkload, stack: st
     prefill_s = base.prefill_ms / 1e3
     if w.draft_prefill is not None:
         prefill_s += step_time_s(kernels(w.draft_prefill, stack), c, bw, peak, stack,
-                                 spec.l2_bytes)[0]
+                                 *chip)[0]
     extra = {**_spec_extra(run, w, base.decode_tokens_per_s), "stack": stack,
              "calibration": c.source}
     power = base.extra.get("decode_power_w") or spec.power_w

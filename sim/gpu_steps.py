@@ -44,12 +44,12 @@ def step_host_calls(r: dict[str, Any]) -> int:
 
 
 def predict_step(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float,
-                 l2: float = 0.0) -> float:
+                 l2: float = 0.0, sm_hz: float = 0.0) -> float:
     """Model seconds of a measured whole-model step record (its ``mode`` picks the stack)."""
     s = r["shape"]
     stack = "graph" if r["mode"] == "cuda_graph" else "hf-eager"
     k = kernels(step_graph(r["model"], s["q"], s["context"]), stack)
-    return step_time_s(k, c, bw, peak, stack, l2)[0]
+    return step_time_s(k, c, bw, peak, stack, l2, sm_hz)[0]
 
 
 @cache
@@ -60,7 +60,7 @@ def _prefill_graph(model: str, tokens: int) -> Graph:
 
 
 def predict_prefill(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float,
-                    l2: float = 0.0) -> float:
+                    l2: float = 0.0, sm_hz: float = 0.0) -> float:
     """Model seconds of a measured eager whole-model prefill record. Records without
     ``use_cache`` (files before 2026-11-27 05:20 UTC) ran prefill without a KV cache, so their
     host work is the graph's torch calls less those its cache updates make
@@ -70,4 +70,4 @@ def predict_prefill(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float
     if not r.get("use_cache"):
         k = replace(k, host_calls=k.host_calls
                     - int(dict(g.meta).get("eager_torch_calls_in_cache", 0)))
-    return step_time_s(k, c, bw, peak, "hf-eager", l2)[0]
+    return step_time_s(k, c, bw, peak, "hf-eager", l2, sm_hz)[0]

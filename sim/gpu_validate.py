@@ -1,11 +1,13 @@
 """Model vs measurement: per-op classes on held-out points, whole-model steps, other devices.
 
-``validate(fit_on)`` fits on one measured device and reports, for every measured device, the
-relative error of every point the fit did not see: held-out per-op rows of the fitted device,
-all per-op rows of other devices (datasheet bandwidth/peak swapped in), and every whole-model
-step (never fitted). Eager steps are reported apart: their time is the host CPU's, so each
-machine's host time per torch call is fitted on its own LLaMA-2-7B q = 1 eager steps, and the
-other eager steps and prefills of that machine are the held-out check.
+``validate_own()`` fits every measured device on its own data, as ``--hw gpu-h100`` and
+``gpu-h200`` simulate, and reports the points its fit did not see: held-out per-op rows and
+every whole-model step (never fitted). ``validate(fit_on)`` is the transfer check: it fits on
+one device and reports every other device's per-op rows and steps too, with its datasheet
+bandwidth, peak, L2 and SMs x clock swapped in (what presets never measured rely on).
+Eager steps are reported apart: their time is the host CPU's, so each machine's host time
+per torch call is fitted on its own LLaMA-2-7B q = 1 eager steps, and the other eager steps
+and prefills of that machine are the held-out check.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sim.gpu_calibrate import (
 )
 from sim.gpu_steps import predict_prefill, predict_step
 
-__all__ = ["TARGET_MAX", "TARGET_MEDIAN", "ClassError", "validate"]
+__all__ = ["TARGET_MAX", "TARGET_MEDIAN", "ClassError", "validate", "validate_own"]
 
 TARGET_MEDIAN, TARGET_MAX = 0.10, 0.25  # the issue's bar on held-out points
 
@@ -57,23 +59,26 @@ def _spec(b: Baseline):
     from sim.spec import load_preset
 
     s = load_preset(b.preset)
-    return s.mem_bytes_per_s, s.peak_ops_per_s("float16"), s.l2_bytes
+    return s.mem_bytes_per_s, s.peak_ops_per_s("float16"), s.l2_bytes, s.sm_count * s.clock_hz
 
 
 def _label(r: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in r["shape"].items() if k not in ("heads", "head_dim"))
 
 
-def validate(fit_on: str | None = None, steps: bool = True) -> dict[str, Any]:
-    """Errors per class on held-out data, for every measured device."""
+def validate(fit_on: str | None = None, steps: bool = True, only: str | None = None
+             ) -> dict[str, Any]:
+    """Errors per class on held-out data, for every measured device (or ``only`` one)."""
     c = default_calibration(fit_on, steps)
     out: list[ClassError] = []
     points: list[dict[str, Any]] = []
     for b in baselines().values():
-        bw, peak, l2 = _spec(b)
+        if only is not None and b.device != only:
+            continue
+        bw, peak, l2, sm_hz = _spec(b)
         rows = op_rows(b, held_out=True) if b.device == c.device else \
             op_rows(b, True) + op_rows(b, False)
-        pred = predict_ops(rows, c, bw, peak, l2)
+        pred = predict_ops(rows, c, bw, peak, l2, sm_hz)
         groups: dict[str, list[tuple[float, str]]] = {}
         for r, p in zip(rows, pred, strict=True):
             e = p / r["median_s"] - 1
@@ -83,11 +88,25 @@ def validate(fit_on: str | None = None, steps: bool = True) -> dict[str, Any]:
         out += [_summary(b.device, g, v) for g, v in sorted(groups.items())]
         out.append(_summary(b.device, "all per-op", [p for v in groups.values() for p in v]))
         if steps:
-            out += _steps(b, c, (bw, peak, l2), points)
+            out += _steps(b, c, (bw, peak, l2, sm_hz), points)
     return {"fit_on": c.device, "calibration": c, "classes": out, "points": points}
 
 
-def _steps(b: Baseline, c, dev: tuple[float, float, float], points: list[dict[str, Any]]
+def validate_own(steps: bool = True) -> dict[str, Any]:
+    """Every measured device fitted on its own data (as ``--hw gpu-h100``/``gpu-h200``
+    simulate): its held-out per-op rows and, with ``steps``, its whole-model steps."""
+    out: list[ClassError] = []
+    points: list[dict[str, Any]] = []
+    cals = {}
+    for device in baselines():
+        res = validate(device, steps, only=device)
+        out += res["classes"]
+        points += res["points"]
+        cals[device] = res["calibration"]
+    return {"fit_on": "own", "calibrations": cals, "classes": out, "points": points}
+
+
+def _steps(b: Baseline, c, dev: tuple[float, ...], points: list[dict[str, Any]]
            ) -> list[ClassError]:
     groups: dict[str, list[tuple[float, str]]] = {}
     # eager time is host-bound: each machine's host time per torch call is fitted on its own

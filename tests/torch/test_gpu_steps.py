@@ -18,7 +18,8 @@ def test_llama2_7b_graph_steps_meet_the_bar(device):
     spec = load_preset(b.preset)
     c = default_calibration("NVIDIA H200")
     rows = [r for r in b.steps if r["model"] == "llama2-7b" and r["mode"] == "cuda_graph"]
-    errs = [abs(predict_step(r, c, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"))
+    errs = [abs(predict_step(r, c, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"),
+                             spec.l2_bytes, spec.sm_count * spec.clock_hz)
                 / r["median_s"] - 1) for r in rows]
     # every one of the 32 (q, context) points, measured in one or more runs (leases)
     assert len({(r["shape"]["q"], r["shape"]["context"]) for r in rows}) == 32
@@ -75,6 +76,29 @@ def test_reduction_config_follows_the_torch_header():
     assert [reduce_values_per_thread(r, 4096) for r in (1, 2, 4, 8, 16, 32, 2048)] == \
         [8, 16, 32, 64, 128, 128, 128]
     assert reduce_values_per_thread(1, 896) == 7 and reduce_values_per_thread(1, 64) == 1
+
+
+def test_norm_and_elementwise_launches_follow_the_torch_headers():
+    """The fused layer norm's threads per row (``num_threads()``, four warps) and the choice of
+    a vectorised, unrolled-with-casts or legacy broadcast elementwise kernel come from headers
+    that ship with torch: a torch that changed them fails here."""
+    from pathlib import Path
+
+    import torch
+
+    from sim.gpu_model import norm_values_per_thread
+
+    inc = Path(torch.__file__).parent / "include/ATen/native/cuda"
+    consts = (inc / "thread_constants.h").read_text()
+    assert "return C10_WARP_SIZE * 4;" in consts
+    loops = (inc / "CUDALoops.cuh").read_text()
+    for line in ("if (!needs_dynamic_casting<func_t>::check(iter)) {",
+                 "return launch_vectorized_kernel(numel, f, data);",
+                 "launch_unrolled_kernel(", "launch_legacy_kernel<128, unroll_factor>"):
+        assert line in loops, line
+    # 128 threads x 4 halves per load: flat to width 512, then one load more per 512
+    assert [norm_values_per_thread(w) for w in (128, 512, 640, 1024, 2048, 4096, 16384)] == \
+        [1, 1, 2, 2, 4, 8, 32]
 
 
 def test_odd_key_lengths_take_the_slower_sdpa_path():

@@ -70,8 +70,8 @@ def test_small_ops_are_the_modules_the_models_run():
 
 
 def test_small_op_probe_runs_on_the_cpu(tmp_path):
-    """The small-kernel probe (development data, not read by the model) writes its own schema,
-    so the calibration never mistakes it for a baseline."""
+    """The small-kernel probe writes its own schema, so the calibration never mistakes it for a
+    baseline (its rows are read only next to a device's baseline, as extra per-op rows)."""
     from kernels.probe_small import SCHEMA as PROBE
     from kernels.probe_small import cases
     from kernels.probe_small import main as probe_main
@@ -83,6 +83,26 @@ def test_small_op_probe_runs_on_the_cpu(tmp_path):
     assert data["schema"] == PROBE != SCHEMA and len(data["ops"]) == len(cases(dry_run=True))
     assert all(r["median_s"] > 0 for r in data["ops"])
     assert baselines(str(tmp_path)) == {}
+
+
+@pytest.mark.parametrize("what", ["l2", "kernels"])
+def test_threshold_and_kernel_probes_run_on_the_cpu(tmp_path, what):
+    """``--what l2`` times the threshold cases (same schema as the small probe); ``--what
+    kernels`` writes per-kernel profiles under a schema the calibration does not read (no
+    CUDA kernels on the CPU, so each op's list is empty here)."""
+    from kernels.probe_small import PROFILE_SCHEMA, cases_l2
+    from kernels.probe_small import SCHEMA as PROBE
+    from kernels.probe_small import main as probe_main
+
+    out = tmp_path / f"{what}.json"
+    assert probe_main(["--out", str(out), "--dry-run", "--what", what]) == 0
+    data = json.loads(out.read_text())
+    if what == "l2":
+        assert data["schema"] == PROBE and len(data["ops"]) == len(cases_l2(dry_run=True))
+        assert all(r["median_s"] > 0 for r in data["ops"])
+    else:
+        assert data["schema"] == PROFILE_SCHEMA and data["profiles"]
+        assert {p["op"] for p in data["profiles"]} == {"rmsnorm_hf", "add", "silu_mul"}
 
 
 def test_every_timing_is_positive(data):

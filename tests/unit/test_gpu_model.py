@@ -23,7 +23,14 @@ from sim.gpu_calibrate import (
     op_rows,
     predict_ops,
 )
-from sim.gpu_model import Kernels, kernel_times, kernels
+from sim.gpu_model import (
+    HF_RMSNORM_OPS,
+    Kernels,
+    kernel_times,
+    kernels,
+    norm_chain,
+    small_columns,
+)
 from sim.registry import run
 from sim.spec import load_preset
 from tests.unit.graphs import decoder_like
@@ -89,7 +96,7 @@ def test_kernel_time_never_beats_the_roofline(m, k, n, q, ctx):
     kv = 2.0 * 32 * (ctx + q) * 128 * 2
     kk = Kernels(np.array([[m, k, n]], dtype=float), np.array([2.0]), np.array([float(q)]),
                  np.array([32.0]), np.array([kv]), np.array([4.0 * 32 * q * (ctx + q) * 128]),
-                 np.array([float((ctx + q) % 2)]), z, z, z, z, z, z, z, z, z, z, z)
+                 np.array([float((ctx + q) % 2)]), *[z] * 13)
     t = kernel_times(kk, c, bw, peak)
     assert t["linear"][0] >= max(2.0 * k * n / bw, 2.0 * m * k * n / peak)
     assert t["attention"][0] >= kv / bw
@@ -139,13 +146,81 @@ def test_measured_norm_rows_are_timed_as_the_graphs_norm_nodes(rows):
     per-op check tests what the whole-model steps use."""
     c = default_calibration()
     bw, peak = _bw_peak(H200)
-    hf = ("to.dtype,pow.Tensor_Scalar,mean.dim,add.Tensor,rsqrt.default,mul.Tensor,to.dtype,"
-          "mul.Tensor")
-    for op, module, aten, wb in (("rmsnorm_hf", "LlamaRMSNorm", hf, 4096 * 2),
+    s = load_preset("gpu-h200")
+    chip = s.l2_bytes, s.sm_count * s.clock_hz
+    for op, module, aten, wb in (("rmsnorm_hf", "LlamaRMSNorm", HF_RMSNORM_OPS, 4096 * 2),
                                  ("layernorm", "aten.layer_norm.default", None, 2 * 4096 * 2)):
         rec = {"op": op, "shape": {"rows": rows, "hidden": 4096}, "median_s": 1.0}
-        node = kernel_times(kernels(_norm_graph(module, aten, rows, 4096, wb)), c, bw, peak)
-        assert predict_ops([rec], c, bw, peak)[0] == pytest.approx(node["other"].sum())
+        node = kernel_times(kernels(_norm_graph(module, aten, rows, 4096, wb)), c, bw, peak,
+                            *chip)
+        assert predict_ops([rec], c, bw, peak, *chip)[0] == pytest.approx(node["other"].sum())
+
+
+def _profiles() -> list[dict]:
+    import json
+
+    from sim.gpu_calibrate import baselines_dir
+
+    files = sorted(baselines_dir().glob("kernels-probe-*.json"))
+    assert len(files) >= 2  # the H100's and the H200's
+    return [p for f in files for p in json.loads(f.read_text())["profiles"]]
+
+
+def test_norm_kernel_types_are_the_profiled_ones():
+    """Which of HF's RMSNorm's kernels PyTorch runs non-vectorised (a widening cast, a
+    broadcast operand) is what torch.profiler named on both GPUs, at every row count and
+    width: two at one row, three from two rows up; the add and SiLU x up run none."""
+    for p in _profiles():
+        names = [k["name"] for k in p["kernels"]]
+        slow = sum("vectorized" not in x and "elementwise_kernel" in x for x in names)
+        rows, width = p["shape"]["rows"], p["shape"]["hidden"]
+        if p["op"] == "rmsnorm_hf":
+            d = norm_chain(rows, width, HF_RMSNORM_OPS, 2, 2 * width)
+            assert (slow, len(names)) == (d["legacy"], d["elem"] + d["red"]), p["shape"]
+            assert slow == (2 if rows == 1 else 3)
+        else:
+            assert slow == 0, p
+
+
+def test_l2_reuse_needs_the_writer_to_fit_half_the_l2():
+    """SiLU's output is read back from L2 by the product only while the SiLU kernel's whole
+    footprint fits in half the L2 (one partition): faster than HBM below, unchanged above."""
+    c = default_calibration()
+    bw, peak = _bw_peak(H200)
+    half = load_preset("gpu-h200").l2_bytes / 2
+
+    def t(rows: int, l2: float) -> float:
+        rec = {"op": "silu_mul", "shape": {"rows": rows, "hidden": 11008}, "median_s": 1.0}
+        return float(predict_ops([rec], c, bw, peak, l2)[0])
+
+    small, big = 256, 2048               # 11 MiB and 86 MiB of footprint
+    assert 2 * small * 11008 * 2 <= half < 2 * big * 11008 * 2
+    assert t(small, 2 * half) < t(small, 0.0) and t(big, 2 * half) == t(big, 0.0)
+
+
+def test_legacy_kernels_scale_with_the_chip_not_the_hbm():
+    """A non-vectorised elementwise kernel is bound by its element rate per SM and clock: more
+    HBM bandwidth leaves a large one's time alone, more SMs x clock shortens it."""
+    c = default_calibration()
+    d = {"elem": 1, "legacy": 1, "legacy_bytes": 2 * 2 ** 22 * 2, "legacy_elems": 2 ** 22}
+    k = Kernels(np.zeros((0, 3)), *[np.zeros(0)] * 6, *small_columns([d]))
+    sm_hz = 132 * 1.98e9
+
+    def t(bw: float, sm: float) -> float:
+        return float(kernel_times(k, c, bw, 1e15, 0.0, sm)["other"][0])
+
+    assert t(4.8e12, sm_hz) == t(9.6e12, sm_hz) > t(4.8e12, 2 * sm_hz)
+
+
+def test_each_gpu_on_its_own_fit_meets_the_bar_for_norms():
+    """The norm classes (HF's RMSNorm, the fused LayerNorm at every width) on held-out
+    points of each GPU's own fit, as --hw gpu-h100 / gpu-h200 simulate."""
+    from sim.gpu_validate import validate_own
+
+    got = {(e.device, e.group): e for e in validate_own(steps=False)["classes"]}
+    for device in (H200, H100):
+        for group in ("norm", "reduction", "elementwise", "attention_mask"):
+            assert got[(device, group)].ok, got[(device, group)]
 
 
 def test_each_eager_point_counts_its_fastest_run_once():
@@ -175,7 +250,8 @@ def test_bad_inputs_are_clear():
 def test_validate_cli_prints_every_class(capsys):
     assert main(["gpu-baseline", "validate", "--no-steps"]) == 0
     out = capsys.readouterr().out
-    for word in ("NVIDIA H200", "NVIDIA H100", "linear", "attention_mask", "graph_node"):
+    for word in ("NVIDIA H200", "NVIDIA H100", "linear", "attention_mask", "graph_node",
+                 "own data", "transfer"):
         assert word in out
 
 
