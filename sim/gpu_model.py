@@ -27,7 +27,10 @@ values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
   (HF's RMSNorm statistics, softmax) plus ``s_value`` per value one of its threads sums (from
   PyTorch's launch config, :func:`reduce_values_per_thread`), ``s_norm`` per fused norm kernel
   (``aten.layer_norm``) plus ``s_norm_value`` per vector load one of its threads makes
-  serially (:func:`norm_values_per_thread`), plus bytes / (eta BW) with each kind's own eta.
+  serially (:func:`norm_values_per_thread`), plus bytes / (eta BW) with each kind's own eta;
+  an elementwise kernel PyTorch runs non-vectorised (a widening cast, a broadcast operand:
+  :func:`norm_chain`, ``_legacy``) takes the longer of its bytes and its elements at
+  ``legacy_elems_per_clk`` per SM and clock (it is bound on the chip, not by HBM).
 
 L2 reuse: a kernel that reads what the kernel just before it wrote (the residual add's sum
 read by the next norm, a chain of RoPE kernels, SiLU's output in the measured ``silu(x) * x``)
@@ -42,7 +45,8 @@ The rule counts the writer's output only: the product's second read of x (which 
 did not write) would count under "any tensor the kernel before touched", which fitted the
 held-out rows worse (a hit is not free: L2 has its own bandwidth). In a LLaMA MLP, up_proj
 runs between SiLU and the product and streams its weights through L2, so the rule grants
-nothing there. HF's RMSNorm's internal chain is left out (see below).
+nothing there. The float32 chain inside HF's RMSNorm gets no reuse: granting it made its
+held-out errors worse (its time rises smoothly with the rows, on both GPUs).
 
 A graph-replayed step (CUDA graphs: vLLM, TensorRT-LLM, ``torch.compile``) costs the sum of its
 kernels plus ``s_node`` per kernel: measured on H100/H200, a kernel in a long chain of
@@ -344,8 +348,8 @@ def _legacy(n: Node) -> bool:
     unrolled kernel with casts; fp32 outputs of 16-bit inputs)."""
     out = _numel(n.out_shape)
     bcast = any(1 < _numel(sh) != out for sh in n.in_shapes)
-    widen = n.op.split(".")[1] in ("to", "_to_copy") and n.dtype == "float32" \
-        if n.op.count(".") >= 2 else False
+    parts = n.op.split(".")  # aten.<op>.<overload>
+    widen = len(parts) > 1 and parts[1] in ("to", "_to_copy") and n.dtype == "float32"
     return bcast or widen
 
 
