@@ -6,7 +6,7 @@ from the trace cache after the first run). Not a test.
 
 from __future__ import annotations
 
-import time
+from _timing import timed
 
 from models.cache import get_workload
 from sim.gpu_calibrate import default_calibration
@@ -16,28 +16,21 @@ from sim.spec import load_preset
 __all__ = ["main"]
 
 
-def _timed(label: str, fn):
-    t = time.perf_counter()
-    out = fn()
-    print(f"{label:62s} {time.perf_counter() - t:7.3f} s")
-    return out
-
-
 def main() -> None:
-    w = _timed("load LLaMA-2-7B workload (cached graphs)",
-               lambda: get_workload("llama2-7b", prefill=128, decode=512))
-    _timed("fit on the H200 data (per-op classes)", lambda: default_calibration())
-    _timed("fit incl. eager host time (needs the decode graph)",
-           lambda: default_calibration(None, True))
+    w = timed("load LLaMA-2-7B workload (cached graphs)",
+              lambda: get_workload("llama2-7b", prefill=128, decode=512))
+    timed("fit on the H200 data (per-op classes)", lambda: default_calibration())
+    timed("fit incl. eager host time (needs the decode graph)",
+          lambda: default_calibration(None, True))
     for name in ("gpu-a100", "gpu-h100"):
         spec = load_preset(name)
         for stack in ("graph", "hf-eager"):
-            r = _timed(f"{name} {stack}: prefill 128 + 512 decode steps",
-                       lambda spec=spec, stack=stack: run(spec, w, "calibrated", stack=stack))
+            r = timed(f"{name} {stack}: prefill 128 + 512 decode steps",
+                      lambda spec=spec, stack=stack: run(spec, w, "calibrated", stack=stack))
             print(f"    {r.decode_tokens_per_s:.1f} tokens/s")
     from sim.gpu_validate import validate
 
-    _timed("gpu-baseline validate (fit + every held-out point)", lambda: validate())
+    timed("gpu-baseline validate (fit + every held-out point)", lambda: validate())
 
 
 if __name__ == "__main__":

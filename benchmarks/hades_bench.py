@@ -6,7 +6,7 @@ torch; later runs load them from the cache). Not a test.
 
 from __future__ import annotations
 
-import time
+from _timing import timed
 
 from mapping.acceptance import IIDAcceptance
 from mapping.spec_workload import build_speculative_workload
@@ -19,33 +19,26 @@ from sim.spec import load_preset
 __all__ = ["main"]
 
 
-def _timed(label: str, fn):
-    t = time.perf_counter()
-    out = fn()
-    print(f"{label:58s} {time.perf_counter() - t:7.2f} s")
-    return out
-
-
 def main() -> None:
     hades, a100 = load_preset("hades"), load_preset("gpu-a100")
     chain = SpecConfig(gamma=4, acceptance=IIDAcceptance(0.8))
     tree = SpecConfig(tree=eagle2_like_tree(), acceptance=IIDAcceptance(0.8))
     kw = {"prefill": 128, "decode": 512}
-    w = _timed("build workload (chain, graphs traced or cached)",
-               lambda: build_speculative_workload("llama2-7b", "llama-68m", config=chain, **kw))
-    wt = _timed("build workload (EAGLE-2-like tree)",
-                lambda: build_speculative_workload("llama2-7b", "llama-68m", config=tree, **kw))
-    r = _timed("hades event: 512-token speculative decode, chain γ=4",
-               lambda: simulate_speculative(hades, w))
-    _timed("hades event: same, with a Perfetto trace",
-           lambda: simulate_speculative(hades, w, TraceWriter()))
-    _timed("hades event: 512-token speculative decode, 60-node tree",
-           lambda: simulate_speculative(hades, wt))
+    w = timed("build workload (chain, graphs traced or cached)",
+              lambda: build_speculative_workload("llama2-7b", "llama-68m", config=chain, **kw))
+    wt = timed("build workload (EAGLE-2-like tree)",
+               lambda: build_speculative_workload("llama2-7b", "llama-68m", config=tree, **kw))
+    r = timed("hades event: 512-token speculative decode, chain γ=4",
+              lambda: simulate_speculative(hades, w))
+    timed("hades event: same, with a Perfetto trace",
+          lambda: simulate_speculative(hades, w, TraceWriter()))
+    timed("hades event: 512-token speculative decode, 60-node tree",
+          lambda: simulate_speculative(hades, wt))
     plain = Workload(w.model, w.batch, w.prefill_tokens, w.decode_tokens, w.prefill,
                      w.decode_first, w.decode_last)
-    _timed("hades event: 512-token decode without speculation",
-           lambda: simulate_cycle(hades, plain))
-    _timed("gpu-a100 roofline schedule, chain γ=4", lambda: speculative_roofline(a100, w))
+    timed("hades event: 512-token decode without speculation",
+          lambda: simulate_cycle(hades, plain))
+    timed("gpu-a100 roofline schedule, chain γ=4", lambda: speculative_roofline(a100, w))
     print(f"(hades chain: {r.decode_tokens_per_s:.1f} tokens/s, event loop "
           f"{r.extra['sim_wall_s']:.2f} s, {r.extra['rounds']} rounds)")
 
