@@ -14,16 +14,11 @@ import numpy as np
 from models.errors import UserError
 from models.workload import Workload
 from sim.gpu_calibrate import PRESET_OF_DEVICE, baselines, default_calibration
-from sim.gpu_model import STACKS, GPUCalibration, kernels, step_time_s, step_times_s
+from sim.gpu_model import STACKS, GPUCalibration, chip, kernels, step_time_s, step_times_s
 from sim.result import SimResult, result_from_times
 from sim.spec import HardwareSpec
 
 __all__ = ["calibration_for", "simulate"]
-
-
-def _chip(spec: HardwareSpec) -> tuple[float, float]:
-    """The L2 bytes and SMs x clock the kernel model takes from a GPU preset."""
-    return spec.l2_bytes, spec.sm_count * spec.clock_hz
 
 
 def calibration_for(spec: HardwareSpec, host: bool = False) -> GPUCalibration:
@@ -47,7 +42,7 @@ def _decode_s(spec: HardwareSpec, w: Workload, c: GPUCalibration, stack: str
     k1 = kernels(w.decode_last, stack) if w.decode_last is not w.decode_first else k0
     span = max(w.decode_tokens - 1, 1)
     batch = k0.lerp_batch(k1, np.arange(w.decode_tokens) / span)
-    times, parts = step_times_s(batch, k0.count, c, bw, peak, stack, *_chip(spec))
+    times, parts = step_times_s(batch, k0.count, c, bw, peak, stack, *chip(spec))
     return float(times.sum()), {k: float(v.sum()) for k, v in parts.items()}, k0.count
 
 
@@ -70,7 +65,7 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     prefill_s, pre_parts = 0.0, {}
     if w.prefill is not None:
         prefill_s, pre_parts = step_time_s(kernels(w.prefill, stack), c, bw, peak, stack,
-                                           *_chip(spec))
+                                           *chip(spec))
     decode_s, dec_parts, count = _decode_s(spec, w, c, stack)
     own = PRESET_OF_DEVICE.get(c.device) == spec.name  # calibrated on this very GPU
     energy = decode_energy = None

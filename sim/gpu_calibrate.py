@@ -39,6 +39,7 @@ from sim.gpu_model import (
     HF_RMSNORM_OPS,
     GPUCalibration,
     Kernels,
+    chip,
     norm_chain,
     norm_values_per_thread,
     odd_keys,
@@ -359,8 +360,9 @@ def default_calibration(device: str | None = None, host: bool = False) -> GPUCal
     if spec is None:
         raise ValueError(f"no preset for measured device {device!r}; add it to "
                          "sim.gpu_calibrate.PRESET_OF_DEVICE")
+    l2, sm_hz = chip(spec)
     c = calibrate(b, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"), host=host,
-                  l2=spec.l2_bytes, sm_hz=spec.sm_count * spec.clock_hz)
+                  l2=l2, sm_hz=sm_hz)
     return _borrow_odd_keys(c, b, data)
 
 

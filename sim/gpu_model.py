@@ -66,7 +66,7 @@ import numpy as np
 from models.graph import Graph, Node, OpKind
 
 __all__ = ["HF_RMSNORM_OPS", "SMALL_COLS", "STACKS", "GPUCalibration", "Kernels", "kernel_times",
-           "kernels", "norm_chain", "norm_values_per_thread", "odd_keys",
+           "chip", "kernels", "norm_chain", "norm_values_per_thread", "odd_keys",
            "reduce_values_per_thread", "small_columns", "step_time_s", "step_times_s"]
 
 STACKS = ("graph", "hf-eager")
@@ -375,6 +375,12 @@ def _small(n: Node, stack: str, es: int) -> dict[str, float]:
         and not any(x in n.op for x in _NOT_LOOPS)
     _put(d, loops and _legacy(n), moved, _numel(n.out_shape))
     return d
+
+
+def chip(spec) -> tuple[float, float]:
+    """What the kernel model takes from a GPU preset (``sim.spec.HardwareSpec``) beyond its
+    bandwidth and peak: the L2 bytes and the SMs x clock."""
+    return spec.l2_bytes, spec.sm_count * spec.clock_hz
 
 
 def small_columns(rows: list[dict[str, float]]) -> list[np.ndarray]:

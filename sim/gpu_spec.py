@@ -19,7 +19,7 @@ from mapping.spec_workload import SpeculativeWorkload
 from mapping.speculation import plan_rounds
 from models.errors import UserError
 from models.graph import Graph
-from sim.gpu_model import GPUCalibration, kernels, step_time_s, step_times_s
+from sim.gpu_model import GPUCalibration, chip, kernels, step_time_s, step_times_s
 from sim.result import SimResult, result_from_times
 from sim.spec import HardwareSpec
 
@@ -55,9 +55,9 @@ def speculative_calibrated(spec: HardwareSpec, w: SpeculativeWorkload, stack: st
                         "tree use --fidelity roofline")
     assert w.verify_first is not None and w.draft_first is not None
     bw, peak = spec.mem_bytes_per_s, spec.peak_ops_per_s("float16")
-    chip = spec.l2_bytes, spec.sm_count * spec.clock_hz
-    verify = pass_time_fn(w.verify_first, w.verify_last, c, bw, peak, stack, chip)
-    draft = pass_time_fn(w.draft_first, w.draft_last, c, bw, peak, stack, chip)
+    ch = chip(spec)
+    verify = pass_time_fn(w.verify_first, w.verify_last, c, bw, peak, stack, ch)
+    draft = pass_time_fn(w.draft_first, w.draft_last, c, bw, peak, stack, ch)
     run = SpecRun(rounds=plan_rounds(cfg, w.prefill_tokens, w.decode_tokens))
     if not cfg.zero_cost_draft:
         run.split["draft"] = float(draft([r.context + j for r in run.rounds
@@ -67,7 +67,7 @@ def speculative_calibrated(spec: HardwareSpec, w: SpeculativeWorkload, stack: st
     prefill_s = base.prefill_ms / 1e3
     if w.draft_prefill is not None:
         prefill_s += step_time_s(kernels(w.draft_prefill, stack), c, bw, peak, stack,
-                                 *chip)[0]
+                                 *ch)[0]
     extra = {**_spec_extra(run, w, base.decode_tokens_per_s), "stack": stack,
              "calibration": c.source}
     power = base.extra.get("decode_power_w") or spec.power_w

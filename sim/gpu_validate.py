@@ -27,6 +27,7 @@ from sim.gpu_calibrate import (
     op_rows,
     predict_ops,
 )
+from sim.gpu_model import chip
 from sim.gpu_steps import predict_prefill, predict_step
 
 __all__ = ["TARGET_MAX", "TARGET_MEDIAN", "ClassError", "validate", "validate_own"]
@@ -59,7 +60,7 @@ def _spec(b: Baseline):
     from sim.spec import load_preset
 
     s = load_preset(b.preset)
-    return s.mem_bytes_per_s, s.peak_ops_per_s("float16"), s.l2_bytes, s.sm_count * s.clock_hz
+    return s.mem_bytes_per_s, s.peak_ops_per_s("float16"), *chip(s)
 
 
 def _label(r: dict[str, Any]) -> str:

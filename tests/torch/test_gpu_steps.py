@@ -7,6 +7,7 @@ import statistics
 import pytest
 
 from sim.gpu_calibrate import baselines, default_calibration
+from sim.gpu_model import chip
 from sim.gpu_steps import predict_step
 from sim.spec import load_preset
 
@@ -19,7 +20,7 @@ def test_llama2_7b_graph_steps_meet_the_bar(device):
     c = default_calibration("NVIDIA H200")
     rows = [r for r in b.steps if r["model"] == "llama2-7b" and r["mode"] == "cuda_graph"]
     errs = [abs(predict_step(r, c, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"),
-                             spec.l2_bytes, spec.sm_count * spec.clock_hz)
+                             *chip(spec))
                 / r["median_s"] - 1) for r in rows]
     # every one of the 32 (q, context) points, measured in one or more runs (leases)
     assert len({(r["shape"]["q"], r["shape"]["context"]) for r in rows}) == 32

@@ -26,6 +26,7 @@ from sim.gpu_calibrate import (
 from sim.gpu_model import (
     HF_RMSNORM_OPS,
     Kernels,
+    chip,
     kernel_times,
     kernels,
     norm_chain,
@@ -146,14 +147,13 @@ def test_measured_norm_rows_are_timed_as_the_graphs_norm_nodes(rows):
     per-op check tests what the whole-model steps use."""
     c = default_calibration()
     bw, peak = _bw_peak(H200)
-    s = load_preset("gpu-h200")
-    chip = s.l2_bytes, s.sm_count * s.clock_hz
+    ch = chip(load_preset("gpu-h200"))
     for op, module, aten, wb in (("rmsnorm_hf", "LlamaRMSNorm", HF_RMSNORM_OPS, 4096 * 2),
                                  ("layernorm", "aten.layer_norm.default", None, 2 * 4096 * 2)):
         rec = {"op": op, "shape": {"rows": rows, "hidden": 4096}, "median_s": 1.0}
         node = kernel_times(kernels(_norm_graph(module, aten, rows, 4096, wb)), c, bw, peak,
-                            *chip)
-        assert predict_ops([rec], c, bw, peak, *chip)[0] == pytest.approx(node["other"].sum())
+                            *ch)
+        assert predict_ops([rec], c, bw, peak, *ch)[0] == pytest.approx(node["other"].sum())
 
 
 def _profiles() -> list[dict]:
