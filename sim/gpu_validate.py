@@ -67,14 +67,15 @@ def _label(r: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in r["shape"].items() if k not in ("heads", "head_dim"))
 
 
-def validate(fit_on: str | None = None, steps: bool = True, only: str | None = None
-             ) -> dict[str, Any]:
-    """Errors per class on held-out data, for every measured device (or ``only`` one)."""
+def validate(fit_on: str | None = None, steps: bool = True, only: str | None = None,
+             others: bool = False) -> dict[str, Any]:
+    """Errors per class on held-out data, for every measured device (or ``only`` one, or
+    with ``others`` every one but the fitted device: the transfer alone)."""
     c = default_calibration(fit_on, steps)
     out: list[ClassError] = []
     points: list[dict[str, Any]] = []
     for b in baselines().values():
-        if only is not None and b.device != only:
+        if (only is not None and b.device != only) or (others and b.device == c.device):
             continue
         bw, peak, l2, sm_hz = _spec(b)
         rows = op_rows(b, held_out=True) if b.device == c.device else \
