@@ -244,28 +244,38 @@ class _Gen:
         sparse = node.attr.get("fsb_bytes", 0) > 0
         nid = self.b.node(node.name)
         rows = self.t if node.in_shapes[0][-2:-1] == (self.t,) else 1
+        wide = self.a.mv_tile_cols if self.decode else self.a.mm_tile_cols
         for c in range(self.a.cores):
             lo, hi = self.share(n_out, c)
             if self.offchip:
                 self.act_roundtrip_in(c, rows * k, nid)
-            for n, cols in self.segments(node, lo, hi):
-                self.linear_core(c, node, n, cols, k, rows, sparse, epi)
+            # the core's columns in fixed tiles of ``wide``: a tile may hold block-rows of two
+            # N (one FSB byte per 16x16 block), the last one is padded to the full width
+            segs, used = self.segments(node, lo, hi), 0
+            for i, (n, cols) in enumerate(segs):
+                pad = -(used + cols) % wide if i == len(segs) - 1 else 0
+                self.linear_core(c, node, n, cols, k, rows, sparse, epi, used % wide, pad)
+                used += cols
             self.flush(c)
             if self.offchip:
                 self.act_roundtrip_out(c, rows * (hi - lo), nid)
         self.split = True
 
     def linear_core(self, c: int, node: Node, n: int, cols: int, k: int, rows: int,
-                    sparse: bool, epi: list[str]) -> None:
+                    sparse: bool, epi: list[str], offset: int = 0, pad: int = 0) -> None:
+        """``cols`` columns of one N on core ``c``; the first tile completes the tile an
+        earlier N segment left open at ``offset``, the last one computes ``pad`` more."""
         wide = self.a.mv_tile_cols if self.decode else self.a.mm_tile_cols
         nid = self.b.node(node.name)
         queue = Queue.MV if self.decode else Queue.MM
-        tiles = []
-        for c0 in range(0, cols, wide):
-            w = min(wide, cols - c0)
+        tiles, c0 = [], 0
+        while c0 < cols:
+            w = min(wide - offset if c0 == 0 and offset else wide, cols - c0)
             kc = self.k_chunk(node, w, n, k)  # a narrower last column tile goes deeper in K
-            tiles += [(w, min(self.a.mm_tile_rows, rows - r0), k0, min(kc, k - k0))
+            tiles += [(w, min(self.a.mm_tile_rows, rows - r0), k0, min(kc, k - k0),
+                       pad if c0 + w >= cols else 0)
                       for r0 in range(0, rows, self.a.mm_tile_rows) for k0 in range(0, k, kc)]
+            c0 += w
         lds: list[int] = []
         if self.deferred[c]:
             # the first weight tile ahead of the gather's LDs; one only: LDs retire in order,
@@ -276,11 +286,11 @@ class _Gen:
             self.flush(c)
         inp = self.ready[c]
         last = None
-        for j, (w, r, k0, kk) in enumerate(tiles):
+        for j, (w, r, k0, kk, p) in enumerate(tiles):
             ld = lds[j] if j < len(lds) else self.weight_tile(c, node, w, kk, n, sparse, None)
             # MV: ``nbytes`` = what it reads from the A buffer (the timing model's read width)
             abytes = self.tile_bytes(node, w, kk, n, sparse)[0] if self.decode else 0
-            last = self.b.emit(c, queue, after=(ld, inp), rows=r, cols=w,
+            last = self.b.emit(c, queue, after=(ld, inp), rows=r, cols=w, pad=p,
                                k=-(-kk // 16) * 16, n=n, node=nid, nbytes=abytes)
             self.mpe_done[c].append(last)
             if k0 + kk >= k:  # the output tile is complete: its fused epilogue
@@ -338,7 +348,10 @@ class _Gen:
                 kl = self.b.emit(c, Queue.LD, channel=self.ch(c, h), nbytes=kv_len * d,
                                  op=LD_TARGETS["A"], node=nid)
                 if blocks is None:  # K (kv_len x d, INT8) read from the A buffer
-                    s = self.mpe(c, self.t, kv_len, d, (kl, last), nid, kv_len * d)
+                    s = kl
+                    for j in range(0, kv_len, self.a.mv_tile_cols):  # one MV per key tile
+                        w = min(self.a.mv_tile_cols, kv_len - j)
+                        s = self.mpe(c, self.t, w, d, (s, last), nid, w * d)
                     sm = self.misc(c, "softmax", self.t, kv_len, (s,), nid)
                 else:
                     s = self.mpe(c, 64, blocks[h] * 64, d, (kl, last), nid)
@@ -354,9 +367,12 @@ class _Gen:
 
     def mpe(self, c: int, rows: int, cols: int, k: int, after: tuple, nid: int,
             abytes: int = 0) -> int:
+        """One attention MV/MM of at most one tile of columns (padded to the full tile)."""
         q = Queue.MV if self.decode else Queue.MM
-        return self.b.emit(c, q, after=after, rows=rows, cols=cols, k=-(-k // 16) * 16,
-                           node=nid, nbytes=abytes if self.decode else 0)
+        wide = self.a.mv_tile_cols if self.decode else self.a.mm_tile_cols
+        pad = -cols % wide  # MM: blocks of 64 columns fill whole 16-column tiles
+        return self.b.emit(c, q, after=after, rows=rows, cols=cols, pad=pad,
+                           k=-(-k // 16) * 16, node=nid, nbytes=abytes if self.decode else 0)
 
     def kv_store(self, node: Node) -> None:
         for c in range(self.a.cores):

@@ -6,6 +6,13 @@ FIFO ``src -> its queue`` for every ``wait`` bit ``src`` before it starts, and p
 into ``its queue -> dst`` for every ``release`` bit ``dst`` when it finishes (decoupled
 access/execute, double buffering). ``cycles`` is filled by the timing model.
 
+An MM/MV instruction computes one fixed tile: the artifact's MM/MV fields are K (in 16-blocks),
+sparse/bias/relu flags and buffer addresses, with no output-column count, and its timing model
+charges every MV ``MV_START_N_NUM`` (512) columns and every MM ``MM_START_M_NUM`` x
+``MM_START_N_NUM`` (128 x 16). ``cols`` holds the columns a layer needs from the tile (the MACs
+that count as work), ``pad`` the rest of the tile, computed all the same (the last column tile
+of a linear on a core, the 128 head dimensions of a decode head's PV, ...).
+
 Binary encoding (32-bit words; counts from the artifact: LD 7, ST 3, MM 4, MV 4, MISC 3, SYS 1):
 word 0 of every instruction = ``queue[3] | op[5] | wait[6] | release[6] | flags[12]``; the other
 words carry the fields listed in ``_FIELDS`` (one field per word, truncated to 32 bits).
@@ -44,6 +51,7 @@ INSTR = np.dtype([
     ("nbytes", "i8"),       # LD/ST bytes
     ("rows", "i4"),         # MM: token rows; MISC: vectors
     ("cols", "i4"),         # MM/MV: output columns; MISC: elements per vector
+    ("pad", "i4"),          # MM/MV: columns computed past ``cols`` to fill the fixed tile
     ("k", "i4"),            # MM/MV: dot-product length (elements)
     ("n", "i1"),            # MM/MV: N of the N:16 pattern (16: dense)
     ("node", "i4"),         # index into Program.nodes (-1: none)

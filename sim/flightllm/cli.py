@@ -6,10 +6,11 @@ per-queue counts, and the instruction storage for every length up to ``--max-len
 without length bucketing. ``llmcosim ablate`` runs the four ablations of the paper.
 
 Storage over lengths: a program's instruction count depends on the number of tiles only, and
-the tiles of a length are those of its bucket (prefill: 128-token row tiles; decode: the
-context only changes LD byte counts), so every length in a bucket has the bucket program's
-count. Prefill counts are affine in the number of row tiles (``test_flightllm_cli`` checks
-both), so two compiled prefill buckets give all of them.
+the tiles of a length are those of its bucket (prefill: 128-token row tiles; decode: each
+head's scores take one MV per ``mv_tile_cols`` keys, the rest of the context only changes LD
+byte counts), so every length in a bucket has the bucket program's count. Counts are affine
+in the number of row tiles (prefill) and key tiles (decode; ``test_flightllm_cli`` checks
+both), so two compiled programs per phase give all of them.
 """
 
 from __future__ import annotations
@@ -82,16 +83,23 @@ def storage_over_lengths(spec: FlightLLMSpec, entry, cfg: CompressionConfig,
                          max_len: int = 2048, prefill_bucket: int = PREFILL_BUCKET,
                          decode_bucket: int = DECODE_BUCKET) -> dict:
     """Instruction bytes of all programs for lengths 1..``max_len``, per length vs bucketed."""
-    dec = storage_bytes(_counts(spec, _graph(entry, "decode", 1, decode_bucket), cfg))
+    kt = spec.mv_tile_cols  # keys per score MV; decode programs for ``keys`` = context + 1
+    d1 = storage_bytes(_counts(spec, _graph(entry, "decode", 1, decode_bucket - 1), cfg))
+    d2 = storage_bytes(_counts(spec, _graph(entry, "decode", 1, kt + decode_bucket - 1), cfg))
     p1 = storage_bytes(_counts(spec, _graph(entry, "prefill", prefill_bucket, 0), cfg))
     p2 = storage_bytes(_counts(spec, _graph(entry, "prefill", 2 * prefill_bucket, 0), cfg))
     nb_p, nb_d = -(-max_len // prefill_bucket), -(-max_len // decode_bucket)
     prefill_b = [p1 + (p2 - p1) * i for i in range(nb_p)]          # affine in row tiles
+
+    def dec(keys: int) -> int:                                     # affine in key tiles
+        return d1 + (d2 - d1) * ((keys - 1) // kt)
+
     per_len_p = sum(prefill_b[(t - 1) // prefill_bucket] for t in range(1, max_len + 1))
-    bucketed = sum(prefill_b) + nb_d * dec
-    per_len = per_len_p + max_len * dec
+    bucketed = sum(prefill_b) + sum(dec(j * decode_bucket) for j in range(1, nb_d + 1))
+    per_len = per_len_p + sum(dec(t) for t in range(1, max_len + 1))
     return {"max_len": max_len, "prefill_bucket": prefill_bucket, "decode_bucket": decode_bucket,
-            "prefill_programs": nb_p, "decode_programs": nb_d, "decode_program_bytes": dec,
+            "prefill_programs": nb_p, "decode_programs": nb_d,
+            "decode_program_bytes_first_last": [dec(1), dec(max_len)],
             "prefill_program_bytes_first_last": [prefill_b[0], prefill_b[-1]],
             "per_length_bytes": per_len, "bucketed_bytes": bucketed,
             "reduction_x": per_len / bucketed}

@@ -41,11 +41,13 @@ def _cycles(spec: FlightLLMSpec, r: np.void) -> int:
         return transfer_cycles(int(r["nbytes"]), clock_hz=spec.clock_hz,
                                channel_bytes_per_s=spec.hbm_channel_bytes_per_s, eff=eff,
                                latency_cycles=spec.hbm_latency_cycles)
-    if q == Queue.MV:
-        return mv_cycles(int(r["cols"]), int(r["k"]), int(r["n"]), spec.mv_macs_per_cycle,
-                         int(r["nbytes"]), A_MV_BYTES_PER_CHANNEL * spec.weight_channels)
+    cols, pad = int(r["cols"]), int(r["pad"])  # a padded tile computes its full width
+    if q == Queue.MV:  # the padded columns stream the A buffer like the real ones
+        nbytes = -(-int(r["nbytes"]) * (cols + pad) // cols) if cols else 0
+        return mv_cycles(cols + pad, int(r["k"]), int(r["n"]), spec.mv_macs_per_cycle,
+                         nbytes, A_MV_BYTES_PER_CHANNEL * spec.weight_channels)
     if q == Queue.MM:
-        return mm_cycles(int(r["rows"]), int(r["cols"]), int(r["k"]), int(r["n"]),
+        return mm_cycles(int(r["rows"]), cols + pad, int(r["k"]), int(r["n"]),
                          spec.mm_macs_per_cycle, spec.mm_rows)
     if q == Queue.MISC:
         return misc_cycles(int(r["op"]), int(r["rows"]), int(r["cols"]),
@@ -55,7 +57,7 @@ def _cycles(spec: FlightLLMSpec, r: np.void) -> int:
 
 def fill_cycles(program: Program, spec: FlightLLMSpec) -> Program:
     """Set ``cycles`` of every instruction (memoised over identical instruction fields)."""
-    key = ["queue", "op", "cross", "nbytes", "rows", "cols", "k", "n"]
+    key = ["queue", "op", "cross", "nbytes", "rows", "cols", "pad", "k", "n"]
     for arr in program.cores:
         if not len(arr):
             continue

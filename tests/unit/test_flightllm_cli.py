@@ -43,10 +43,13 @@ def _counts(g):
 
 
 def test_counts_depend_on_tiles_only():
-    """What the storage table relies on: decode counts independent of the context, prefill
-    counts equal within a 128 bucket and affine in the number of row tiles."""
-    d = [_counts(llama_like(phase=Phase.DECODE, context=c, **KW)) for c in (15, 511, 2047)]
-    assert d[0] == d[1] == d[2]
+    """What the storage table relies on: decode counts equal within a 512-key tile (one score
+    MV per head per tile) and affine in key tiles, prefill counts equal within a 128 bucket
+    and affine in the number of row tiles."""
+    d = {c: storage_bytes(_counts(llama_like(phase=Phase.DECODE, context=c, **KW)))
+         for c in (15, 511, 527, 1023, 1535)}   # keys = context + 1: 1, 1, 2, 2, 3 tiles
+    assert d[15] == d[511] and d[527] == d[1023]
+    assert d[1535] - d[1023] == d[1023] - d[511] > 0
     p = {t: storage_bytes(_counts(llama_like(phase=Phase.PREFILL, tokens=t, **KW)))
          for t in (100, 128, 256, 384)}
     assert p[100] == p[128]

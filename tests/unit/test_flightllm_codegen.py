@@ -81,7 +81,45 @@ def test_packed_indices_cost_bytes_and_a_buffer_reads():
     # INT4 dense: the A buffer delivers exactly what the chains consume (not a bound)
     for r in dense:
         if r["cols"] % 64 == 0:
-            assert r["cycles"] == mv_cycles(int(r["cols"]), int(r["k"]), 16, 1024)
+            w = int(r["cols"] + r["pad"])
+            assert r["cycles"] == mv_cycles(w, int(r["k"]), 16, 1024)
+
+
+@pytest.mark.parametrize("layer", ["q_proj", "v_proj", "gate_proj", "down_proj", "lm_head"])
+def test_every_mv_computes_whole_tiles(layer):
+    """The MV instruction has no column count (artifact: K, flags, addresses): a core's
+    columns of a linear fill whole ``mv_tile_cols`` tiles, N segments sharing a tile, and
+    only the rest of the last tile is padding."""
+    g = apply_compression(llama_like(layers=1, phase=Phase.DECODE, hidden=1024, heads=8,
+                                     ffn=2752, context=64), CFG)
+    prog = generate(g, arch_of(SPEC))
+    ids = [i for i, n in enumerate(prog.nodes) if layer in n]
+    kk = next(int(x.in_shapes[0][-1]) for x in g.nodes if x.name == prog.nodes[ids[0]])
+    for arr in prog.cores:
+        mv = arr[(arr["queue"] == Queue.MV) & np.isin(arr["node"], ids)]
+        real = int((mv["cols"].astype(np.int64) * mv["k"]).sum()) // kk
+        whole = int(((mv["cols"] + mv["pad"]).astype(np.int64) * mv["k"]).sum()) // kk
+        assert whole % SPEC.mv_tile_cols == 0 and 0 <= whole - real < SPEC.mv_tile_cols
+        assert ((mv["cols"] + mv["pad"]) <= SPEC.mv_tile_cols).all()
+
+
+def test_decode_attention_in_whole_tiles():
+    """A head's scores take one MV per 512 keys, its PV (head_dim columns) one padded tile;
+    a padded MV costs what a full tile of its kind costs."""
+    for ctx, tiles in ((511, 1), (512, 2)):
+        g = apply_compression(llama_like(layers=1, phase=Phase.DECODE, hidden=1024, heads=8,
+                                         ffn=2048, context=ctx), CFG)
+        prog = fill_cycles(generate(g, arch_of(SPEC)), SPEC)
+        ids = [i for i, n in enumerate(prog.nodes) if "matmul" in n]
+        arr = prog.cores[0]
+        mv = arr[(arr["queue"] == Queue.MV) & np.isin(arr["node"], ids)]
+        heads = 8 // SPEC.cores
+        assert len(mv) == heads * (tiles + 1)
+        pv = mv[mv["cols"] == 128]
+        assert len(pv) == heads and (pv["pad"] == SPEC.mv_tile_cols - 128).all()
+        full = mv_cycles(SPEC.mv_tile_cols, int(pv["k"][0]), 16, 1024,
+                         int(pv["nbytes"][0]) * SPEC.mv_tile_cols // 128, 64 * 8)
+        assert (pv["cycles"] == full).all()
 
 
 def test_weight_prefetch_ahead_of_gather():
