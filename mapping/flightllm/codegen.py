@@ -244,17 +244,13 @@ class _Gen:
         sparse = node.attr.get("fsb_bytes", 0) > 0
         nid = self.b.node(node.name)
         rows = self.t if node.in_shapes[0][-2:-1] == (self.t,) else 1
-        wide = self.a.mv_tile_cols if self.decode else self.a.mm_tile_cols
         for c in range(self.a.cores):
             lo, hi = self.share(n_out, c)
             if self.offchip:
                 self.act_roundtrip_in(c, rows * k, nid)
-            # the core's columns in fixed tiles of ``wide``: a tile may hold block-rows of two
-            # N (one FSB byte per 16x16 block), the last one is padded to the full width
             segs, used = self.segments(node, lo, hi), 0
             for i, (n, cols) in enumerate(segs):
-                pad = -(used + cols) % wide if i == len(segs) - 1 else 0
-                self.linear_core(c, node, n, cols, k, rows, sparse, epi, used % wide, pad)
+                self.linear_core(c, node, n, cols, k, rows, sparse, epi, used, i == len(segs) - 1)
                 used += cols
             self.flush(c)
             if self.offchip:
@@ -262,10 +258,16 @@ class _Gen:
         self.split = True
 
     def linear_core(self, c: int, node: Node, n: int, cols: int, k: int, rows: int,
-                    sparse: bool, epi: list[str], offset: int = 0, pad: int = 0) -> None:
-        """``cols`` columns of one N on core ``c``; the first tile completes the tile an
-        earlier N segment left open at ``offset``, the last one computes ``pad`` more."""
+                    sparse: bool, epi: list[str], used: int = 0, last_seg: bool = True) -> None:
+        """``cols`` columns of one N on core ``c``, after ``used`` columns of other N.
+
+        The core's columns fill fixed tiles of ``wide`` (isa.py): a tile may hold block-rows
+        of two N (one FSB byte per 16x16 block), so the first tile completes the one an
+        earlier segment left open, and the last segment's last tile is padded to the width.
+        """
         wide = self.a.mv_tile_cols if self.decode else self.a.mm_tile_cols
+        offset = used % wide
+        pad = -(used + cols) % wide if last_seg else 0
         nid = self.b.node(node.name)
         queue = Queue.MV if self.decode else Queue.MM
         tiles, c0 = [], 0
@@ -367,7 +369,7 @@ class _Gen:
 
     def mpe(self, c: int, rows: int, cols: int, k: int, after: tuple, nid: int,
             abytes: int = 0) -> int:
-        """One attention MV/MM of at most one tile of columns (padded to the full tile)."""
+        """One attention MV/MM, its columns padded to whole tiles."""
         q = Queue.MV if self.decode else Queue.MM
         wide = self.a.mv_tile_cols if self.decode else self.a.mm_tile_cols
         pad = -cols % wide  # MM: blocks of 64 columns fill whole 16-column tiles

@@ -14,7 +14,7 @@ from mapping.flightllm.isa import LD_TARGETS as TARGETS
 from mapping.flightllm.isa import Queue
 from mapping.flightllm.synthetic import llama_like
 from models.graph import Phase
-from sim.flightllm.mpe import mv_cycles
+from sim.flightllm.mpe import A_MV_BYTES_PER_CHANNEL, mv_cycles
 from sim.flightllm.simulate import simulate_graph
 from sim.flightllm.timing import arch_of, fill_cycles
 from sim.spec import load_preset
@@ -117,8 +117,9 @@ def test_decode_attention_in_whole_tiles():
         assert len(mv) == heads * (tiles + 1)
         pv = mv[mv["cols"] == 128]
         assert len(pv) == heads and (pv["pad"] == SPEC.mv_tile_cols - 128).all()
-        full = mv_cycles(SPEC.mv_tile_cols, int(pv["k"][0]), 16, 1024,
-                         int(pv["nbytes"][0]) * SPEC.mv_tile_cols // 128, 64 * 8)
+        full = mv_cycles(SPEC.mv_tile_cols, int(pv["k"][0]), 16, SPEC.mv_macs_per_cycle,
+                         int(pv["nbytes"][0]) * SPEC.mv_tile_cols // 128,
+                         A_MV_BYTES_PER_CHANNEL * SPEC.weight_channels)
         assert (pv["cycles"] == full).all()
 
 
