@@ -94,6 +94,45 @@ def _sensitivity() -> list[str]:
     return lines
 
 
+def _floor(spec, r: PassResult) -> tuple[str, float]:
+    """The pass's bottleneck floor (unit, seconds): the busiest core's MPE work (padded tiles)
+    at its peak MACs/cycle, or all HBM bytes over the weight channels at the artifact's
+    same-channel efficiency (prefill weights: the one B channel per core)."""
+    mm = r.counts["MM"] > 0
+    q, peak = (Queue.MM, spec.mm_macs_per_cycle) if mm else (Queue.MV, spec.mv_macs_per_cycle)
+    work = []
+    for a in r.program.cores:
+        m = a[a["queue"] == q]
+        rows = spec.mm_rows if mm else 1  # an MM tile computes all its rows
+        work.append(int((rows * (m["cols"] + m["pad"]).astype(np.int64) * m["k"] * m["n"]
+                         // 16).sum()))
+    chans = spec.cores * (1 if mm else spec.weight_channels)
+    load = r.hbm_bytes / (chans * spec.hbm_channel_bytes_per_s * spec.hbm_eff_same_channel)
+    comp = max(work) / peak / spec.clock_hz
+    return (f"{q.name}: {max(work) / 1e9:.2f} G MACs on the busiest core / {peak:,} per cycle",
+            comp) if comp >= load else (
+        f"LD: {r.hbm_bytes / 1e9:.2f} GB / {chans} channels x "
+        f"{spec.hbm_channel_bytes_per_s / 1e9:.3f} GB/s x {spec.hbm_eff_same_channel}", load)
+
+
+def _floors(points: list[tuple[str, object, PassResult, float]]) -> list[str]:
+    lines = ["## Time above the bottleneck floor", "",
+             "| point | bottleneck floor | floor | ours | ours / floor | reference | "
+             "reference / floor |", "|---|---|---:|---:|---:|---:|---:|"]
+    ours, refs = [], []
+    for name, spec, r, ref_s in points:
+        what, f = _floor(spec, r)
+        ours.append(r.seconds / f - 1)
+        refs.append(ref_s / f - 1)
+        lines.append(f"| {name} | {what} | {f * 1e3:.2f} ms | {r.seconds * 1e3:.2f} ms | "
+                     f"{r.seconds / f:.2f} | {ref_s * 1e3:.2f} ms | {ref_s / f:.2f} |")
+    return lines + ["", f"The same floor under both: the references (the artifact's model, the "
+                    f"U280 board) sit {min(refs):.0%}-{max(refs):.0%} above it on every point, "
+                    f"ours {min(ours):.0%}-{max(ours):.0%} (barriers, pipeline fills, "
+                    "dependencies, the SFU). The artifact's 4 / 3.2 alone is 1.25 over a "
+                    "compute floor.", ""]
+
+
 def _bar(x: float, width: int = 30) -> str:
     n = max(0, min(width, round(x * width)))
     return "█" * n + "·" * (width - n)
@@ -157,9 +196,12 @@ def write_report(path: Path = ROOT / "reports" / "flightllm.md") -> Path:
         f"| U280 decode, 512 keys (token/s) | {u_tps:.1f} | {U280_TOKENS_PER_S:.0f} | "
         f"{err(u_tps, U280_TOKENS_PER_S)} |",
         f"| U280 energy (token/J at 45 W) | {u_tps / u280.board_power_w:.2f} | 1.22 | "
-        f"{err(u_tps / u280.board_power_w, 1.22)} |", "",
-        "## Busy ratio per unit (mean over cores; LD per weight channel)", "",
-        "| pass | unit | ours | artifact | |", "|---|---|---:|---:|---|"]
+        f"{err(u_tps / u280.board_power_w, 1.22)} |", ""]
+    lines += _floors([("VHK158 decode, 512 keys", vhk, vd, ART_DECODE["ms"] / 1e3),
+                      ("VHK158 prefill 128", vhk, vp, ART_PREFILL["ms"] / 1e3),
+                      ("U280 decode, 512 keys", u280, ud, 1 / U280_TOKENS_PER_S)])
+    lines += ["## Busy ratio per unit (mean over cores; LD per weight channel)", "",
+              "| pass | unit | ours | artifact | |", "|---|---|---:|---:|---|"]
     busy_rows = [("VHK158 decode 512", vd.busy, ART_DECODE["busy"]),
                  ("VHK158 prefill 128", vp.busy, ART_PREFILL["busy"]),
                  ("U280 decode 512", ud.busy, {})]
@@ -239,6 +281,12 @@ Full discussion with sources: `docs/flightllm.md` ("Calibration"). In short:
   layer, softmax-bound attention and barriers) and its MM tiles (128 tokens x 16 columns)
   are full for every linear, so nothing pads there and the 0.8 shows in full: 0.87 of the
   reference, outside ±10%.
+- **The floor table** puts the three points on one scale: over the same bottleneck floor
+  (MV, MM or LD at peak) the artifact's model sits 30-32% above it and the U280 board 27%,
+  ours 14-19%. So the board, a measurement, carries about the same overhead as the
+  artifact's 0.8, while the overheads we model (barriers, pipeline fills, waits on
+  dependencies, the SFU) explain about half of it. We found no sourced mechanism for the
+  other half and did not add one.
 - **Bytes per decode token** (VHK158, 512): ours 3.445 GB = 3.142 GB INT4 weights + 0.161 GB
   packed 4-bit indices (q/k_proj's N=8 block-rows) + 0.134 GB INT8 KV + 8 MB FSB, gathers and
   stores; the artifact's LD formula moves 3.277 GB (weights + KV, no index bytes): +5%.

@@ -119,3 +119,19 @@ def test_encoding_word_counts():
     words = encode(p.cores[0])
     expect = sum(WORDS[Queue(q)] for q in p.cores[0]["queue"])
     assert len(words) == expect
+
+
+@pytest.mark.parametrize("hw", ["flightllm-vhk158", "flightllm-u280"])
+@pytest.mark.parametrize("phase", [Phase.DECODE, Phase.PREFILL])
+def test_report_floor_is_a_bound(hw, phase):
+    """The report's bottleneck floor (busiest core's padded MPE work at peak, or the bytes
+    over the load channels) never exceeds the simulated time, and names the right unit."""
+    from reports.flightllm import _floor
+
+    spec = load_preset(hw)
+    g = llama_like(layers=2, phase=phase, hidden=1024, heads=8, ffn=2752, context=300,
+                   tokens=128 if phase is Phase.PREFILL else 1)
+    r = simulate_graph(spec, apply_compression(g, CFG))
+    what, floor = _floor(spec, r)
+    assert 0 < floor <= r.seconds
+    assert what.split(":")[0] in (("MM",) if phase is Phase.PREFILL else ("MV", "LD"))
