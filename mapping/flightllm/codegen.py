@@ -38,6 +38,11 @@ class _Gen:
         self.g, self.a, self.b = g, arch, Builder(arch.cores)
         self.t = g.tokens * g.batch
         self.decode = self.t == 1
+        # LD targets of the two MPE operands (artifact buffer widths): MV streams the matrix
+        # (weights, K/V) from A at 64 B per channel and the vector from B at 16 B; MM streams
+        # the token rows from A at 256 B per channel and the weights from B at 32 B
+        self.mat_buf = LD_TARGETS["A" if self.decode else "B"]
+        self.act_buf = LD_TARGETS["B" if self.decode else "A"]
         self.ready: list[int | None] = [None] * arch.cores   # last producer of the activation
         self.split = False
         self.full_src: str | None = None  # op whose output every core holds in full
@@ -90,7 +95,7 @@ class _Gen:
         for o in range(self.a.cores):
             if o != c:
                 last = self.b.emit(c, Queue.LD, after=(sys,), channel=self.ch(o, 0),
-                                   cross=1, nbytes=part, op=LD_TARGETS["B"])
+                                   cross=1, nbytes=part, op=self.act_buf)
         self.ready[c] = last
 
     def later(self, c: int, fn) -> None:
@@ -117,7 +122,7 @@ class _Gen:
         last = None
         for j in range(self.a.weight_channels):
             last = self.b.emit(core, Queue.LD, after=(self.ready[core],), channel=self.ch(core, j),
-                               nbytes=per, op=LD_TARGETS["A" if self.decode else "global"],
+                               nbytes=per, op=self.act_buf,
                                node=node)
         self.ready[core] = last
 
@@ -186,12 +191,10 @@ class _Gen:
         # into the B buffer from the one channel B shares with meta/FSB/bias (artifact
         # vhk158_config.yaml: B/META/FSB/BIAS_BUFFER_HBM_CHANNEL_ID all 8, CHANNEL_NUM 1)
         chans = self.a.weight_channels if self.decode else 1
-        target = LD_TARGETS["A" if self.decode else "B"]
         aux = self.ch(core, self.a.weight_channels)
         first = last = self.b.emit(core, Queue.LD, after=(slot, after),
-                                   nbytes=-(-wbytes // chans),
-                                   channel=self.ch(core, 0) if self.decode else aux, op=target,
-                                   node=nid)
+                                   nbytes=-(-wbytes // chans), op=self.mat_buf, node=nid,
+                                   channel=self.ch(core, 0) if self.decode else aux)
         for j in range(1, chans):  # the other channels' parts: ordered by the first's tokens
             last = self.b.like(core, first, channel=self.ch(core, j))
         if sparse:
@@ -348,7 +351,7 @@ class _Gen:
             last = self.ready[c]
             for h in range(h0, h1):
                 kl = self.b.emit(c, Queue.LD, channel=self.ch(c, h), nbytes=kv_len * d,
-                                 op=LD_TARGETS["A"], node=nid)
+                                 op=self.mat_buf, node=nid)
                 if blocks is None:  # K (kv_len x d, INT8) read from the A buffer
                     s = kl
                     for j in range(0, kv_len, self.a.mv_tile_cols):  # one MV per key tile
@@ -359,7 +362,7 @@ class _Gen:
                     s = self.mpe(c, 64, blocks[h] * 64, d, (kl, last), nid)
                     sm = self.misc(c, "softmax", self.t, max(16, elems[h] // self.t), (s,), nid)
                 vl = self.b.emit(c, Queue.LD, channel=self.ch(c, h + 1), nbytes=kv_len * d,
-                                 op=LD_TARGETS["A"], node=nid)
+                                 op=self.mat_buf, node=nid)
                 if blocks is None:
                     last = self.mpe(c, self.t, d, kv_len, (vl, sm), nid, kv_len * d)
                 else:

@@ -174,3 +174,24 @@ def test_epilogues_for_q_k_rope_and_the_silu_product():
             assert (proj, MISC_OPS["eltwise_mul"]) in ops and (proj, MISC_OPS["eltwise_add"]) in ops
         assert ("gate_proj/linear", MISC_OPS["silu"]) in ops
         assert ("up_proj/linear", MISC_OPS["eltwise_mul"]) in ops
+
+
+@pytest.mark.parametrize("phase", [Phase.DECODE, Phase.PREFILL])
+def test_ld_targets_follow_the_operands(phase):
+    """MV reads its matrix (weights, K/V) from A and its vector from B; MM reads its token rows
+    from A and its weights from B (artifact buffer widths): weight tiles, K/V and gathered
+    activations are loaded into those buffers."""
+    g = apply_compression(llama_like(layers=1, phase=phase, hidden=1024, heads=8, ffn=2048,
+                                     context=64), CFG)
+    mat, act = ("A", "B") if phase is Phase.DECODE else ("B", "A")
+    prog = generate(g, arch_of(SPEC))
+    for arr in prog.cores:
+        ld = arr[arr["queue"] == Queue.LD]
+        gathered = ld[ld["cross"] == 1]
+        assert gathered.size and (gathered["op"] == TARGETS[act]).all()
+        mpe = np.array([i >= 0 and ("proj" in prog.nodes[i] or "matmul" in prog.nodes[i])
+                        for i in ld["node"]], bool)
+        ops = {int(x) for x in ld["op"][mpe]}
+        inputs = {TARGETS[act]} if phase is Phase.PREFILL else set()  # off-chip inputs
+        assert TARGETS[mat] in ops
+        assert ops <= {TARGETS[mat], TARGETS["meta"], TARGETS["FSB"]} | inputs
