@@ -96,23 +96,20 @@ def _sensitivity() -> list[str]:
 
 def _floor(spec, r: PassResult) -> tuple[str, float]:
     """The pass's bottleneck floor (unit, seconds): the busiest core's MPE work (padded tiles)
-    at its peak MACs/cycle, or all HBM bytes over the weight channels at the artifact's
-    same-channel efficiency (prefill weights: the one B channel per core)."""
+    at its peak MACs/cycle, or all HBM bytes over the cores' weight channels at the
+    artifact's same-channel efficiency, whichever is longer."""
     mm = r.counts["MM"] > 0
     q, peak = (Queue.MM, spec.mm_macs_per_cycle) if mm else (Queue.MV, spec.mv_macs_per_cycle)
-    work = []
-    for a in r.program.cores:
-        m = a[a["queue"] == q]
-        rows = spec.mm_rows if mm else 1  # an MM tile computes all its rows
-        work.append(int((rows * (m["cols"] + m["pad"]).astype(np.int64) * m["k"] * m["n"]
-                         // 16).sum()))
-    chans = spec.cores * (1 if mm else spec.weight_channels)
+    rows = spec.mm_rows if mm else 1  # an MM tile computes all its rows
+    work = max(int((rows * (m["cols"] + m["pad"]).astype(np.int64) * m["k"] * m["n"]
+                    // 16).sum()) for m in (a[a["queue"] == q] for a in r.program.cores))
+    chans = spec.cores * spec.weight_channels
     load = r.hbm_bytes / (chans * spec.hbm_channel_bytes_per_s * spec.hbm_eff_same_channel)
-    comp = max(work) / peak / spec.clock_hz
-    return (f"{q.name}: {max(work) / 1e9:.2f} G MACs on the busiest core / {peak:,} per cycle",
-            comp) if comp >= load else (
-        f"LD: {r.hbm_bytes / 1e9:.2f} GB / {chans} channels x "
-        f"{spec.hbm_channel_bytes_per_s / 1e9:.3f} GB/s x {spec.hbm_eff_same_channel}", load)
+    comp = work / peak / spec.clock_hz
+    if comp >= load:
+        return f"{q.name}: {work / 1e9:.2f} G MACs on the busiest core / {peak:,} per cycle", comp
+    return (f"LD: {r.hbm_bytes / 1e9:.2f} GB / {chans} channels x "
+            f"{spec.hbm_channel_bytes_per_s / 1e9:.3f} GB/s x {spec.hbm_eff_same_channel}", load)
 
 
 def _floors(points: list[tuple[str, object, PassResult, float]]) -> list[str]:
