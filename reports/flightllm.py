@@ -296,7 +296,7 @@ Full discussion with sources: `docs/flightllm.md` ("Calibration"). In short:
   (32 weights x 4 bits; config: "half of B_BUFFER_BANK_WIDTH_B"), so it cannot feed the MV;
   the A buffer (8 channels, 64 B each per MV cycle) can. An N=8 tile then moves 8 bits per
   kept weight, as many bytes as a dense INT4 tile, and its MV reads them at the A buffer's
-  512 B/cycle: N:M about neither helps nor hurts decode (dense -> N:M: 0.98x on VHK158,
+  512 B/cycle: N:M hardly helps or hurts decode (dense -> N:M: 0.98x on VHK158,
   1.00x on U280). The artifact's counts agree: its q/k_proj take 16 MV per layer like
   v/o_proj, tiles the 64 KB meta buffer could not index. Routing the indices through the
   meta channel instead (read width ignored) is the second row of the sensitivity table:
