@@ -354,7 +354,7 @@ class _Gen:
                                  op=self.mat_buf, node=nid)
                 if blocks is None:  # K (kv_len x d, INT8) read from the A buffer
                     s = kl
-                    for j in range(0, kv_len, self.a.mv_tile_cols):  # one MV per key tile
+                    for j in range(0, kv_len, self.a.mv_tile_cols):  # an MV per 512 keys
                         w = min(self.a.mv_tile_cols, kv_len - j)
                         s = self.mpe(c, self.t, w, d, (s, last), nid, w * d)
                     sm = self.misc(c, "softmax", self.t, kv_len, (s,), nid)
