@@ -23,6 +23,7 @@ import numpy as np
 from mapping.flightllm.builder import Arch, Builder
 from mapping.flightllm.compression import META_BITS_PER_KEPT
 from mapping.flightllm.isa import LD_TARGETS, MISC_OPS, Program, Queue
+from mapping.flightllm.prefill import PrefillMixin
 from mapping.flightllm.replicate import Period, layer_ranges, signature, snapshot
 from models.errors import UserError
 from models.graph import Graph, Node, OpKind
@@ -33,7 +34,7 @@ _EPILOGUE = {OpKind.ACTIVATION: ("silu",), OpKind.ELEMENTWISE: ("eltwise_add",),
              OpKind.ROPE: ("eltwise_mul", "eltwise_mul", "eltwise_add")}  # artifact RoPE
 
 
-class _Gen:
+class _Gen(PrefillMixin):
     def __init__(self, g: Graph, arch: Arch):
         self.g, self.a, self.b = g, arch, Builder(arch.cores)
         self.t = g.tokens * g.batch
@@ -57,6 +58,11 @@ class _Gen:
         # per core: emissions that wait for a gather (its cross-channel LDs, then the ops on
         # the gathered vector), issued after the next linear's first weight tile (``flush``)
         self.deferred: list[list] = [[] for _ in range(arch.cores)]
+        self.pf: list = [None] * arch.cores   # prefill linear state per core (prefill.py)
+        self.pf_node = -1
+        self.exch_src: str | None = None      # prefill: input read from all cores' channels
+        self.out_heads: tuple[int, int] | None = None  # prefill: last split output per head
+        self.exch_layout: tuple[int, int] | None = None  # ... of the input read from all
 
     # -- helpers -----------------------------------------------------------------------
     def ch(self, core: int, j: int) -> int:
@@ -84,8 +90,9 @@ class _Gen:
         part = -(-nbytes_full // cores)
         for c in range(cores):
             self.flush(c)
-            st = self.b.emit(c, Queue.ST, after=(self.ready[c],), channel=self.ch(c, 0),
-                             nbytes=part)
+            st = self.ready[c]
+            if self.decode:  # prefill: the producer stored its output chunks (prefill.py)
+                st = self.b.emit(c, Queue.ST, after=(st,), channel=self.ch(c, 0), nbytes=part)
             sys = self.b.emit(c, Queue.SYS, after=(st,))
             self.deferred[c].append(lambda c=c, s=sys: self._gather_lds(c, s, part))
         self.split = False
@@ -241,7 +248,11 @@ class _Gen:
         # k/v_proj (and up_proj) read the same full vector as q_proj (gate_proj): it is still
         # in every core's buffer, so no gather (a barrier per sibling would be a model error)
         if self.split and src != self.full_src:
-            self.gather(self.t * k)
+            if self.decode:
+                self.gather(self.t * k)
+            else:  # each row tile loads every core's part itself
+                self.barrier()
+                self.exch_src, self.exch_layout = src, self.out_heads
             self.full_src = src
         epi = self.epilogue(node)
         sparse = node.attr.get("fsb_bytes", 0) > 0
@@ -249,6 +260,10 @@ class _Gen:
         rows = self.t if node.in_shapes[0][-2:-1] == (self.t,) else 1
         for c in range(self.a.cores):
             lo, hi = self.share(n_out, c)
+            if not self.decode:
+                self.prefill_linear(node, c, self.segments(node, lo, hi), k, sparse, epi,
+                                    src is not None and src == self.exch_src)
+                continue
             if self.offchip:
                 self.act_roundtrip_in(c, rows * k, nid)
             segs, used = self.segments(node, lo, hi), 0
@@ -277,9 +292,10 @@ class _Gen:
         while c0 < cols:
             w = min(wide - offset if c0 == 0 and offset else wide, cols - c0)
             kc = self.k_chunk(node, w, n, k)  # a narrower last column tile goes deeper in K
+            ks = list(range(0, k, kc)) if self.decode else self.k_order(c, list(range(0, k, kc)))
             tiles += [(w, min(self.a.mm_tile_rows, rows - r0), k0, min(kc, k - k0),
                        pad if c0 + w >= cols else 0)
-                      for r0 in range(0, rows, self.a.mm_tile_rows) for k0 in range(0, k, kc)]
+                      for r0 in range(0, rows, self.a.mm_tile_rows) for k0 in ks]
             c0 += w
         lds: list[int] = []
         if self.deferred[c]:
@@ -290,17 +306,24 @@ class _Gen:
             lds.append(self.weight_tile(c, node, t[0], t[3], n, sparse, None))
             self.flush(c)
         inp = self.ready[c]
+        if not self.decode and self.pf[c].inp == -1:  # the input, after a deferred gather
+            self.pf[c].inp = inp
         last = None
         for j, (w, r, k0, kk, p) in enumerate(tiles):
             ld = lds[j] if j < len(lds) else self.weight_tile(c, node, w, kk, n, sparse, None)
             # MV: ``nbytes`` = what it reads from the A buffer (the timing model's read width)
             abytes = self.tile_bytes(node, w, kk, n, sparse)[0] if self.decode else 0
-            last = self.b.emit(c, queue, after=(ld, inp), rows=r, cols=w, pad=p,
+            after = (ld, inp) if self.decode else (ld,) + self.pre_mm(c, k0, kk)
+            last = self.b.emit(c, queue, after=after, rows=r, cols=w, pad=p,
                                k=-(-kk // 16) * 16, n=n, node=nid, nbytes=abytes)
             self.mpe_done[c].append(last)
+            if not self.decode:
+                self.post_mm(c, last)
             if k0 + kk >= k:  # the output tile is complete: its fused epilogue
                 for op in epi:
                     last = self.misc(c, op, r, w, (last,), nid)
+                if not self.decode:
+                    self.out_tile(c, w, last)
         self.ready[c] = last
 
     def epilogue(self, node: Node) -> list[str]:
@@ -340,6 +363,9 @@ class _Gen:
 
     # -- attention ---------------------------------------------------------------------
     def attention(self, qk: Node, pv: Node) -> None:
+        if not self.decode:
+            self.prefill_attention(qk)
+            return
         heads, _, d = qk.in_shapes[0][1], qk.in_shapes[0][2], qk.in_shapes[0][3]
         kv_len = qk.out_shape[-1]
         nid = self.b.node(qk.name)
@@ -380,6 +406,8 @@ class _Gen:
                            k=-(-k // 16) * 16, node=nid, nbytes=abytes if self.decode else 0)
 
     def kv_store(self, node: Node) -> None:
+        if not self.decode:  # prefill: k/v_proj's output chunk stores write the cache
+            return
         for c in range(self.a.cores):
             self.flush(c)
             self.b.emit(c, Queue.ST, after=(self.ready[c],), channel=self.ch(c, 2),

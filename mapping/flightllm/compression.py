@@ -11,7 +11,8 @@ linear nodes
     ``weight_bytes`` = kept weights at ``weight_bits`` + meta + FSB; ``flops`` scaled by keep.
 prefill attention matmuls (role qk / pv)
     ``attn_blocks``: kept 64x64 blocks per head; ``attn_elems``: kept score elements per head
-    (causal triangle and mask applied); ``flops`` scaled by kept elements / T².
+    (causal triangle and mask applied); ``attn_rows``: per head, the kept key blocks of each
+    64-token query block-row as a bitmask; ``flops`` scaled by kept elements / T².
 
 A keep ratio that is not one of the chain's N/16 is realised as a mix of the two neighbouring
 N values over 16-row block-rows (each block-row keeps one N, so a dot product never changes
@@ -47,6 +48,7 @@ __all__ = [
     "config_from_dict",
     "default_config",
     "load_config",
+    "attention_rows",
     "load_masks",
 ]
 
@@ -246,7 +248,8 @@ def _block_sizes(t: int) -> np.ndarray:
 
 def _attention_blocks(node: Node, t: int, masks: np.ndarray | None
                       ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Kept blocks and kept score elements per head for a prefill of ``t`` tokens."""
+    """Kept blocks, kept score elements and the kept key blocks of each query block-row
+    (bitmask, bit k = key block k) per head, for a prefill of ``t`` tokens."""
     heads = node.in_shapes[0][1] if len(node.in_shapes[0]) == 4 else 1
     size = _block_sizes(t)
     nb = len(size)
@@ -264,15 +267,26 @@ def _attention_blocks(node: Node, t: int, masks: np.ndarray | None
                             f"{nb} blocks of {ATTN_BLOCK}; the masks cover {mq * ATTN_BLOCK}")
         m = masks[node.layer, :, :nb, :nb] & causal  # (heads, q_blocks, k_blocks)
     elems = np.einsum("hqk,q,k->h", m.astype(np.int64), size, size)
-    return tuple(int(x) for x in m.sum(axis=(1, 2))), tuple(int(x) for x in elems)
+    bits = (m.astype(object) * (1 << np.arange(nb, dtype=object))).sum(axis=2)
+    rows = tuple(tuple(int(x) for x in h) for h in bits)
+    return (tuple(int(x) for x in m.sum(axis=(1, 2))), tuple(int(x) for x in elems), rows)
+
+
+def attention_rows(node: Node, t: int, cfg: CompressionConfig
+                   ) -> tuple[tuple[int, ...], ...]:
+    """``attn_rows`` of prefill attention ``node`` (any length) at ``t`` tokens under ``cfg``:
+    per head, the kept key blocks of each query block-row (for the storage table)."""
+    masks = load_masks(cfg.masks_path) if cfg.prefill_attention == "masks" and \
+        cfg.masks_path is not None else None
+    return _attention_blocks(node, t, masks)[2]
 
 
 def _compress_attention(node: Node, t: int, masks: np.ndarray | None) -> Node:
-    blocks, elems = _attention_blocks(node, t, masks)
+    blocks, elems, rows = _attention_blocks(node, t, masks)
     heads = len(elems)
     frac = sum(elems) / (heads * t * t)
     return replace(node, flops=round(node.flops * frac)).with_attrs(
-        attn_blocks=blocks, attn_elems=elems, act_bits=8)
+        attn_blocks=blocks, attn_elems=elems, attn_rows=rows, act_bits=8)
 
 
 def _logits_all(node: Node, t: int) -> Node:

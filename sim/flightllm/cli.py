@@ -25,13 +25,15 @@ from mapping.flightllm.codegen import generate
 from mapping.flightllm.compression import (
     CompressionConfig,
     apply_compression,
+    attention_rows,
     config_from_dict,
     default_config,
     load_config,
 )
 from mapping.flightllm.isa import encode, storage_bytes
+from mapping.flightllm.prefill import attention_counts, attention_groups
 from models.errors import UserError
-from models.graph import Graph
+from models.graph import Graph, OpKind
 from sim.flightllm.simulate import DECODE_BUCKET, PREFILL_BUCKET, PassResult, simulate_graph
 from sim.flightllm.timing import arch_of
 from sim.spec import FlightLLMSpec
@@ -79,17 +81,40 @@ def _counts(spec: FlightLLMSpec, g: Graph, cfg: CompressionConfig) -> dict[str, 
     return generate(apply_compression(g, cfg), arch_of(spec)).counts()
 
 
+def _attention_bytes(spec: FlightLLMSpec, g: Graph, t: int, cfg: CompressionConfig) -> int:
+    """Instruction bytes of the prefill attention of ``g``'s layers at ``t`` tokens (its
+    query-row groups and key chunks, ``mapping/flightllm/prefill.py``)."""
+    g_half, b_half = int(spec.global_buffer_bytes) // 2, int(spec.b_buffer_bytes) // 2
+    total = 0
+    for n in g.nodes:
+        if n.kind is OpKind.MATMUL and n.attr.get("role") == "qk":
+            d = n.in_shapes[0][3]
+            for rows in attention_rows(n, t, cfg):
+                grp = attention_groups(list(rows), t, d, g_half, b_half)
+                total += storage_bytes(attention_counts(grp))
+    return total
+
+
 def storage_over_lengths(spec: FlightLLMSpec, entry, cfg: CompressionConfig,
                          max_len: int = 2048, prefill_bucket: int = PREFILL_BUCKET,
                          decode_bucket: int = DECODE_BUCKET) -> dict:
-    """Instruction bytes of all programs for lengths 1..``max_len``, per length vs bucketed."""
+    """Instruction bytes of all programs for lengths 1..``max_len``, per length vs bucketed.
+
+    Decode programs are affine in 512-key tiles. Prefill programs are affine in 128-token row
+    tiles except for the attention, whose key chunks grow with the row (the causal triangle):
+    its bytes are counted exactly per bucket from the same grouping the code generator uses.
+    """
     kt = spec.mv_tile_cols  # keys per score MV; decode programs for ``keys`` = context + 1
     d1 = storage_bytes(_counts(spec, _graph(entry, "decode", 1, decode_bucket - 1), cfg))
     d2 = storage_bytes(_counts(spec, _graph(entry, "decode", 1, kt + decode_bucket - 1), cfg))
-    p1 = storage_bytes(_counts(spec, _graph(entry, "prefill", prefill_bucket, 0), cfg))
-    p2 = storage_bytes(_counts(spec, _graph(entry, "prefill", 2 * prefill_bucket, 0), cfg))
+    g1 = _graph(entry, "prefill", prefill_bucket, 0)
+    g2 = _graph(entry, "prefill", 2 * prefill_bucket, 0)
+    p1 = storage_bytes(_counts(spec, g1, cfg)) - _attention_bytes(spec, g1, prefill_bucket, cfg)
+    p2 = storage_bytes(_counts(spec, g2, cfg)) - _attention_bytes(spec, g2, 2 * prefill_bucket,
+                                                                  cfg)
     nb_p, nb_d = -(-max_len // prefill_bucket), -(-max_len // decode_bucket)
-    prefill_b = [p1 + (p2 - p1) * i for i in range(nb_p)]          # affine in row tiles
+    prefill_b = [p1 + (p2 - p1) * i + _attention_bytes(spec, g1, (i + 1) * prefill_bucket, cfg)
+                 for i in range(nb_p)]
 
     def dec(keys: int) -> int:                                     # affine in key tiles
         return d1 + (d2 - d1) * ((keys - 1) // kt)

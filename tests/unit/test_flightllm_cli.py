@@ -56,6 +56,23 @@ def test_counts_depend_on_tiles_only():
     assert p[384] - p[256] == p[256] - p[128] > 0
 
 
+def test_prefill_storage_counts_the_attention_exactly():
+    """Past 512 keys a query group's K/V take several B-buffer chunks, so prefill programs
+    grow faster than the row tiles: the storage table's per-bucket bytes (affine part +
+    the attention counted from its grouping) equal the compiled program's."""
+    def prog_bytes(t):
+        return storage_bytes(_counts(llama_like(phase=Phase.PREFILL, tokens=t, **KW)))
+
+    def attn(t):
+        g = llama_like(phase=Phase.PREFILL, tokens=128, **KW)
+        return fcli._attention_bytes(SPEC, g, t, CFG)
+
+    lin = {t: prog_bytes(t) - attn(t) for t in (128, 256, 1280)}
+    assert lin[1280] - lin[128] == 9 * (lin[256] - lin[128])
+    affine_all = prog_bytes(128) + 9 * (prog_bytes(256) - prog_bytes(128))
+    assert prog_bytes(1280) > affine_all          # the attention is not affine
+
+
 def test_compile_writes_program_and_summary(small, tmp_path, capsys):
     out = tmp_path / "prog"
     assert main(["compile", "--hw", "flightllm-u280", "--model", "llama2-7b", "--phase",

@@ -195,3 +195,74 @@ def test_ld_targets_follow_the_operands(phase):
         inputs = {TARGETS[act]} if phase is Phase.PREFILL else set()  # off-chip inputs
         assert TARGETS[mat] in ops
         assert ops <= {TARGETS[mat], TARGETS["meta"], TARGETS["FSB"]} | inputs
+
+
+def _prefill(tokens, layers=1, **kw):
+    return apply_compression(llama_like(layers=layers, phase=Phase.PREFILL, hidden=1024,
+                                        heads=8, ffn=2816, tokens=tokens, **kw), CFG)
+
+
+def test_prefill_operands_fit_the_buffers():
+    """A long prefill (640 tokens, 5 row tiles; down_proj's 128 x 2,816 rows exceed half of
+    a 256 KB A buffer): every activation LD fits half of A, every K/V/weight LD half of B,
+    every output store half of the global buffer, and each row tile loads its own rows."""
+    spec = dataclasses.replace(SPEC, a_buffer_bytes=256 * 1024)
+    arch = arch_of(spec)
+    prog = generate(_prefill(640), arch)
+    for arr in prog.cores:
+        ld = arr[arr["queue"] == Queue.LD]
+        act = ld[(ld["op"] == TARGETS["A"]) & (ld["node"] >= 0)]
+        mat = ld[ld["op"] == TARGETS["B"]]
+        st = arr[(arr["queue"] == Queue.ST) & (arr["node"] >= 0)]
+        assert act.size and mat.size and st.size
+        # one activation chunk = the LDs between two MMs; bounded per LD by half of A
+        assert act["nbytes"].max() <= arch.a_buffer_bytes // 2
+        assert mat["nbytes"].max() <= arch.b_buffer_bytes // 2
+        assert st["nbytes"].max() <= arch.global_buffer_bytes // 2
+        mm = arr[arr["queue"] == Queue.MM]
+        assert (mm["rows"] <= arch.mm_tile_rows).all()
+
+
+def test_prefill_reloads_split_k_chunks_once_per_column_tile():
+    """down_proj's K (2,816) needs three chunks of 1,024 rows x 128 in half a 256 KB A
+    buffer: the column tiles alternate the chunk order, so each tile after the first starts
+    on the chunk still resident and re-loads one chunk, not three."""
+    spec = dataclasses.replace(SPEC, a_buffer_bytes=256 * 1024)
+    g = _prefill(128)
+    prog = generate(g, arch_of(spec))
+    ids = [i for i, n in enumerate(prog.nodes) if "down_proj" in n]
+    arr = prog.cores[0]
+    sel = arr[np.isin(arr["node"], ids)]
+    mm = sel[sel["queue"] == Queue.MM]
+    tiles = len(mm) // 3                     # three K chunks per 16-column tile
+    ks = [int(k) for k in mm["k"]]
+    assert ks[:6] == [1024, 1024, 768, 768, 1024, 1024]  # forward, then backward
+    act = sel[(sel["queue"] == Queue.LD) & (sel["op"] == TARGETS["A"])]
+    loads = len(np.unique(np.searchsorted(np.flatnonzero(sel["queue"] == Queue.MM),
+                                          np.flatnonzero((sel["queue"] == Queue.LD)
+                                                         & (sel["op"] == TARGETS["A"])))))
+    assert act.size and tiles > 2 and loads == tiles + 2  # 3 chunks once, then 1 per tile
+
+
+def test_prefill_attention_groups_fit_the_global_buffer():
+    """Scores of a query group (one or two 64-row block-rows) fit half the global buffer; a
+    block-row whose keys need more takes the whole buffer; beyond that: a clear error."""
+    from mapping.flightllm.prefill import attention_groups
+    from models.errors import UserError
+
+    causal = [(1 << (q + 1)) - 1 for q in range(32)]       # 2,048 tokens
+    groups = attention_groups(causal, 2048, 128, 64 * 1024, 64 * 1024)
+    assert [q for grp, _, _ in groups for q in grp] == list(range(32))
+    for grp, chunks, single in groups:
+        kept = sum(causal[q].bit_count() for q in grp)
+        assert sum(b for _, b in chunks) == kept
+        assert kept * 4096 <= (128 if single else 64) * 1024
+        assert all(k <= 8 and b <= 2 * k for k, b in chunks)  # 8 key blocks per B chunk
+    assert any(single for *_, single in groups) and len(groups[0][0]) == 2
+    with pytest.raises(UserError, match="global buffer"):
+        attention_groups(causal, 2048, 128, 32 * 1024, 64 * 1024)
+    arch = dataclasses.replace(arch_of(SPEC), global_buffer_bytes=16 * 1024)  # 256 keys
+    generate(_prefill(256), arch)
+    with pytest.raises(UserError, match=r"layer 0 \(.*matmul\): prefill of 320 tokens: "
+                                        r"query block-row 4 keeps 320 keys"):
+        generate(_prefill(320), arch)

@@ -1,0 +1,290 @@
+"""Prefill (MM) code generation within the on-chip buffers: row tiles, A residency, output chunks.
+
+A prefill linear runs one ``mm_tile_rows`` row tile (128 tokens) at a time, as the MM does:
+the tile's token rows sit in the A buffer (artifact: MM reads its token rows from A), at most
+half of it per K chunk, so the next chunk or row tile loads into the other half (double
+buffering). When a row tile's K does not fit half of A (down_proj: 128 x 11,008 B > 512 KB),
+its K chunks are re-loaded per column tile, in alternating order so the chunk still resident
+is used first (one re-load per column tile instead of all). Weight tiles stream into B per row
+tile. Each output tile (and its fused epilogue) lands in the global buffer; the outputs are
+stored in chunks of half the global buffer, and a chunk's MMs wait until the chunk two back is
+stored.
+
+Attention runs per head in groups of query block-rows (64 tokens each, two per 128-row MM
+tile) whose kept scores fit half the global buffer (a block-row that needs more takes the
+whole buffer, single-buffered; one that does not fit at all is an error naming the layer).
+The group's Q rows load into A, its K and V in chunks of half the B buffer (the score MM reads
+K as its B operand, the PV MM reads V), one MM per chunk; a softmax per group; the group's
+output is stored. Scores of group g wait until group g-2's PV has consumed its half.
+
+A linear whose input was produced split over the cores (o_proj, down_proj) passes a SYS
+barrier and loads each core's part of its rows from that core's channel (cross-channel for
+the others); a linear reading a full vector (q/k/v, gate/up after a norm) loads from its own
+channels. SFU-only ops (norms, residual adds outside an epilogue) stream their operands whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mapping.flightllm.isa import Queue
+from models.errors import UserError
+from models.graph import Node
+
+__all__ = ["ATTN_BLOCK", "PrefillMixin", "attention_counts", "attention_groups"]
+
+ATTN_BLOCK = 64  # FlightLLM: 64 x 64 attention blocks (artifact masks)
+
+
+@dataclass
+class _Half:
+    key: tuple | None = None   # (k0, kk) of the activation chunk it holds
+    ld: int | None = None      # the LD that filled it
+    last: int | None = None    # the last MM that read it
+
+
+@dataclass
+class _RowTile:
+    """One core's state while it runs a prefill linear (the current row tile's)."""
+
+    inp: int | None            # what the input's load waits for (-1: not known yet)
+    from_all: bool             # the input's columns are spread over the cores
+    k: int                     # the input's width
+    rows: int = 0              # of the current row tile
+    cap: int = 0               # output columns per global-buffer chunk
+    halves: list[_Half] = field(default_factory=lambda: [_Half(), _Half()])  # LRU first
+    sts: list[int] = field(default_factory=list)   # output chunk stores, in order
+    cols: int = 0              # columns in the open output chunk
+    coltiles: int = 0          # column tiles of the current row tile
+    chunks: int = 0            # output chunks stored in the current row tile
+    last: int | None = None    # last MM/MISC of the open chunk
+
+
+def attention_groups(rows: list[int], t: int, d: int, global_half: int, b_half: int,
+                     where: str = "") -> list[tuple[list[int], list[tuple[int, int]], bool]]:
+    """``(block-rows, [(key blocks, kept blocks) per chunk], single-buffered)`` of one head.
+
+    ``rows[q]``: bitmask of the key blocks query block-row ``q`` keeps. A group holds one or
+    two block-rows (one MM row tile) whose kept scores (64 x 64 INT8 per block) fit
+    ``global_half``; ``chunks`` splits the group's union of key blocks into what fits
+    ``b_half`` (64 keys x ``d`` INT8 per block): each chunk's key blocks are loaded once,
+    and the block-wise score MM computes each kept (query block-row, key block) pair.
+    """
+    per_chunk = max(1, b_half // (ATTN_BLOCK * d))
+    blk = ATTN_BLOCK * ATTN_BLOCK
+    out = []
+    q = 0
+    while q < len(rows):
+        grp = [q]
+        if q + 1 < len(rows) and (rows[q].bit_count() + rows[q + 1].bit_count()) * blk \
+                <= global_half:
+            grp.append(q + 1)
+        need = sum(rows[i].bit_count() for i in grp) * blk
+        if need > 2 * global_half:
+            most = 2 * global_half // (ATTN_BLOCK * ATTN_BLOCK) * ATTN_BLOCK
+            raise UserError(f"{where}prefill of {t} tokens: query block-row {q} keeps "
+                            f"{rows[q].bit_count() * ATTN_BLOCK} keys; its 64 x keys INT8 "
+                            f"scores ({need} bytes) exceed the global buffer "
+                            f"({2 * global_half} bytes, at most {most} keys per row); use a "
+                            f"shorter prefill or a preset with a larger global_buffer_bytes")
+        union = 0
+        for i in grp:
+            union |= rows[i]
+        keys = [b for b in range(union.bit_length()) if union >> b & 1]
+        chunks = []
+        for j in range(0, len(keys), per_chunk):
+            m = sum(1 << b for b in keys[j:j + per_chunk])
+            chunks.append((len(keys[j:j + per_chunk]),
+                           sum((rows[i] & m).bit_count() for i in grp)))
+        out.append((grp, chunks, need > global_half))
+        q += len(grp)
+    return out
+
+
+def attention_counts(groups: list[tuple[list[int], list[tuple[int, int]], bool]]
+                     ) -> dict[str, int]:
+    """Instructions per queue that ``_attn_group`` + the group's ST emit for ``groups``."""
+    chunks = sum(len(ch) for _, ch, _ in groups)
+    return {"LD": len(groups) + 2 * chunks, "MM": 2 * chunks, "MISC": len(groups),
+            "ST": len(groups)}
+
+
+class PrefillMixin:
+    """Prefill methods of the code generator (``codegen._Gen``)."""
+
+    # -- barrier and operand loads ------------------------------------------------------
+    def barrier(self) -> None:
+        """Split outputs are already stored: a SYS over all cores before reading them."""
+        for c in range(self.a.cores):
+            self.flush(c)
+            self.ready[c] = self.b.emit(c, Queue.SYS, after=(self.ready[c],))
+        self.split = False
+
+    def act_load(self, c: int, rt: _RowTile, k0: int, kk: int, after: tuple) -> int:
+        """LDs of rows x [k0, k0 + kk) of the input into A.
+
+        A split input is read where its producer stored it: output chunk j of core o sits on
+        ``ch(o, j)`` (chunks rotate over the channels), one LD per chunk piece, cross-channel
+        for the other cores. A full input (every core computed it) is striped over the core's
+        weight channels.
+        """
+        last = None
+        if rt.from_all:
+            for o in range(self.a.cores):
+                lo, hi, cw, base = self.out_layout(o, rt)
+                a, b = max(lo, k0), min(hi, k0 + kk)
+                for j in range((a - lo) // cw, -(-(b - lo) // cw)) if b > a else ():
+                    part = min(b, lo + (j + 1) * cw) - max(a, lo + j * cw)
+                    last = self.b.emit(c, Queue.LD, after=after, channel=self.ch(o, base + j),
+                                       cross=int(o != c), nbytes=rt.rows * part,
+                                       op=self.act_buf, node=self.pf_node)
+            return last
+        per = -(-rt.rows * kk // self.a.weight_channels)
+        for j in range(self.a.weight_channels):
+            last = self.b.emit(c, Queue.LD, after=after, channel=self.ch(c, j), nbytes=per,
+                               op=self.act_buf, node=self.pf_node)
+        return last
+
+    def out_layout(self, o: int, rt: _RowTile) -> tuple[int, int, int, int]:
+        """Core ``o``'s columns of the split input: (lo, hi, chunk width, first channel)."""
+        if self.exch_layout is not None:            # attention output: one chunk per head
+            heads, d = self.exch_layout
+            h0, h1 = self.share(heads, o, 1)
+            return h0 * d, h1 * d, d, h0
+        lo, hi = self.share(rt.k, o)                # a linear's output chunks
+        return lo, hi, self.a.global_buffer_bytes // 2 // rt.rows // 16 * 16, 0
+
+    def k_order(self, c: int, chunks: list[int]) -> list[int]:
+        """K chunk starts of the next column tile: every other tile runs them backwards, so
+        it starts on the chunk the previous tile left resident (one re-load per tile)."""
+        rt = self.pf[c]
+        rt.coltiles += 1
+        return chunks[::-1] if rt.coltiles % 2 == 0 else chunks
+
+    def pre_mm(self, c: int, k0: int, kk: int) -> tuple:
+        """The activation chunk (loaded if not resident) and the output chunk's slot."""
+        rt = self.pf[c]
+        key = (k0, kk)
+        hit = next((h for h in rt.halves if h.key == key), None)
+        if hit is None:
+            hit = rt.halves[0]
+            hit.ld = self.act_load(c, rt, k0, kk, (rt.inp, hit.last))
+            hit.key = key
+        rt.halves.remove(hit)
+        rt.halves.append(hit)
+        slot = rt.sts[-2] if rt.cols == 0 and len(rt.sts) >= 2 else None
+        return (hit.ld, slot)
+
+    def post_mm(self, c: int, mm: int) -> None:
+        self.pf[c].halves[-1].last = mm
+
+    def out_tile(self, c: int, cols: int, last: int) -> None:
+        """A finished output tile of ``cols`` columns; store the chunk when it is full."""
+        rt = self.pf[c]
+        rt.cols += cols
+        rt.last = last
+        if rt.cols >= rt.cap:
+            self.store_chunk(c)
+
+    def store_chunk(self, c: int) -> None:
+        """Store the open output chunk; chunk j of a row tile goes to ``ch(c, j)``."""
+        rt = self.pf[c]
+        if rt.cols:
+            rt.sts.append(self.b.emit(c, Queue.ST, after=(rt.last,),
+                                      channel=self.ch(c, rt.chunks), nbytes=rt.rows * rt.cols,
+                                      node=self.pf_node))
+            rt.cols = 0
+            rt.chunks += 1
+
+    # -- linears -------------------------------------------------------------------------
+    def prefill_linear(self, node: Node, c: int, segs: list[tuple[int, int]], k: int,
+                       sparse: bool, epi: list[str], from_all: bool) -> None:
+        """Core ``c``'s columns of a prefill linear, one row tile at a time."""
+        self.pf_node = self.b.node(node.name)
+        half = self.a.global_buffer_bytes // 2
+        rt = self.pf[c] = _RowTile(-1, from_all, k)  # ``inp`` set by linear_core
+        for r0 in range(0, self.t, self.a.mm_tile_rows):
+            rt.rows = min(self.a.mm_tile_rows, self.t - r0)
+            rt.cap = half // rt.rows // 16 * 16
+            if rt.cap < self.a.mm_tile_cols:
+                raise UserError(f"layer {node.module}: an output tile of {rt.rows} rows x "
+                                f"{self.a.mm_tile_cols} columns does not fit half the global "
+                                f"buffer ({half} bytes)")
+            for h in rt.halves:  # other rows now: nothing resident (slots still in use)
+                h.key = None
+            rt.coltiles = rt.chunks = 0
+            used = 0
+            for i, (n, cols) in enumerate(segs):
+                self.linear_core(c, node, n, cols, k, rt.rows, sparse, epi, used,
+                                 i == len(segs) - 1)
+                used += cols
+            self.store_chunk(c)
+        self.pf[c] = None
+        if rt.sts:
+            self.ready[c] = rt.sts[-1]
+        self.out_heads = None
+
+    # -- attention -----------------------------------------------------------------------
+    def block_rows(self, qk: Node, heads: int) -> list[list[int]]:
+        """Per head, the kept key blocks of each query block-row (bitmasks; causal default)."""
+        nb = -(-self.t // ATTN_BLOCK)
+        rows = qk.attr.get("attn_rows")
+        if rows is None:
+            return [[(1 << (q + 1)) - 1 for q in range(nb)] for _ in range(heads)]
+        return [list(r) for r in rows]
+
+    def prefill_attention(self, qk: Node) -> None:
+        heads, d = qk.in_shapes[0][1], qk.in_shapes[0][3]
+        nid = self.b.node(qk.name)
+        rows = self.block_rows(qk, heads)
+        g_half, b_half = self.a.global_buffer_bytes // 2, self.a.b_buffer_bytes // 2
+        for c in range(self.a.cores):
+            self.flush(c)
+            h0, h1 = self.share(heads, c, 1)
+            inp, sts = self.ready[c], []
+            pvs: list[int] = []           # last PV of each group (score slots)
+            for h in range(h0, h1):
+                for grp, chunks, single in attention_groups(rows[h], self.t, d, g_half, b_half,
+                                                            f"layer {qk.layer} ({qk.name}): "):
+                    slot = pvs[-1] if single and pvs else (pvs[-2] if len(pvs) >= 2 else None)
+                    last = self._attn_group(c, h, grp, chunks, d, nid, (inp, slot))
+                    pvs.append(last)
+                    sts.append(self.b.emit(c, Queue.ST, after=(last,), channel=self.ch(c, h),
+                                           nbytes=self._grp_rows(grp) * d, node=nid))
+            self.ready[c] = sts[-1] if sts else inp
+        self.split = True
+        self.out_heads = (heads, d)
+
+    def _grp_rows(self, grp: list[int]) -> int:
+        return sum(min(ATTN_BLOCK, self.t - q * ATTN_BLOCK) for q in grp)
+
+    def _attn_group(self, c: int, h: int, grp: list[int], chunks: list[int], d: int,
+                    nid: int, after: tuple) -> int:
+        """Q load, per key chunk K load + score MM, softmax, per chunk V load + PV MM."""
+        r = self._grp_rows(grp)
+        q = self.b.emit(c, Queue.LD, after=(after[0],), channel=self.ch(c, h), nbytes=r * d,
+                        op=self.act_buf, node=nid)
+        s = None
+        for keys, blocks in chunks:
+            s = self._chunk_mm(c, h, keys * ATTN_BLOCK * d, (q, after[1]), nid,
+                               rows=ATTN_BLOCK, cols=blocks * ATTN_BLOCK, k=d)
+        kept = sum(b for _, b in chunks) * ATTN_BLOCK * ATTN_BLOCK
+        sm = self.misc(c, "softmax", r, max(16, kept // r), (s,), nid)
+        last = sm
+        for keys, blocks in chunks:
+            last = self._chunk_mm(c, h + 1, keys * ATTN_BLOCK * d, (sm,), nid,
+                                  rows=ATTN_BLOCK, cols=d * blocks, k=ATTN_BLOCK)
+        return last
+
+    def _chunk_mm(self, c: int, h: int, nbytes: int, after: tuple, nid: int,
+                  **shape: int) -> int:
+        """One K or V chunk into half the B buffer (after the MM two B tiles back, weight
+        tiles included) and the MM that reads it."""
+        t = self.tiles[c]
+        slot = self.mpe_done[c][t - 2] if t >= 2 else None
+        ld = self.b.emit(c, Queue.LD, after=(slot,), channel=self.ch(c, h), nbytes=nbytes,
+                         op=self.mat_buf, node=nid)
+        mm = self.mpe(c, shape["rows"], shape["cols"], shape["k"], (ld,) + after, nid)
+        self.mpe_done[c].append(mm)
+        self.tiles[c] += 1
+        return mm
