@@ -21,8 +21,16 @@ from collections import defaultdict
 import numpy as np
 
 from mapping.flightllm.builder import Arch, Builder
-from mapping.flightllm.compression import META_BITS_PER_KEPT
-from mapping.flightllm.isa import LD_TARGETS, MISC_OPS, Program, Queue
+from mapping.flightllm.compression import BIAS_BYTES, META_BITS_PER_KEPT
+from mapping.flightllm.isa import (
+    FLAG_BIAS,
+    FLAG_RELU,
+    FLAG_SPARSE,
+    LD_TARGETS,
+    MISC_OPS,
+    Program,
+    Queue,
+)
 from mapping.flightllm.prefill import PrefillMixin
 from mapping.flightllm.replicate import Period, layer_ranges, signature, snapshot
 from models.errors import UserError
@@ -30,8 +38,22 @@ from models.graph import Graph, Node, OpKind
 
 __all__ = ["generate"]
 
-_EPILOGUE = {OpKind.ACTIVATION: ("silu",), OpKind.ELEMENTWISE: ("eltwise_add",),
-             OpKind.ROPE: ("eltwise_mul", "eltwise_mul", "eltwise_add")}  # artifact RoPE
+_FUSABLE = (OpKind.ACTIVATION, OpKind.ELEMENTWISE, OpKind.ROPE)
+_CASTS = ("aten.to.", "aten._to_copy", "aten.type_as", "aten.clone", "aten.contiguous")
+
+
+def _epilogue_ops(m: Node) -> tuple[str, ...]:
+    """The MISC ops of a fused consumer, by its traced op. ReLU is the MPE's relu flag
+    ("relu"); the SFU's one activation is SiLU (artifact MISC op codes), so another activation
+    (GELU) takes one pass like it. Casts are free (the requantisation after the MPE)."""
+    op = m.op.lower()
+    if m.kind is OpKind.ROPE:
+        return ("eltwise_mul", "eltwise_mul", "eltwise_add")  # artifact RoPE
+    if m.kind is OpKind.ACTIVATION:
+        return ("relu",) if op in ("aten.relu.default", "relu") else ("silu",)
+    if op.startswith(_CASTS):
+        return ()
+    return ("eltwise_mul",) if ("mul" in op or "div" in op) else ("eltwise_add",)
 
 
 class _Gen(PrefillMixin):
@@ -61,6 +83,7 @@ class _Gen(PrefillMixin):
         self.pf: list = [None] * arch.cores   # prefill linear state per core (prefill.py)
         self.pf_node = -1
         self.exch_src: str | None = None      # prefill: input read from all cores' channels
+        self.relu = False                     # the current linear's MPE applies ReLU
         self.out_heads: tuple[int, int] | None = None  # prefill: last split output per head
         self.exch_layout: tuple[int, int] | None = None  # ... of the input read from all
 
@@ -187,8 +210,9 @@ class _Gen(PrefillMixin):
         return (wbytes + meta, 0) if self.packed(sparse, n) else (wbytes, meta)
 
     def weight_tile(self, core: int, node: Node, cols: int, kc: int, n: int, sparse: bool,
-                    after: int | None) -> int:
-        """LDs of one weight tile (+ meta, FSB); returns the last LD."""
+                    after: int | None, bias: bool = False) -> int:
+        """LDs of one weight tile (+ meta, FSB, and the INT32 bias of its columns with the first
+        K chunk of an output tile); returns the last LD."""
         nid = self.b.node(node.name)
         wbytes, meta = self.tile_bytes(node, cols, kc, n, sparse)
         slot = None
@@ -210,6 +234,9 @@ class _Gen(PrefillMixin):
                                    nbytes=meta)
             last = self.b.like(core, first, channel=aux, op=LD_TARGETS["FSB"],
                                nbytes=(cols // 16) * (kc // 16))
+        if bias:  # artifact BIAS_BUFFER_HBM_CHANNEL_ID 8: the channel B/meta/FSB use
+            last = self.b.like(core, first, channel=aux, op=LD_TARGETS["bias"],
+                               nbytes=cols * BIAS_BYTES)
         self.tiles[core] += 1
         return last
 
@@ -293,33 +320,39 @@ class _Gen(PrefillMixin):
             w = min(wide - offset if c0 == 0 and offset else wide, cols - c0)
             kc = self.k_chunk(node, w, n, k)  # a narrower last column tile goes deeper in K
             ks = list(range(0, k, kc)) if self.decode else self.k_order(c, list(range(0, k, kc)))
-            tiles += [(w, min(self.a.mm_tile_rows, rows - r0), k0, min(kc, k - k0),
-                       pad if c0 + w >= cols else 0)
-                      for r0 in range(0, rows, self.a.mm_tile_rows) for k0 in ks]
+            for r0 in range(0, rows, self.a.mm_tile_rows):
+                # flags: FLAG_BIAS on an output tile's first K chunk, ends its last (epilogue)
+                tiles += [(w, min(self.a.mm_tile_rows, rows - r0), k0, min(kc, k - k0),
+                           pad if c0 + w >= cols else 0, i == 0, i == len(ks) - 1)
+                          for i, k0 in enumerate(ks)]
             c0 += w
+        bias = FLAG_BIAS if node.attr.get("bias_bytes", 0) else 0
+        flags = FLAG_SPARSE if sparse else 0
         lds: list[int] = []
         if self.deferred[c]:
             # the first weight tile ahead of the gather's LDs; one only: LDs retire in order,
             # so a second tile (whose slot frees only when the previous op ends) would hold
             # back the gathered vector
             t = tiles[0]
-            lds.append(self.weight_tile(c, node, t[0], t[3], n, sparse, None))
+            lds.append(self.weight_tile(c, node, t[0], t[3], n, sparse, None, bias > 0))
             self.flush(c)
         inp = self.ready[c]
         if not self.decode and self.pf[c].inp == -1:  # the input, after a deferred gather
             self.pf[c].inp = inp
         last = None
-        for j, (w, r, k0, kk, p) in enumerate(tiles):
-            ld = lds[j] if j < len(lds) else self.weight_tile(c, node, w, kk, n, sparse, None)
+        for j, (w, r, k0, kk, p, first, end) in enumerate(tiles):
+            ld = lds[j] if j < len(lds) else self.weight_tile(c, node, w, kk, n, sparse, None,
+                                                              first and bias > 0)
             # MV: ``nbytes`` = what it reads from the A buffer (the timing model's read width)
             abytes = self.tile_bytes(node, w, kk, n, sparse)[0] if self.decode else 0
             after = (ld, inp) if self.decode else (ld,) + self.pre_mm(c, k0, kk)
+            f = flags | (bias if first else 0) | (FLAG_RELU if end and self.relu else 0)
             last = self.b.emit(c, queue, after=after, rows=r, cols=w, pad=p,
-                               k=-(-kk // 16) * 16, n=n, node=nid, nbytes=abytes)
+                               k=-(-kk // 16) * 16, n=n, node=nid, nbytes=abytes, flags=f)
             self.mpe_done[c].append(last)
             if not self.decode:
                 self.post_mm(c, last)
-            if k0 + kk >= k:  # the output tile is complete: its fused epilogue
+            if end:  # the output tile is complete: its fused epilogue
                 for op in epi:
                     last = self.misc(c, op, r, w, (last,), nid)
                 if not self.decode:
@@ -327,15 +360,19 @@ class _Gen(PrefillMixin):
         self.ready[c] = last
 
     def epilogue(self, node: Node) -> list[str]:
+        """The fused consumers' MISC ops per output tile; sets ``relu`` for a fused ReLU."""
         ops: list[str] = []
+        self.relu = False
         for m in self.consumers.get(node.name, []):
-            if m.kind in _EPILOGUE and m.layer == node.layer and m.name not in self.fused:
+            if m.kind in _FUSABLE and m.layer == node.layer and m.name not in self.fused:
                 if m.kind is OpKind.ROPE and ops:
                     continue
                 self.fused.add(m.name)
-                ops += _EPILOGUE[m.kind]
-                if m.kind is OpKind.ELEMENTWISE and "mlp" in m.name:  # SiLU(gate) x up
-                    ops[-1] = "eltwise_mul"
+                e = _epilogue_ops(m)
+                if e == ("relu",):
+                    self.relu = True
+                else:
+                    ops += e
         if node.module.endswith(("q_proj", "k_proj")):  # the rest of this linear's RoPE
             todo = [node.name]
             while todo:
@@ -416,11 +453,13 @@ class _Gen(PrefillMixin):
 
     def norm(self, node: Node) -> None:
         size = node.out_shape[-1]
+        kind = "rmsnorm" if "layer_norm" not in node.op.lower() and \
+            not node.op.endswith("LayerNorm") else "layernorm"   # LlamaRMSNorm / OPT LayerNorm
         self.gather(self.t * size)
         nid = self.b.node(node.name)
         for c in range(self.a.cores):
             self.later(c, lambda c=c: self.ready.__setitem__(
-                c, self.misc(c, "rmsnorm", self.t, size, (self.ready[c],), nid)))
+                c, self.misc(c, kind, self.t, size, (self.ready[c],), nid)))
         self.full_src = node.name
 
     def embedding(self, node: Node) -> None:

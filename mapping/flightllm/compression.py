@@ -7,8 +7,10 @@ need and rescales the IR's byte and FLOP counts so that the roofline stays a low
 linear nodes
     ``nm_rows``: ``((N, block_rows), ...)`` how many 16-row block-rows of the weight run N:16;
     ``keep``: kept fraction; ``weight_bits``; ``meta_bytes`` (4-bit index per kept weight of a
-    sparse block) and ``fsb_bytes`` (one descriptor byte per 16x16 block of a sparse layer).
-    ``weight_bytes`` = kept weights at ``weight_bits`` + meta + FSB; ``flops`` scaled by keep.
+    sparse block) and ``fsb_bytes`` (one descriptor byte per 16x16 block of a sparse layer);
+    ``bias_bytes`` (INT32 per output, models with biases such as OPT).
+    ``weight_bytes`` = kept weights at ``weight_bits`` + meta + FSB + bias; ``flops`` scaled by
+    keep.
 prefill attention matmuls (role qk / pv)
     ``attn_blocks``: kept 64x64 blocks per head; ``attn_elems``: kept score elements per head
     (causal triangle and mask applied); ``attn_rows``: per head, the kept key blocks of each
@@ -35,6 +37,7 @@ from models.graph import Graph, Node, OpKind, Phase, dtype_bytes
 
 __all__ = [
     "ATTN_BLOCK",
+    "BIAS_BYTES",
     "BLOCK_M",
     "CONFIG_DIR",
     "FSB_BYTES_PER_BLOCK",
@@ -57,6 +60,7 @@ BLOCK_M = 16                 # FlightLLM §4: N:M sparsity with M = 16
 SUPPORTED_N = (2, 4, 8, 16)  # FlightLLM §4: the CSD-Chain runs N:16 with N in {2,4,8,16}
 META_BITS_PER_KEPT = 4       # FlightLLM: 4-bit sparse index per kept weight (1 of 16)
 FSB_BYTES_PER_BLOCK = 1      # FlightLLM: one FSB descriptor byte per 16x16 weight block
+BIAS_BYTES = 4               # artifact IR: linear bias dtype int32
 WEIGHT_BITS = (2, 3, 4, 8)   # FlightLLM mixed precision: 2/3/4/8-bit weights
 ATTN_BLOCK = 64              # FlightLLM / artifact MASK_LAYOUT_BLOCK_SIZE: 64x64 blocks
 _RULE_KEYS = {"match", "layers", "keep", "pattern", "bits"}
@@ -235,10 +239,12 @@ def _compress_linear(cfg: CompressionConfig, node: Node) -> Node:
     meta = -(-sparse_kept * META_BITS_PER_KEPT // 8) if sparse else 0
     fsb = rows * (k_in // BLOCK_M) * FSB_BYTES_PER_BLOCK if sparse else 0
     wbytes = -(-kept * bits // 8)
-    return replace(node, weight_bytes=wbytes + meta + fsb,
+    # INT32 bias (artifact IR: q/k/v/o_proj bias dtype int32), when the model has one (OPT)
+    bias = n_out * BIAS_BYTES if any(w.endswith(".bias") for w in node.weights) else 0
+    return replace(node, weight_bytes=wbytes + meta + fsb + bias,
                    flops=round(node.flops * kept_frac)).with_attrs(
         nm_rows=mix, keep=kept_frac, weight_bits=bits, meta_bytes=meta, fsb_bytes=fsb,
-        act_bits=cfg.act_bits)
+        bias_bytes=bias, act_bits=cfg.act_bits)
 
 
 def _block_sizes(t: int) -> np.ndarray:
@@ -247,7 +253,7 @@ def _block_sizes(t: int) -> np.ndarray:
 
 
 def _attention_blocks(node: Node, t: int, masks: np.ndarray | None
-                      ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+                      ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, ...], ...]]:
     """Kept blocks, kept score elements and the kept key blocks of each query block-row
     (bitmask, bit k = key block k) per head, for a prefill of ``t`` tokens."""
     heads = node.in_shapes[0][1] if len(node.in_shapes[0]) == 4 else 1
@@ -329,7 +335,8 @@ def apply_compression(g: Graph, cfg: CompressionConfig | None = None) -> Graph:
               and n.attr.get("role") in ("qk", "pv")):
             n = _compress_attention(n, g.tokens, masks)
         nodes.append(n)
-    bits = {w: n.attr["weight_bits"] for n in nodes if "weight_bits" in n.attr for w in n.weights}
+    bits = {w: BIAS_BYTES * 8 if w.endswith(".bias") else n.attr["weight_bits"]
+            for n in nodes if "weight_bits" in n.attr for w in n.weights}
     params = tuple(replace(p, bits=bits[p.name]) if p.name in bits else p for p in g.params)
     return replace(g, nodes=tuple(nodes), params=params,
                    meta=tuple(sorted({**dict(g.meta), "compression": cfg.name}.items())))

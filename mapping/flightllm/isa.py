@@ -25,7 +25,8 @@ from enum import IntEnum
 
 import numpy as np
 
-__all__ = ["INSTR", "MISC_OPS", "WORDS", "Program", "Queue", "encode", "storage_bytes"]
+__all__ = ["FLAG_BIAS", "FLAG_RELU", "FLAG_SPARSE", "INSTR", "MISC_OPS", "WORDS", "Program",
+           "Queue", "encode", "storage_bytes"]
 
 
 class Queue(IntEnum):
@@ -41,6 +42,9 @@ WORDS = {Queue.LD: 7, Queue.ST: 3, Queue.MM: 4, Queue.MV: 4, Queue.MISC: 3, Queu
 # artifact MISC op codes; rope is three of them (mul sin, mul cos, add), as the artifact emits
 MISC_OPS = {"eltwise_add": 0, "eltwise_mul": 1, "softmax": 2, "layernorm": 3, "rmsnorm": 4,
             "silu": 5}
+# MM/MV flags (artifact fields: sparse, bias, relu): N:16 weights with FSB/indices, add the
+# bias (first K chunk of an output tile), apply ReLU (last K chunk; OPT's fc1 needs no SFU op)
+FLAG_SPARSE, FLAG_BIAS, FLAG_RELU = 1, 2, 4
 # LD targets (artifact: B, meta, bias, FSB, A, global buffers)
 LD_TARGETS = {"B": 0, "meta": 1, "bias": 2, "FSB": 3, "A": 4, "global": 5}
 
@@ -54,6 +58,7 @@ INSTR = np.dtype([
     ("pad", "i4"),          # MM/MV: columns computed past ``cols`` to fill the fixed tile
     ("k", "i4"),            # MM/MV: dot-product length (elements)
     ("n", "i1"),            # MM/MV: N of the N:16 pattern (16: dense)
+    ("flags", "u1"),        # MM/MV: FLAG_SPARSE | FLAG_BIAS | FLAG_RELU
     ("node", "i4"),         # index into Program.nodes (-1: none)
     ("cycles", "i8"),       # filled by the timing model
 ])
@@ -96,7 +101,8 @@ def encode(arr: np.ndarray) -> np.ndarray:
     for r in arr:
         q = Queue(int(r["queue"]))
         out.append((q & 7) | (int(r["op"]) & 31) << 3 | int(r["wait"]) << 8
-                   | int(r["release"]) << 14 | (int(r["cross"]) & 1) << 20)
+                   | int(r["release"]) << 14 | (int(r["cross"]) & 1) << 20
+                   | (int(r["flags"]) & 7) << 21)
         fields = _FIELDS[q]
         out += [int(r[f]) & mask for f in fields]
         out += [0] * (WORDS[q] - 1 - len(fields))

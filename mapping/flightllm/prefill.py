@@ -27,13 +27,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mapping.flightllm.compression import ATTN_BLOCK
 from mapping.flightllm.isa import Queue
 from models.errors import UserError
 from models.graph import Node
 
-__all__ = ["ATTN_BLOCK", "PrefillMixin", "attention_counts", "attention_groups"]
-
-ATTN_BLOCK = 64  # FlightLLM: 64 x 64 attention blocks (artifact masks)
+__all__ = ["PrefillMixin", "attention_counts", "attention_groups"]
 
 
 @dataclass

@@ -19,12 +19,17 @@ def _lin(name: str, layer: int, src: str, t: int, k: int, n: int, params: list[P
                 act_bytes=2 * t * (k + n), layer=layer, module=name, weights=(w,))
 
 
+_OPS = {OpKind.NORM: "LlamaRMSNorm", OpKind.ROPE: "aten.mul.Tensor",
+        OpKind.SOFTMAX: "aten._softmax.default", OpKind.ACTIVATION: "aten.silu.default",
+        OpKind.ELEMENTWISE: "aten.add.Tensor"}   # what the tracer records for HF LLaMA
+
+
 def _op(name: str, kind: OpKind, layer: int, srcs: tuple[str, ...], shapes: tuple, out: tuple,
-        **kw: object) -> Node:
+        op: str = "", **kw: object) -> Node:
     numel = 1
     for s in out:
         numel *= s
-    return Node(name, kind, "aten.x", srcs, shapes, out, "float16", flops=numel,
+    return Node(name, kind, op or _OPS[kind], srcs, shapes, out, "float16", flops=numel,
                 act_bytes=4 * numel, layer=layer, module=name.split("/")[0], **kw)
 
 
@@ -65,7 +70,8 @@ def _layer(i: int, src: str, t: int, ctx: int, h: int, heads: int, ffn: int,
         o, _op(f"{b}/elementwise", OpKind.ELEMENTWISE, i, (src, o.name), (x, x), x),
         _op(f"{b}.post_attention_layernorm/norm", OpKind.NORM, i, (f"{b}/elementwise",), (x,), x),
         g, _op(f"{b}.mlp.act_fn/activation", OpKind.ACTIVATION, i, (g.name,), (f,), f), u,
-        _op(f"{b}.mlp/elementwise", OpKind.ELEMENTWISE, i, (u.name,), (f, f), f), dn,
+        _op(f"{b}.mlp/elementwise", OpKind.ELEMENTWISE, i, (u.name,), (f, f), f,
+            op="aten.mul.Tensor"), dn,
         _op(f"{b}/elementwise.1", OpKind.ELEMENTWISE, i, (dn.name,), (x, x), x),
     ]
     return nodes, f"{b}/elementwise.1"

@@ -13,7 +13,7 @@ from mapping.flightllm.compression import apply_compression, config_from_dict
 from mapping.flightllm.isa import LD_TARGETS as TARGETS
 from mapping.flightllm.isa import Queue
 from mapping.flightllm.synthetic import llama_like
-from models.graph import Phase
+from models.graph import OpKind, Phase
 from sim.flightllm.mpe import A_MV_BYTES_PER_CHANNEL, mv_cycles
 from sim.flightllm.simulate import simulate_graph
 from sim.flightllm.timing import arch_of, fill_cycles
@@ -266,3 +266,48 @@ def test_prefill_attention_groups_fit_the_global_buffer():
     with pytest.raises(UserError, match=r"layer 0 \(.*matmul\): prefill of 320 tokens: "
                                         r"query block-row 4 keeps 320 keys"):
         generate(_prefill(320), arch)
+
+
+def _opt_like(phase):
+    """The LLaMA-like graph with OPT's traced ops: LayerNorm, ReLU, biases on every linear."""
+    g = llama_like(layers=1, phase=phase, hidden=1024, heads=8, ffn=2048, context=64)
+    ops = {OpKind.NORM: "aten.layer_norm.default", OpKind.ACTIVATION: "aten.relu.default"}
+    nodes = []
+    for n in g.nodes:
+        if n.kind in ops:
+            n = dataclasses.replace(n, op=ops[n.kind])
+        elif n.kind is OpKind.LINEAR:
+            n = dataclasses.replace(n, weights=n.weights + (f"{n.module}.bias",))
+        nodes.append(n)
+    return apply_compression(dataclasses.replace(g, nodes=tuple(nodes)), CFG)
+
+
+@pytest.mark.parametrize("phase", [Phase.DECODE, Phase.PREFILL])
+def test_mpe_flags_norms_and_biases_follow_the_model(phase):
+    """OPT: LayerNorm (MISC op 3), ReLU as the MPE's relu flag on fc1's finished tiles (no SFU
+    op), an INT32 bias LD and FLAG_BIAS with each output tile's first K chunk. LLaMA: RMSNorm,
+    SiLU on the SFU, no bias. FLAG_SPARSE marks the N:16 layers (q/k_proj)."""
+    from mapping.flightllm.isa import FLAG_BIAS, FLAG_RELU, FLAG_SPARSE, MISC_OPS
+
+    llama = apply_compression(llama_like(layers=1, phase=phase, hidden=1024, heads=8,
+                                         ffn=2048, context=64), CFG)
+    for g, opt in ((_opt_like(phase), True), (llama, False)):
+        prog = generate(g, arch_of(SPEC))
+        for arr in prog.cores:
+            names = np.array([prog.nodes[i] if i >= 0 else "" for i in arr["node"]])
+            misc = set(arr["op"][arr["queue"] == Queue.MISC].tolist())
+            assert (MISC_OPS["layernorm"] in misc) == opt and (MISC_OPS["rmsnorm"] in misc) != opt
+            assert (MISC_OPS["silu"] in misc) != opt
+            q = Queue.MV if phase is Phase.DECODE else Queue.MM
+            lin = (arr["queue"] == q) & np.char.endswith(names, "/linear")
+            fl = arr["flags"]
+            relu = lin & (fl & FLAG_RELU > 0)
+            assert relu.any() == opt
+            assert all("gate_proj" in x for x in names[relu])
+            bias_lds = (arr["queue"] == Queue.LD) & (arr["op"] == TARGETS["bias"])
+            with_bias = lin & (fl & FLAG_BIAS > 0)
+            assert with_bias.sum() == bias_lds.sum() and with_bias.any() == opt
+            if opt:
+                assert (arr["nbytes"][bias_lds] == 4 * arr["cols"][with_bias]).all()
+            sparse = names[lin & (fl & FLAG_SPARSE > 0)]
+            assert sparse.size and all(("q_proj" in x or "k_proj" in x) for x in sparse)

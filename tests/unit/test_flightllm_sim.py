@@ -131,6 +131,12 @@ def test_encoding_word_counts():
     words = encode(p.cores[0])
     expect = sum(WORDS[Queue(q)] for q in p.cores[0]["queue"])
     assert len(words) == expect
+    # word 0: queue[3] | op[5] | wait[6] | release[6] | cross[1] | MM/MV flags[3]
+    arr = p.cores[0]
+    starts = np.cumsum([0] + [WORDS[Queue(q)] for q in arr["queue"][:-1]])
+    first = words[starts]
+    assert ((first & 7) == arr["queue"]).all()
+    assert ((first >> 21 & 7) == arr["flags"]).all() and arr["flags"].any()
 
 
 @pytest.mark.parametrize("hw", ["flightllm-vhk158", "flightllm-u280"])
