@@ -320,9 +320,12 @@ Full discussion with sources: `docs/flightllm.md` ("Calibration"). In short:
   tile, 3 per core per projection (72 vs 48), SiLU/product 24 vs 22 each (6 column tiles per
   core), every core normalises the full vector (8 vs 2); softmax 32 and residual adds 16
   agree. ST 24 vs 13 and SYS 16 vs 13: we gather 4 times a layer on each core and store 2 KV
-  appends; the artifact stores and synchronises once per fused op group. LD 2,104 vs about
-  2,767: both 8 channel LDs per weight tile; the artifact's remaining ~1,100 LDs per layer
-  (against our ~180 KV/FSB/gather LDs) cannot be attributed from its totals alone.
+  appends; the artifact stores and synchronises once per fused op group. LD 2,552 vs about
+  2,767: 8 channel LDs per weight tile (240 tiles: 1,920) and per K or V tile (the A buffer
+  is filled slice by slice from its 8 channels: 512), 72 FSB and 48 gather LDs; at 8 per
+  tile the artifact's 208 weight tiles and 64 K/V tiles make 2,176 and its q/k/v/o biases
+  and sparse metadata about 130 more; the remaining ~450 cannot be attributed from its
+  totals alone.
 
 Modelling errors fixed in earlier rounds (not tuning): after a barrier the next linear's first
 weight tile is queued before the gather's LDs (the in-order LD queue held the prefetch

@@ -403,35 +403,43 @@ class _Gen(PrefillMixin):
         if not self.decode:
             self.prefill_attention(qk)
             return
-        heads, _, d = qk.in_shapes[0][1], qk.in_shapes[0][2], qk.in_shapes[0][3]
+        heads, d = qk.in_shapes[0][1], qk.in_shapes[0][3]
         kv_len = qk.out_shape[-1]
         nid = self.b.node(qk.name)
-        blocks = qk.attr.get("attn_blocks")
-        elems = qk.attr.get("attn_elems")
         for c in range(self.a.cores):
             self.flush(c)
             h0, h1 = self.share(heads, c, 1)
             last = self.ready[c]
-            for h in range(h0, h1):
-                kl = self.b.emit(c, Queue.LD, channel=self.ch(c, h), nbytes=kv_len * d,
-                                 op=self.mat_buf, node=nid)
-                if blocks is None:  # K (kv_len x d, INT8) read from the A buffer
-                    s = kl
-                    for j in range(0, kv_len, self.a.mv_tile_cols):  # an MV per 512 keys
-                        w = min(self.a.mv_tile_cols, kv_len - j)
-                        s = self.mpe(c, self.t, w, d, (s, last), nid, w * d)
-                    sm = self.misc(c, "softmax", self.t, kv_len, (s,), nid)
-                else:
-                    s = self.mpe(c, 64, blocks[h] * 64, d, (kl, last), nid)
-                    sm = self.misc(c, "softmax", self.t, max(16, elems[h] // self.t), (s,), nid)
-                vl = self.b.emit(c, Queue.LD, channel=self.ch(c, h + 1), nbytes=kv_len * d,
-                                 op=self.mat_buf, node=nid)
-                if blocks is None:
-                    last = self.mpe(c, self.t, d, kv_len, (vl, sm), nid, kv_len * d)
-                else:
-                    last = self.mpe(c, 64, d * blocks[h], 64, (vl, sm), nid)
+            for _ in range(h0, h1):
+                s = None
+                for j in range(0, kv_len, self.a.mv_tile_cols):  # an MV per 512 keys
+                    w = min(self.a.mv_tile_cols, kv_len - j)
+                    kl = self.a_tile(c, w * d, nid)        # K (w keys x d, INT8)
+                    s = self.mpe(c, self.t, w, d, (kl, s, last), nid, w * d)
+                    self.mpe_done[c].append(s)
+                sm = self.misc(c, "softmax", self.t, kv_len, (s,), nid)
+                vl = self.a_tile(c, kv_len * d, nid)       # V (kv_len x d, INT8)
+                last = self.mpe(c, self.t, d, kv_len, (vl, sm), nid, kv_len * d)
+                self.mpe_done[c].append(last)
             self.ready[c] = last
         self.split = True
+
+    def a_tile(self, c: int, nbytes: int, nid: int) -> int:
+        """Decode K/V into half the A buffer (after the MV two A tiles back), striped over the
+        weight channels like a weight tile (each channel fills its slice of A: the cache keeps
+        token t's rows on channel t mod 8); returns the last LD."""
+        if nbytes > self.a.a_buffer_bytes // 2:
+            raise UserError(f"decode attention: {nbytes} bytes of K or V per head exceed half "
+                            f"the A buffer ({self.a.a_buffer_bytes // 2} bytes)")
+        t = self.tiles[c]
+        slot = self.mpe_done[c][t - 2] if t >= 2 else None
+        per = -(-nbytes // self.a.weight_channels)
+        last = None
+        for j in range(self.a.weight_channels):
+            last = self.b.emit(c, Queue.LD, after=(slot,) if j == 0 else (),
+                               channel=self.ch(c, j), nbytes=per, op=self.mat_buf, node=nid)
+        self.tiles[c] += 1
+        return last
 
     def mpe(self, c: int, rows: int, cols: int, k: int, after: tuple, nid: int,
             abytes: int = 0) -> int:
