@@ -128,6 +128,13 @@ class _Gen(PrefillMixin):
                                    cross=1, nbytes=part, op=self.act_buf)
         self.ready[c] = last
 
+    def next_slot(self, c: int) -> int | None:
+        """Count one more tile into the weight buffer's halves (A in decode, B in prefill);
+        returns the MPE op two tiles back, which must finish before the tile loads."""
+        t = self.tiles[c]
+        self.tiles[c] += 1
+        return self.mpe_done[c][t - 2] if t >= 2 else None
+
     def later(self, c: int, fn) -> None:
         """Run ``fn`` now, or after the pending gather's LDs if core ``c`` has one."""
         if self.deferred[c]:
@@ -215,9 +222,7 @@ class _Gen(PrefillMixin):
         K chunk of an output tile); returns the last LD."""
         nid = self.b.node(node.name)
         wbytes, meta = self.tile_bytes(node, cols, kc, n, sparse)
-        slot = None
-        if self.tiles[core] >= 2:
-            slot = self.mpe_done[core][self.tiles[core] - 2]
+        slot = self.next_slot(core)
         # decode (MV): weights into the A buffer from the core's weight channels; prefill (MM):
         # into the B buffer from the one channel B shares with meta/FSB/bias (artifact
         # vhk158_config.yaml: B/META/FSB/BIAS_BUFFER_HBM_CHANNEL_ID all 8, CHANNEL_NUM 1)
@@ -237,7 +242,6 @@ class _Gen(PrefillMixin):
         if bias:  # artifact BIAS_BUFFER_HBM_CHANNEL_ID 8: the channel B/meta/FSB use
             last = self.b.like(core, first, channel=aux, op=LD_TARGETS["bias"],
                                nbytes=cols * BIAS_BYTES)
-        self.tiles[core] += 1
         return last
 
     def segments(self, node: Node, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -431,14 +435,12 @@ class _Gen(PrefillMixin):
         if nbytes > self.a.a_buffer_bytes // 2:
             raise UserError(f"decode attention: {nbytes} bytes of K or V per head exceed half "
                             f"the A buffer ({self.a.a_buffer_bytes // 2} bytes)")
-        t = self.tiles[c]
-        slot = self.mpe_done[c][t - 2] if t >= 2 else None
+        slot = self.next_slot(c)
         per = -(-nbytes // self.a.weight_channels)
         last = None
         for j in range(self.a.weight_channels):
             last = self.b.emit(c, Queue.LD, after=(slot,) if j == 0 else (),
                                channel=self.ch(c, j), nbytes=per, op=self.mat_buf, node=nid)
-        self.tiles[c] += 1
         return last
 
     def mpe(self, c: int, rows: int, cols: int, k: int, after: tuple, nid: int,

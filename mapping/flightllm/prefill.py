@@ -13,9 +13,9 @@ stored.
 Attention runs per head in groups of query block-rows (64 tokens each, two per 128-row MM
 tile) whose kept scores fit half the global buffer (a block-row that needs more takes the
 whole buffer, single-buffered; one that does not fit at all is an error naming the layer).
-The group's Q rows load into A, its K and V in chunks of half the B buffer (the score MM reads
-K as its B operand, the PV MM reads V), one MM per chunk; a softmax per group; the group's
-output is stored. Scores of group g wait until group g-2's PV has consumed its half.
+The group's Q rows load into A, its K and V in chunks of half the B buffer from the one channel
+B is fed by (the score MM reads K as its B operand, the PV MM reads V), one MM per chunk; a
+softmax per group; the group's output is stored. Scores of group g wait until group g-2's PV has consumed its half.
 
 A linear whose input was produced split over the cores (o_proj, down_proj) passes a SYS
 barrier and loads each core's part of its rows from that core's channel (cross-channel for
@@ -265,25 +265,23 @@ class PrefillMixin:
                         op=self.act_buf, node=nid)
         s = None
         for keys, blocks in chunks:
-            s = self._chunk_mm(c, h, keys * ATTN_BLOCK * d, (q, after[1]), nid,
+            s = self._chunk_mm(c, keys * ATTN_BLOCK * d, (q, after[1]), nid,
                                rows=ATTN_BLOCK, cols=blocks * ATTN_BLOCK, k=d)
         kept = sum(b for _, b in chunks) * ATTN_BLOCK * ATTN_BLOCK
         sm = self.misc(c, "softmax", r, max(16, kept // r), (s,), nid)
         last = sm
         for keys, blocks in chunks:
-            last = self._chunk_mm(c, h + 1, keys * ATTN_BLOCK * d, (sm,), nid,
+            last = self._chunk_mm(c, keys * ATTN_BLOCK * d, (sm,), nid,
                                   rows=ATTN_BLOCK, cols=d * blocks, k=ATTN_BLOCK)
         return last
 
-    def _chunk_mm(self, c: int, h: int, nbytes: int, after: tuple, nid: int,
-                  **shape: int) -> int:
+    def _chunk_mm(self, c: int, nbytes: int, after: tuple, nid: int, **shape: int) -> int:
         """One K or V chunk into half the B buffer (after the MM two B tiles back, weight
-        tiles included) and the MM that reads it."""
-        t = self.tiles[c]
-        slot = self.mpe_done[c][t - 2] if t >= 2 else None
-        ld = self.b.emit(c, Queue.LD, after=(slot,), channel=self.ch(c, h), nbytes=nbytes,
+        tiles included; from the one channel B is fed by, as prefill weights) and the MM
+        that reads it."""
+        ld = self.b.emit(c, Queue.LD, after=(self.next_slot(c),),
+                         channel=self.ch(c, self.a.weight_channels), nbytes=nbytes,
                          op=self.mat_buf, node=nid)
         mm = self.mpe(c, shape["rows"], shape["cols"], shape["k"], (ld,) + after, nid)
         self.mpe_done[c].append(mm)
-        self.tiles[c] += 1
         return mm
