@@ -15,7 +15,8 @@ tile) whose kept scores fit half the global buffer (a block-row that needs more 
 whole buffer, single-buffered; one that does not fit at all is an error naming the layer).
 The group's Q rows load into A, its K and V in chunks of half the B buffer from the one channel
 B is fed by (the score MM reads K as its B operand, the PV MM reads V), one MM per chunk; a
-softmax per group; the group's output is stored. Scores of group g wait until group g-2's PV has consumed its half.
+softmax per group; the group's output is stored. Scores of group g wait until group g-2's PV
+has consumed its half.
 
 A linear whose input was produced split over the cores (o_proj, down_proj) passes a SYS
 barrier and loads each core's part of its rows from that core's channel (cross-channel for

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from models.graph import Graph, Node, OpKind, Param, Phase
 
-__all__ = ["llama_like"]
+__all__ = ["attention_graph", "linear_graph", "llama_like"]
 
 
 def _lin(name: str, layer: int, src: str, t: int, k: int, n: int, params: list[Param]) -> Node:
@@ -98,3 +98,26 @@ def llama_like(layers: int = 2, hidden: int = 256, heads: int = 4, ffn: int = 51
     head = _lin("lm_head", -1, "model.norm/norm", 1, hidden, vocab, params)
     nodes.append(head)
     return Graph("llama-like", phase, 1, t, ctx, "float16", tuple(nodes), tuple(params))
+
+
+def linear_graph(k: int, n: int, tokens: int = 1, bias: bool = False) -> Graph:
+    """One linear (``tokens`` x ``k`` -> ``n``; decode when ``tokens`` is 1), alone."""
+    params: list[Param] = []
+    lin = _lin("model.layers.0.mlp.up_proj", 0, "input", tokens, k, n, params)
+    if bias:
+        params.append(Param(f"{lin.module}.bias", (n,), "float16"))
+        lin = Node(lin.name, lin.kind, lin.op, lin.inputs, lin.in_shapes, lin.out_shape,
+                   lin.dtype, flops=lin.flops + tokens * n,
+                   weight_bytes=lin.weight_bytes + 2 * n, act_bytes=lin.act_bytes,
+                   layer=0, module=lin.module, weights=lin.weights + (params[-1].name,))
+    phase = Phase.DECODE if tokens == 1 else Phase.PREFILL
+    return Graph("linear", phase, 1, tokens, 0, "float16", (lin,), tuple(params))
+
+
+def attention_graph(heads: int, d: int, tokens: int = 1, context: int = 0) -> Graph:
+    """One layer's attention (QK^T, softmax, PV) over ``context`` cached + ``tokens`` keys."""
+    g = llama_like(layers=1, hidden=heads * d, heads=heads, ffn=16,
+                   phase=Phase.DECODE if tokens == 1 else Phase.PREFILL, tokens=tokens,
+                   context=context)
+    keep = [x for x in g.nodes if x.kind in (OpKind.MATMUL, OpKind.SOFTMAX)]
+    return Graph("attention", g.phase, 1, tokens, g.context, "float16", tuple(keep), ())

@@ -52,7 +52,7 @@ def simulate_graph(spec: FlightLLMSpec, g: Graph, *, on_chip_decode: bool = True
     from sim.flightllm.engine_fast import run_fast  # numba: imported when first simulating
 
     start, finish = run_fast(prog, spec.hbm_channels)
-    total = int(max(f.max() for f in finish))
+    total = int(max((f.max() for f in finish if len(f)), default=0))  # a core may idle
     busy = {}
     for q in Queue:
         b = [float(a["cycles"][a["queue"] == q].sum()) for a in prog.cores]

@@ -7,11 +7,13 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from mapping.flightllm.codegen import generate
 from mapping.flightllm.compression import apply_compression, config_from_dict
 from mapping.flightllm.isa import INSTR, WORDS, Program, Queue, encode
-from mapping.flightllm.synthetic import llama_like
+from mapping.flightllm.synthetic import attention_graph, linear_graph, llama_like
 from models.graph import Phase
 from sim.flightllm.engine_fast import DeadlockError, run_fast
 from sim.flightllm.engine_simpy import run_simpy
@@ -153,3 +155,32 @@ def test_report_floor_is_a_bound(hw, phase):
     what, floor = _floor(spec, r)
     assert 0 < floor <= r.seconds
     assert what.split(":")[0] in (("MM",) if phase is Phase.PREFILL else ("MV", "LD"))
+
+
+_SPECS = (SPEC, load_preset("flightllm-u280"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 512).map(lambda x: 16 * x), st.integers(1, 512).map(lambda x: 16 * x),
+       st.sampled_from([1, 1, 37, 128, 300]), st.sampled_from([None, 0.125, 0.25, 0.5, 0.7]),
+       st.sampled_from([2, 3, 4, 8]), st.booleans(), st.sampled_from([0, 1]))
+@example(16, 16, 1, None, 4, False, 0)   # fewer 16-column blocks than cores: idle cores
+def test_every_linear_at_least_its_roofline(k, n, tokens, keep, bits, bias, hw):
+    """One linear of any shape, N:16 keep, weight bits and bias, decode or prefill: the cycles
+    are never below its roofline (MACs at the MPE peak, weight bytes at the HBM peak)."""
+    spec = _SPECS[hw]
+    rule = {"match": ["up_proj"], "bits": bits} | ({"keep": keep} if keep else {})
+    g = apply_compression(linear_graph(k, n, tokens, bias), config_from_dict({"linear": [rule]}))
+    assert simulate_graph(spec, g).seconds >= graph_bound_s(spec, g) > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from([4, 8, 12]), st.sampled_from([64, 128]), st.sampled_from([1, 100, 256]),
+       st.integers(0, 1500), st.sampled_from([0, 1]))
+def test_every_attention_at_least_its_roofline(heads, d, tokens, context, hw):
+    """Decode attention over any context and prefill attention of any length (causal blocks):
+    never below its roofline (MACs at peak, K/V bytes at the HBM peak)."""
+    spec = _SPECS[hw]
+    g = apply_compression(attention_graph(heads, d, tokens, context if tokens == 1 else 0),
+                          config_from_dict({"attention": {"prefill": "causal"}}))
+    assert simulate_graph(spec, g).seconds >= graph_bound_s(spec, g) > 0
