@@ -84,6 +84,10 @@ class _Gen(PrefillMixin):
         self.pf_node = -1
         self.exch_src: str | None = None      # prefill: input read from all cores' channels
         self.relu = False                     # the current linear's MPE applies ReLU
+        # K/V heads per layer (GQA: fewer than the query heads; from the cache appends)
+        self.kv_heads = {n.layer: n.in_shapes[0][1] for n in g.nodes
+                         if n.kind is OpKind.KV_APPEND and n.in_shapes and
+                         len(n.in_shapes[0]) == 4}
         self.out_heads: tuple[int, int] | None = None  # prefill: last split output per head
         self.exch_layout: tuple[int, int] | None = None  # ... of the input read from all
 
@@ -410,20 +414,24 @@ class _Gen(PrefillMixin):
         heads, d = qk.in_shapes[0][1], qk.in_shapes[0][3]
         kv_len = qk.out_shape[-1]
         nid = self.b.node(qk.name)
+        grp = heads // self.kv_heads.get(qk.layer, heads)  # query heads per K/V head (GQA)
         for c in range(self.a.cores):
             self.flush(c)
             h0, h1 = self.share(heads, c, 1)
             last = self.ready[c]
-            for _ in range(h0, h1):
-                s = None
+            for g in range(h0 // grp, -(-h1 // grp)):  # a K/V head, loaded once per core
+                hs = range(max(h0, g * grp), min(h1, (g + 1) * grp))
+                s: dict[int, int | None] = dict.fromkeys(hs)
                 for j in range(0, kv_len, self.a.mv_tile_cols):  # an MV per 512 keys
                     w = min(self.a.mv_tile_cols, kv_len - j)
                     kl = self.a_tile(c, w * d, nid)        # K (w keys x d, INT8)
-                    s = self.mpe(c, self.t, w, d, (kl, s, last), nid, w * d)
-                    self.mpe_done[c].append(s)
-                sm = self.misc(c, "softmax", self.t, kv_len, (s,), nid)
+                    for h in hs:
+                        s[h] = self.mpe(c, self.t, w, d, (kl, s[h], last), nid, w * d)
+                    self.mpe_done[c].append(s[hs[-1]])
+                sms = [self.misc(c, "softmax", self.t, kv_len, (s[h],), nid) for h in hs]
                 vl = self.a_tile(c, kv_len * d, nid)       # V (kv_len x d, INT8)
-                last = self.mpe(c, self.t, d, kv_len, (vl, sm), nid, kv_len * d)
+                for sm in sms:
+                    last = self.mpe(c, self.t, d, kv_len, (vl, sm), nid, kv_len * d)
                 self.mpe_done[c].append(last)
             self.ready[c] = last
         self.split = True

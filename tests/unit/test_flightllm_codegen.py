@@ -311,3 +311,29 @@ def test_mpe_flags_norms_and_biases_follow_the_model(phase):
                 assert (arr["nbytes"][bias_lds] == 4 * arr["cols"][with_bias]).all()
             sparse = names[lin & (fl & FLAG_SPARSE > 0)]
             assert sparse.size and all(("q_proj" in x or "k_proj" in x) for x in sparse)
+
+
+def test_decode_gqa_loads_each_kv_head_once_per_core():
+    """GQA (TinyLlama, Qwen2): the query heads of one K/V head share its K and V tiles on a
+    core: 8 query heads over 2 K/V heads on 4 cores (2 heads each) load half the bytes of
+    8 K/V heads, with the same score/PV MVs."""
+    def attn(kv_heads):
+        g = llama_like(layers=1, phase=Phase.DECODE, hidden=1024, heads=8, ffn=2048,
+                       context=700)
+        nodes = tuple(dataclasses.replace(n, in_shapes=((1, kv_heads) + n.in_shapes[0][2:],))
+                      if n.kind is OpKind.KV_APPEND else n for n in g.nodes)
+        prog = generate(apply_compression(dataclasses.replace(g, nodes=nodes), CFG),
+                        arch_of(SPEC))
+        ids = [i for i, n in enumerate(prog.nodes) if "matmul" in n]
+        out = []
+        for arr in prog.cores:
+            sel = arr[np.isin(arr["node"], ids)]
+            out.append((int(sel["nbytes"][sel["queue"] == Queue.LD].sum()),
+                        int((sel["queue"] == Queue.MV).sum())))
+        return out
+
+    mha, gqa = attn(8), attn(2)
+    keys = 701
+    assert all(b == 2 * 2 * keys * 128 for b, _ in mha)      # 2 heads x (K + V) per core
+    assert all(b == 2 * keys * 128 for b, _ in gqa)          # one K/V head per core
+    assert [m for _, m in mha] == [m for _, m in gqa] == [2 * (2 + 1)] * 4
