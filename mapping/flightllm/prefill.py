@@ -152,7 +152,11 @@ class PrefillMixin:
             h0, h1 = self.share(heads, o, 1)
             return h0 * d, h1 * d, d, h0
         lo, hi = self.share(rt.k, o)                # a linear's output chunks
-        return lo, hi, self.a.global_buffer_bytes // 2 // rt.rows // 16 * 16, 0
+        return lo, hi, self.chunk_cols(rt.rows), 0
+
+    def chunk_cols(self, rows: int) -> int:
+        """Output columns of ``rows`` tokens that fill half the global buffer (16-aligned)."""
+        return self.a.global_buffer_bytes // 2 // rows // 16 * 16
 
     def k_order(self, c: int, chunks: list[int]) -> list[int]:
         """K chunk starts of the next column tile: every other tile runs them backwards, so
@@ -201,15 +205,14 @@ class PrefillMixin:
                        sparse: bool, epi: list[str], from_all: bool) -> None:
         """Core ``c``'s columns of a prefill linear, one row tile at a time."""
         self.pf_node = self.b.node(node.name)
-        half = self.a.global_buffer_bytes // 2
         rt = self.pf[c] = _RowTile(-1, from_all, k)  # ``inp`` set by linear_core
         for r0 in range(0, self.t, self.a.mm_tile_rows):
             rt.rows = min(self.a.mm_tile_rows, self.t - r0)
-            rt.cap = half // rt.rows // 16 * 16
+            rt.cap = self.chunk_cols(rt.rows)
             if rt.cap < self.a.mm_tile_cols:
                 raise UserError(f"layer {node.module}: an output tile of {rt.rows} rows x "
                                 f"{self.a.mm_tile_cols} columns does not fit half the global "
-                                f"buffer ({half} bytes)")
+                                f"buffer ({self.a.global_buffer_bytes // 2} bytes)")
             for h in rt.halves:  # other rows now: nothing resident (slots still in use)
                 h.key = None
             rt.coltiles = rt.chunks = 0
