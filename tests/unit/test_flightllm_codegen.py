@@ -337,3 +337,15 @@ def test_decode_gqa_loads_each_kv_head_once_per_core():
     assert all(b == 2 * 2 * keys * 128 for b, _ in mha)      # 2 heads x (K + V) per core
     assert all(b == 2 * keys * 128 for b, _ in gqa)          # one K/V head per core
     assert [m for _, m in mha] == [m for _, m in gqa] == [2 * (2 + 1)] * 4
+
+
+def test_prefill_output_tile_must_fit_the_global_buffer():
+    """128 rows x 16 columns of INT8 outputs (2 KB) need half a global buffer of 4 KB (8 KB
+    also holds a 128-token head's scores, single-buffered)."""
+    from models.errors import UserError
+
+    generate(_prefill(128), dataclasses.replace(arch_of(SPEC), global_buffer_bytes=8192))
+    with pytest.raises(UserError, match=r"layer model\.layers\.0\.self_attn\.q_proj: an output "
+                                        r"tile of 128 rows x 16 columns does not fit half the "
+                                        r"global buffer \(1024 bytes\)"):
+        generate(_prefill(128), dataclasses.replace(arch_of(SPEC), global_buffer_bytes=2048))
