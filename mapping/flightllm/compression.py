@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -186,14 +187,18 @@ def default_config() -> CompressionConfig:
     return load_config(CONFIG_DIR / "flightllm_qk70.toml")
 
 
+@lru_cache(maxsize=4)
 def load_masks(path: Path) -> np.ndarray:
-    """Block masks ``(layers, heads, q_blocks, k_blocks)`` of bools from a bit-packed npz."""
+    """Block masks ``(layers, heads, q_blocks, k_blocks)`` of bools from a bit-packed npz
+    (cached: read-only, the storage table asks for them per bucket and layer)."""
     try:
         d = np.load(path)
     except FileNotFoundError:
         raise UserError(f"attention mask file {str(path)!r} does not exist") from None
     shape = tuple(int(s) for s in d["shape"])
-    return np.unpackbits(d["packed"])[: math.prod(shape)].reshape(shape).astype(bool)
+    masks = np.unpackbits(d["packed"])[: math.prod(shape)].reshape(shape).astype(bool)
+    masks.flags.writeable = False
+    return masks
 
 
 def block_row_mix(keep: float, block_rows: int) -> tuple[tuple[int, int], ...]:
