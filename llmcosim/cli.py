@@ -295,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "FlightLLM at --fidelity cycle: of the prefill and first decode pass")
     s.add_argument("--sparsity", help="FlightLLM --fidelity cycle: compression TOML "
                    "(default configs/sparsity/flightllm_qk70.toml)")
+    s.add_argument("--decode-bucket", type=int, default=None, help="FlightLLM --fidelity "
+                   "cycle: decode contexts share a program per N (default 16, the artifact's)")
     _add_workload_args(s)
     s.set_defaults(func=cmd_simulate)
 

@@ -104,9 +104,9 @@ def _load_builtins() -> None:
     from sim.hades.simulate import simulate_cycle as hades_simulate
 
     register("roofline", _roofline, description="per-op max(FLOPs/peak, bytes/bandwidth)")
-    register("cycle", lambda spec, w, compression=None, trace=None:
-             flightllm_simulate(spec, w, compression, trace),
-             kinds={"flightllm"}, options=("compression", "trace"),
+    register("cycle", lambda spec, w, compression=None, trace=None, decode_bucket=None:
+             flightllm_simulate(spec, w, compression, trace, decode_bucket),
+             kinds={"flightllm"}, options=("compression", "trace", "decode_bucket"),
              description="FlightLLM cycle-level: ISA program on HBM/MPE/SFU unit models")
     register("cycle", hades_simulate, kinds={"hades"},
              description="HADES event-driven simulator (speculation rounds over its units)")

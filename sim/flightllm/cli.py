@@ -19,6 +19,7 @@ import argparse
 import json
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from mapping.flightllm.codegen import generate
@@ -58,15 +59,18 @@ def flightllm_simulate_options(args: argparse.Namespace, spec, fidelity: str) ->
     """
     cycle = spec.kind == "flightllm" and fidelity in ("cycle", "best")  # best: cycle here
     sparsity, trace = getattr(args, "sparsity", None), getattr(args, "trace", None)
+    bucket = getattr(args, "decode_bucket", None)
     if not cycle:
-        if sparsity is not None:
-            raise UserError("--sparsity applies to FlightLLM presets at --fidelity cycle")
+        for flag, value in (("--sparsity", sparsity), ("--decode-bucket", bucket)):
+            if value is not None:
+                raise UserError(f"{flag} applies to FlightLLM presets at --fidelity cycle")
         return {}
     if args.weight_bits or args.kv_bits:
         raise UserError("--weight-bits/--kv-bits do not apply to FlightLLM at --fidelity cycle: "
                         "its compression config sets per-layer weight bits and KV bits; pass "
                         "--sparsity FILE (see configs/sparsity/)")
-    return {"compression": load_sparsity(sparsity), "trace": trace}
+    opts = {"compression": load_sparsity(sparsity), "trace": trace}
+    return opts | ({"decode_bucket": bucket} if bucket is not None else {})
 
 
 def _graph(entry, phase: str, tokens: int, context: int) -> Graph:
@@ -100,26 +104,35 @@ def storage_over_lengths(spec: FlightLLMSpec, entry, cfg: CompressionConfig,
                          decode_bucket: int = DECODE_BUCKET) -> dict:
     """Instruction bytes of all programs for lengths 1..``max_len``, per length vs bucketed.
 
-    Decode programs are affine in 512-key tiles. Prefill programs are affine in 128-token row
-    tiles except for the attention, whose key chunks grow with the row (the causal triangle):
-    its bytes are counted exactly per bucket from the same grouping the code generator uses.
+    A prefill program's size depends on its 128-token row tiles (affine in them, except the
+    attention, whose key chunks grow along the causal triangle: counted exactly per length
+    from the code generator's grouping); a decode program's on its 512-key tiles (affine).
+    Per length, every length has its own program; bucketed, each bucket runs the program of
+    its longest length. ``prefill_bucket`` must be whole row tiles.
     """
-    kt = spec.mv_tile_cols  # keys per score MV; decode programs for ``keys`` = context + 1
-    d1 = storage_bytes(_counts(spec, _graph(entry, "decode", 1, decode_bucket - 1), cfg))
-    d2 = storage_bytes(_counts(spec, _graph(entry, "decode", 1, kt + decode_bucket - 1), cfg))
-    g1 = _graph(entry, "prefill", prefill_bucket, 0)
-    g2 = _graph(entry, "prefill", 2 * prefill_bucket, 0)
-    p1 = storage_bytes(_counts(spec, g1, cfg)) - _attention_bytes(spec, g1, prefill_bucket, cfg)
-    p2 = storage_bytes(_counts(spec, g2, cfg)) - _attention_bytes(spec, g2, 2 * prefill_bucket,
-                                                                  cfg)
-    nb_p, nb_d = -(-max_len // prefill_bucket), -(-max_len // decode_bucket)
-    prefill_b = [p1 + (p2 - p1) * i + _attention_bytes(spec, g1, (i + 1) * prefill_bucket, cfg)
-                 for i in range(nb_p)]
+    rt, kt = spec.mm_rows, spec.mv_tile_cols  # tokens per MM row tile, keys per score MV
+    if prefill_bucket < 1 or prefill_bucket % rt:
+        raise UserError(f"--prefill-bucket must be a positive multiple of the MM tile's "
+                        f"{rt} rows, got {prefill_bucket}")
+    if not 1 <= decode_bucket <= max_len:
+        raise UserError(f"--decode-bucket must be between 1 and --max-len ({max_len}), got "
+                        f"{decode_bucket}")
+    d1 = storage_bytes(_counts(spec, _graph(entry, "decode", 1, 1), cfg))     # 1 key tile
+    d2 = storage_bytes(_counts(spec, _graph(entry, "decode", 1, kt + 1), cfg))  # 2 key tiles
+    g1, g2 = _graph(entry, "prefill", rt, 0), _graph(entry, "prefill", 2 * rt, 0)
+    p1 = storage_bytes(_counts(spec, g1, cfg)) - _attention_bytes(spec, g1, rt, cfg)
+    p2 = storage_bytes(_counts(spec, g2, cfg)) - _attention_bytes(spec, g2, 2 * rt, cfg)
+
+    @cache
+    def pre(tiles: int) -> int:                                    # a prefill of tiles x 128
+        return p1 + (p2 - p1) * (tiles - 1) + _attention_bytes(spec, g1, tiles * rt, cfg)
 
     def dec(keys: int) -> int:                                     # affine in key tiles
         return d1 + (d2 - d1) * ((keys - 1) // kt)
 
-    per_len_p = sum(prefill_b[(t - 1) // prefill_bucket] for t in range(1, max_len + 1))
+    nb_p, nb_d = -(-max_len // prefill_bucket), -(-max_len // decode_bucket)
+    prefill_b = [pre(i * prefill_bucket // rt) for i in range(1, nb_p + 1)]
+    per_len_p = sum(pre(-(-t // rt)) for t in range(1, max_len + 1))
     bucketed = sum(prefill_b) + sum(dec(j * decode_bucket) for j in range(1, nb_d + 1))
     per_len = per_len_p + sum(dec(t) for t in range(1, max_len + 1))
     return {"max_len": max_len, "prefill_bucket": prefill_bucket, "decode_bucket": decode_bucket,
@@ -131,7 +144,9 @@ def storage_over_lengths(spec: FlightLLMSpec, entry, cfg: CompressionConfig,
 
 
 def compile_program(spec: FlightLLMSpec, entry, *, phase: str, context: int, tokens: int,
-                    out: Path, cfg: CompressionConfig, max_len: int = 2048) -> dict:
+                    out: Path, cfg: CompressionConfig, max_len: int = 2048,
+                    prefill_bucket: int = PREFILL_BUCKET,
+                    decode_bucket: int = DECODE_BUCKET) -> dict:
     """Compile one pass, write ``core<i>.bin`` + ``summary.json``/``.md``; return the summary."""
     if phase not in ("decode", "prefill"):
         raise UserError(f"--phase must be decode or prefill, got {phase!r}")
@@ -153,7 +168,8 @@ def compile_program(spec: FlightLLMSpec, entry, *, phase: str, context: int, tok
                "instructions": prog.total, "counts": counts,
                "program_bytes": storage_bytes(counts), "files": files,
                "compile_s": round(compile_s, 3),
-               "storage": storage_over_lengths(spec, entry, cfg, max_len)}
+               "storage": storage_over_lengths(spec, entry, cfg, max_len, prefill_bucket,
+                                               decode_bucket)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(_summary_md(summary))
     return summary
@@ -200,7 +216,8 @@ def _dense(cfg: CompressionConfig) -> CompressionConfig:
 
 
 def ablate(spec: FlightLLMSpec, entry, *, cfg: CompressionConfig | None = None,
-           prefill: int = 128, context: int = 512, max_len: int = 2048) -> dict:
+           prefill: int = 128, context: int = 512, max_len: int = 2048,
+           prefill_bucket: int = PREFILL_BUCKET, decode_bucket: int = DECODE_BUCKET) -> dict:
     """The paper's four ablations on ``spec``; each row: ours next to the paper's claim."""
     cfg = cfg or default_config()
     dense = _dense(cfg)
@@ -218,7 +235,7 @@ def ablate(spec: FlightLLMSpec, entry, *, cfg: CompressionConfig | None = None,
     int8_d = _pass(spec, gd, int8)
     int8_off = _pass(spec, gd, int8, on_chip_decode=False)
     # compute efficiency: dense-equivalent MACs per second relative to the dense run
-    st = storage_over_lengths(spec, entry, cfg, max_len)
+    st = storage_over_lengths(spec, entry, cfg, max_len, prefill_bucket, decode_bucket)
     rows = [
         {"ablation": "dense -> N:M + block sparsity (prefill)", "ours_x":
          dense_p.seconds / base_p.seconds, "paper_x": PAPER["compute_efficiency_x"],
@@ -278,7 +295,8 @@ def _entry(name: str):
 def cmd_compile(args: argparse.Namespace) -> int:
     s = compile_program(_spec(args.hw), _entry(args.model), phase=args.phase,
                         context=args.context, tokens=args.tokens, out=Path(args.out),
-                        cfg=load_sparsity(args.sparsity), max_len=args.max_len)
+                        cfg=load_sparsity(args.sparsity), max_len=args.max_len,
+                        prefill_bucket=args.prefill_bucket, decode_bucket=args.decode_bucket)
     if args.json:
         print(json.dumps(s))
     else:
@@ -290,7 +308,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     res = ablate(_spec(args.hw), _entry(args.model), cfg=load_sparsity(args.sparsity),
-                 prefill=args.prefill, context=args.context)
+                 prefill=args.prefill, context=args.context, prefill_bucket=args.prefill_bucket,
+                 decode_bucket=args.decode_bucket)
     print(json.dumps(res) if args.json else ablate_md(res))
     return 0
 
@@ -305,6 +324,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sparsity", help="compression TOML (default configs/sparsity/"
                    "flightllm_qk70.toml)")
     s.add_argument("--max-len", type=int, default=2048, help="storage table up to (2048)")
+    _bucket_args(s)
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(func=cmd_compile)
@@ -314,6 +334,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sparsity", help="compression TOML (default: the artifact's setup)")
     s.add_argument("--prefill", type=int, default=128, help="prefill tokens (128)")
     s.add_argument("--context", type=int, default=512, help="decode context (512)")
+    _bucket_args(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_ablate)
+
+
+def _bucket_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--prefill-bucket", type=int, default=PREFILL_BUCKET,
+                   help=f"prefill lengths share a program per N tokens, a multiple of 128 "
+                   f"(default {PREFILL_BUCKET}, the artifact's)")
+    s.add_argument("--decode-bucket", type=int, default=DECODE_BUCKET,
+                   help=f"decode contexts share a program per N (default {DECODE_BUCKET}, "
+                   "the artifact's)")
 

@@ -107,11 +107,19 @@ def _ceil(x: int, m: int) -> int:
 
 
 def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = None,
-             trace: str | None = None) -> SimResult:
+             trace: str | None = None, decode_bucket: int | None = None) -> SimResult:
     """Prefill + decode of ``w`` (raw traced graphs) on ``spec``.
 
     ``trace``: write a Perfetto trace of the prefill pass and the first decode pass there.
+    ``decode_bucket`` (default ``DECODE_BUCKET``): decode step i after a prefill of p runs the
+    program compiled for ceil(p + i + 1, bucket) keys (length-adaptive compilation). The
+    prefill runs at its own
+    length: its MM tiles are 128 rows either way, so the bucket's padded program differs
+    only in the SFU's rows.
     """
+    decode_bucket = DECODE_BUCKET if decode_bucket is None else decode_bucket
+    if decode_bucket < 1:
+        raise UserError(f"--decode-bucket must be at least 1, got {decode_bucket}")
     w = w.map(lambda g: apply_compression(g, cfg))
     check_fits(spec, w)
     prefill_s, extra, counts = 0.0, {}, {}
@@ -130,7 +138,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         if w.decode_first.context == w.decode_last.context:  # one pass: its own context
             buckets = [w.decode_first.context]
         else:
-            buckets = [_ceil(c + 1, DECODE_BUCKET) - 1 for c in w.decode_contexts]
+            buckets = [_ceil(c + 1, decode_bucket) - 1 for c in w.decode_contexts]
         res = [run(c) for c in buckets]
         decode_s = sum(r.seconds for r in res)
         last = res[-1]

@@ -198,3 +198,34 @@ def test_model_too_large_for_the_hbm(spare, msg):
     cap = weights / 2 if spare is None else weights + spare
     with pytest.raises(UserError, match=msg):
         simulate(dataclasses.replace(SPEC, hbm_bytes=cap), w, CFG)
+
+
+def test_buckets_are_configurable(small, tmp_path, capsys):
+    """--prefill-bucket/--decode-bucket set the storage table's programs (and the simulate
+    command's decode programs); a prefill bucket must be whole MM row tiles."""
+    args = ["compile", "--hw", "flightllm-u280", "--model", "llama2-7b", "--out",
+            str(tmp_path), "--json", "--sparsity", CFG_FILE, "--max-len", "1024"]
+    assert main(args) == 0
+    base = json.loads(capsys.readouterr().out)["storage"]
+    assert main(args + ["--prefill-bucket", "256", "--decode-bucket", "64"]) == 0
+    st = json.loads(capsys.readouterr().out)["storage"]
+    assert (base["prefill_programs"], base["decode_programs"]) == (8, 64)
+    assert (st["prefill_programs"], st["decode_programs"]) == (4, 16)
+    assert st["per_length_bytes"] == base["per_length_bytes"]
+    assert st["bucketed_bytes"] < base["bucketed_bytes"]
+    assert main(args + ["--prefill-bucket", "100"]) == 2
+    assert "multiple of the MM tile's 128 rows" in capsys.readouterr().err
+
+
+def test_simulate_decode_bucket(small_workload, capsys):
+    """Decode steps share programs per bucket: bucket 1 runs every context's own program."""
+    out = {}
+    for b in ("1", "16"):
+        assert main(["simulate", "--hw", "flightllm-vhk158", "--model", "llama2-7b",
+                     "--prefill", "20", "--decode", "24", "--decode-bucket", b, "--json",
+                     "--sparsity", CFG_FILE]) == 0
+        out[b] = json.loads(capsys.readouterr().out)["extra"]["decode_buckets"]
+    assert out == {"1": 24, "16": 2}   # contexts 20..43: keys 21..44 -> 32, 48
+    assert main(["simulate", "--hw", "gpu-a100", "--model", "llama2-7b", "--prefill", "8",
+                 "--decode", "4", "--decode-bucket", "4"]) == 2
+    assert "--decode-bucket applies to FlightLLM" in capsys.readouterr().err
