@@ -282,7 +282,7 @@ Full discussion with sources: `docs/flightllm.md` ("Calibration"). In short:
 
 - **Decode points at the artifact's definition.** "Decode at context 512" is 512 keys, the
   new token's included (artifact IR: `key_t` 32 x 128 x 512): our `context=511`.
-- **Fixed MV tiles** (this round). The artifact's MV instruction has no output-column count
+- **Fixed MV tiles** (an earlier round). The artifact's MV instruction has no output-column count
   (its fields: K, flags, buffer addresses) and its timing charges every MV 512 columns
   (`MV_START_N_NUM`): an MV computes a whole tile. Ours now do too. Padding the last tile of
   each core's share of a linear (gate/up_proj: 2,752 columns per core = 5.4 tiles) and each
@@ -345,12 +345,18 @@ Full discussion with sources: `docs/flightllm.md` ("Calibration"). In short:
   tile, 3 per core per projection (72 vs 48), SiLU/product 24 vs 22 each (6 column tiles per
   core), every core normalises the full vector (8 vs 2); softmax 32 and residual adds 16
   agree. ST 24 vs 13 and SYS 16 vs 13: we gather 4 times a layer on each core and store 2 KV
-  appends; the artifact stores and synchronises once per fused op group. LD 2,552 vs about
+  appends; the artifact stores and synchronises once per fused op group. LD 2,568 vs about
   2,767: 8 channel LDs per weight tile (240 tiles: 1,920) and per K or V tile (the A buffer
-  is filled slice by slice from its 8 channels: 512), 72 FSB and 48 gather LDs; at 8 per
-  tile the artifact's 208 weight tiles and 64 K/V tiles make 2,176 and its q/k/v/o biases
-  and sparse metadata about 130 more; the remaining ~450 cannot be attributed from its
-  totals alone.
+  is filled slice by slice from its 8 channels: 512), 72 FSB, 48 gather and 16 bias LDs
+  (the artifact IR's INT32 q/k/v/o_proj biases, one LD per linear and core); at 8 per tile
+  the artifact's 208 weight tiles and 64 K/V tiles make 2,176 and its biases and sparse
+  metadata about 130 more; the remaining ~450 cannot be attributed from its totals alone.
+- **This round, decode**: K and V tiles are loaded like weight tiles, 8 channel LDs each into
+  half of A with the A slots (they were one LD on one channel, outside the double
+  buffering): +448 LDs a layer, 9.01 ms; the artifact IR's INT32 biases on q/k/v/o_proj
+  (`bias = true` in `flightllm_qk70.toml`; LLaMA2 itself has none) add one LD per linear
+  and core on the channel B/meta/FSB/bias share: 9.03 ms (-7.9%). The U280 stays at
+  61.4 token/s.
 
 Modelling errors fixed in earlier rounds (not tuning): after a barrier the next linear's first
 weight tile is queued before the gather's LDs (the in-order LD queue held the prefetch

@@ -84,6 +84,7 @@ class _Gen(PrefillMixin):
         self.pf_node = -1
         self.exch_src: str | None = None      # prefill: input read from all cores' channels
         self.relu = False                     # the current linear's MPE applies ReLU
+        self.bias_left = 0                    # bias bytes the core's next weight tile loads
         # K/V heads per layer (GQA: fewer than the query heads; from the cache appends)
         self.kv_heads = {n.layer: n.in_shapes[0][1] for n in g.nodes
                          if n.kind is OpKind.KV_APPEND and n.in_shapes and
@@ -221,9 +222,9 @@ class _Gen(PrefillMixin):
         return (wbytes + meta, 0) if self.packed(sparse, n) else (wbytes, meta)
 
     def weight_tile(self, core: int, node: Node, cols: int, kc: int, n: int, sparse: bool,
-                    after: int | None, bias: bool = False) -> int:
-        """LDs of one weight tile (+ meta, FSB, and the INT32 bias of its columns with the first
-        K chunk of an output tile); returns the last LD."""
+                    after: int | None) -> int:
+        """LDs of one weight tile (+ meta, FSB; with a linear's first tile on the core, its
+        INT32 bias for all the core's columns, ``bias_left``); returns the last LD."""
         nid = self.b.node(node.name)
         wbytes, meta = self.tile_bytes(node, cols, kc, n, sparse)
         slot = self.next_slot(core)
@@ -243,9 +244,10 @@ class _Gen(PrefillMixin):
                                    nbytes=meta)
             last = self.b.like(core, first, channel=aux, op=LD_TARGETS["FSB"],
                                nbytes=(cols // 16) * (kc // 16))
-        if bias:  # artifact BIAS_BUFFER_HBM_CHANNEL_ID 8: the channel B/meta/FSB use
+        if self.bias_left:  # artifact BIAS_BUFFER_HBM_CHANNEL_ID 8: the channel B/meta/FSB use
             last = self.b.like(core, first, channel=aux, op=LD_TARGETS["bias"],
-                               nbytes=cols * BIAS_BYTES)
+                               nbytes=self.bias_left)
+            self.bias_left = 0
         return last
 
     def segments(self, node: Node, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -295,6 +297,7 @@ class _Gen(PrefillMixin):
         rows = self.t if node.in_shapes[0][-2:-1] == (self.t,) else 1
         for c in range(self.a.cores):
             lo, hi = self.share(n_out, c)
+            self.bias_left = (hi - lo) * BIAS_BYTES if node.attr.get("bias_bytes", 0) else 0
             if not self.decode:
                 self.prefill_linear(node, c, self.segments(node, lo, hi), k, sparse, epi,
                                     src is not None and src == self.exch_src)
@@ -342,15 +345,14 @@ class _Gen(PrefillMixin):
             # so a second tile (whose slot frees only when the previous op ends) would hold
             # back the gathered vector
             t = tiles[0]
-            lds.append(self.weight_tile(c, node, t[0], t[3], n, sparse, None, bias > 0))
+            lds.append(self.weight_tile(c, node, t[0], t[3], n, sparse, None))
             self.flush(c)
         inp = self.ready[c]
         if not self.decode and self.pf[c].inp == -1:  # the input, after a deferred gather
             self.pf[c].inp = inp
         last = None
         for j, (w, r, k0, kk, p, first, end) in enumerate(tiles):
-            ld = lds[j] if j < len(lds) else self.weight_tile(c, node, w, kk, n, sparse, None,
-                                                              first and bias > 0)
+            ld = lds[j] if j < len(lds) else self.weight_tile(c, node, w, kk, n, sparse, None)
             # MV: ``nbytes`` = what it reads from the A buffer (the timing model's read width)
             abytes = self.tile_bytes(node, w, kk, n, sparse)[0] if self.decode else 0
             after = (ld, inp) if self.decode else (ld,) + self.pre_mm(c, k0, kk)

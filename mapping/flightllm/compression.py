@@ -64,7 +64,7 @@ FSB_BYTES_PER_BLOCK = 1      # FlightLLM: one FSB descriptor byte per 16x16 weig
 BIAS_BYTES = 4               # artifact IR: linear bias dtype int32
 WEIGHT_BITS = (2, 3, 4, 8)   # FlightLLM mixed precision: 2/3/4/8-bit weights
 ATTN_BLOCK = 64              # FlightLLM / artifact MASK_LAYOUT_BLOCK_SIZE: 64x64 blocks
-_RULE_KEYS = {"match", "layers", "keep", "pattern", "bits"}
+_RULE_KEYS = {"match", "layers", "keep", "pattern", "bits", "bias"}
 _TOP_KEYS = {"name", "description", "weight_bits", "act_bits", "kv_bits", "attention", "linear",
              "prefill_logits"}
 
@@ -78,6 +78,9 @@ class LinearRule:
     keep: float | None = None     # kept fraction, realised as an N:16 block-row mix
     pattern: int | None = None    # one N for every block-row
     bits: int | None = None
+    # True: an INT32 bias per output even where the model has none (the artifact IR gives
+    # q/k/v/o_proj one); False: no bias; None: the model's own
+    bias: bool | None = None
 
     def applies(self, node: Node) -> bool:
         if self.layers is not None and node.layer not in self.layers:
@@ -140,8 +143,11 @@ def _rule(where: str, d: Mapping[str, Any]) -> LinearRule:
                                  and min(SUPPORTED_N) / BLOCK_M <= keep <= 1):
         raise _err(where, f"keep = {keep!r}: must be in [{min(SUPPORTED_N) / BLOCK_M}, 1] "
                    f"(the sparsest CSD-Chain pattern is {min(SUPPORTED_N)}:16)")
+    bias = d.get("bias")
+    if bias is not None and not isinstance(bias, bool):
+        raise _err(where, f"bias = {bias!r}: expected true or false")
     return LinearRule(
-        match=tuple(match), layers=None if layers == "all" else tuple(layers),
+        match=tuple(match), layers=None if layers == "all" else tuple(layers), bias=bias,
         keep=None if keep is None else float(keep),
         pattern=_pattern(where, d["pattern"]) if "pattern" in d else None,
         bits=_bits(where, "bits", d["bits"], WEIGHT_BITS) if "bits" in d else None)
@@ -213,18 +219,22 @@ def block_row_mix(keep: float, block_rows: int) -> tuple[tuple[int, int], ...]:
     return tuple((n, r) for n, r in mix if r)
 
 
-def _linear_setting(cfg: CompressionConfig, node: Node) -> tuple[float | None, int | None, int]:
+def _linear_setting(cfg: CompressionConfig, node: Node
+                    ) -> tuple[float | None, int | None, int, bool]:
+    """(keep, pattern, bits, bias) of ``node``: the matching rules in order, later ones win."""
     keep, pattern, bits = None, None, cfg.weight_bits
+    bias = any(w.endswith(".bias") for w in node.weights)
     for r in cfg.rules:
         if r.applies(node):
             if r.keep is not None or r.pattern is not None:
                 keep, pattern = r.keep, r.pattern
             bits = r.bits if r.bits is not None else bits
-    return keep, pattern, bits
+            bias = r.bias if r.bias is not None else bias
+    return keep, pattern, bits, bias
 
 
 def _compress_linear(cfg: CompressionConfig, node: Node) -> Node:
-    keep, pattern, bits = _linear_setting(cfg, node)
+    keep, pattern, bits, has_bias = _linear_setting(cfg, node)
     k_in, n_out = node.in_shapes[0][-1], node.out_shape[-1]
     sparse = (keep is not None and keep < 1) or (pattern is not None and pattern < BLOCK_M)
     if sparse and (n_out % BLOCK_M or k_in % BLOCK_M):
@@ -244,8 +254,8 @@ def _compress_linear(cfg: CompressionConfig, node: Node) -> Node:
     meta = -(-sparse_kept * META_BITS_PER_KEPT // 8) if sparse else 0
     fsb = rows * (k_in // BLOCK_M) * FSB_BYTES_PER_BLOCK if sparse else 0
     wbytes = -(-kept * bits // 8)
-    # INT32 bias (artifact IR: q/k/v/o_proj bias dtype int32), when the model has one (OPT)
-    bias = n_out * BIAS_BYTES if any(w.endswith(".bias") for w in node.weights) else 0
+    # INT32 bias (artifact IR: q/k/v/o_proj bias dtype int32): the model's (OPT) or a rule's
+    bias = n_out * BIAS_BYTES if has_bias else 0
     return replace(node, weight_bytes=wbytes + meta + fsb + bias,
                    flops=round(node.flops * kept_frac)).with_attrs(
         nm_rows=mix, keep=kept_frac, weight_bits=bits, meta_bytes=meta, fsb_bytes=fsb,

@@ -29,6 +29,11 @@ def test_default_is_artifact_setup():
     q, v = _node(g, "0.self_attn.q_proj/linear"), _node(g, "0.self_attn.v_proj/linear")
     assert abs(q.attr["keep"] - 0.7) < 1 / 16 and v.attr["keep"] == 1.0
     assert dict(q.attr["nm_rows"]) == {16: 6, 8: 10}  # 256 rows = 16 block-rows: 0.4 dense
+    # the artifact IR's INT32 bias on q/k/v/o_proj (LLaMA has none), not on the MLP
+    lin = {n.module.split(".")[-1]: n.attr["bias_bytes"] for n in g.nodes
+           if n.kind is OpKind.LINEAR and n.layer == 0}
+    assert lin == {"q_proj": 1024, "k_proj": 1024, "v_proj": 1024, "o_proj": 1024,
+                   "gate_proj": 0, "up_proj": 0, "down_proj": 0}
 
 
 @pytest.mark.parametrize("keep", [0.125, 0.2, 0.25, 0.4, 0.5, 0.7, 0.9, 1.0])
@@ -96,6 +101,7 @@ def test_causal_prefill_counts_lower_triangle_blocks():
     ({"match": "q_proj", "bits": 5}, ["2, 3, 4, 8"]),
     ({"match": "q_proj", "keep": 0.5, "pattern": "8:16"}, ["either"]),
     ({"match": "q_proj", "sparsity": 1}, ["unknown", "keep"]),
+    ({"match": "q_proj", "bias": "yes"}, ["bias", "true or false"]),
 ])
 def test_bad_patterns_name_allowed_values(rule, words):
     with pytest.raises(UserError) as e:
