@@ -180,8 +180,9 @@ def _compression_config(path: str | None, digest: str, keep: float | None,
                         weight_bits: int | None, kv_bits: int | None) -> Any:
     """The FlightLLM compression config of ``point.sparsity``, with its overrides.
 
-    ``keep`` replaces the kept fraction (or N:16 pattern) of every [[linear]] rule;
-    ``weight_bits`` the config's weight bits; ``kv_bits`` must be the config's.
+    ``keep`` replaces the kept fraction (or N:16 pattern) of every [[linear]] rule that sets
+    one (rules that only set bits or a bias stay as they are); ``weight_bits`` the config's
+    weight bits; ``kv_bits`` must be the config's.
     """
     from mapping.flightllm.compression import WEIGHT_BITS, load_config
     from models.errors import UserError
@@ -189,11 +190,12 @@ def _compression_config(path: str | None, digest: str, keep: float | None,
     assert path is not None
     cfg = load_config(path)
     if keep is not None:
-        if not cfg.rules:
+        if not any(r.keep is not None or r.pattern is not None for r in cfg.rules):
             raise UserError(f"compression.keep = {keep:g}: {path} has no [[linear]] rules "
-                            "whose kept fraction it could set")
+                            "with a keep or pattern whose kept fraction it could set")
         cfg = dataclasses.replace(cfg, rules=tuple(
-            dataclasses.replace(r, keep=keep, pattern=None) for r in cfg.rules))
+            dataclasses.replace(r, keep=keep, pattern=None)
+            if r.keep is not None or r.pattern is not None else r for r in cfg.rules))
     if weight_bits is not None:
         if weight_bits not in WEIGHT_BITS:
             raise UserError(f"compression.weight_bits = {weight_bits} with a FlightLLM "

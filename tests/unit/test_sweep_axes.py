@@ -234,3 +234,15 @@ def test_sparsity_and_keep_axes_on_flightllm(tmp_path, fidelity):
     assert tps("sparse", None, 8) > tps("sparse", 1.0, 8)
     for keep in keeps:   # fewer bits: faster
         assert tps("sparse", keep, 4) > tps("sparse", keep, 8)
+
+
+def test_keep_replaces_only_sparse_rules():
+    """The artifact setup's bias-only rule (q/k/v/o_proj) keeps its linears dense when a sweep
+    sets keep: keep replaces the rules that set a kept fraction or pattern."""
+    from sweeps.worker import _compression_config
+
+    path = str(Path(__file__).resolve().parents[2] / "configs/sparsity/flightllm_qk70.toml")
+    cfg = _compression_config(path, "", 0.25, None, None)
+    sparse = [r for r in cfg.rules if r.keep is not None]
+    assert [r.match for r in sparse] == [("q_proj", "k_proj")] and sparse[0].keep == 0.25
+    assert [r.bias for r in cfg.rules if r.keep is None] == [True]
