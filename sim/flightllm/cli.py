@@ -16,6 +16,7 @@ both), so two compiled programs per phase give all of them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -27,7 +28,6 @@ from mapping.flightllm.compression import (
     CompressionConfig,
     apply_compression,
     attention_rows,
-    config_from_dict,
     default_config,
     load_config,
 )
@@ -208,11 +208,11 @@ def _pass(spec, g: Graph, cfg: CompressionConfig, **kw) -> PassResult:
 
 
 def _dense(cfg: CompressionConfig) -> CompressionConfig:
-    """``cfg`` without weight sparsity and with dense causal prefill attention."""
-    return config_from_dict({"name": f"{cfg.name}_dense", "weight_bits": cfg.weight_bits,
-                             "act_bits": cfg.act_bits, "kv_bits": cfg.kv_bits,
-                             "prefill_logits": cfg.prefill_logits,
-                             "attention": {"prefill": "causal"}})
+    """``cfg`` without weight sparsity and with dense causal prefill attention (its rules'
+    bits and biases kept)."""
+    rules = tuple(dataclasses.replace(r, keep=None, pattern=None) for r in cfg.rules)
+    return dataclasses.replace(cfg, name=f"{cfg.name}_dense", prefill_attention="causal",
+                               masks_path=None, rules=rules)
 
 
 def ablate(spec: FlightLLMSpec, entry, *, cfg: CompressionConfig | None = None,

@@ -229,3 +229,14 @@ def test_simulate_decode_bucket(small_workload, capsys):
     assert main(["simulate", "--hw", "gpu-a100", "--model", "llama2-7b", "--prefill", "8",
                  "--decode", "4", "--decode-bucket", "4"]) == 2
     assert "--decode-bucket applies to FlightLLM" in capsys.readouterr().err
+
+
+def test_dense_ablation_keeps_bits_and_biases():
+    """The dense side of "dense -> N:M" differs from the config only in sparsity: no keep or
+    pattern, causal prefill attention, the rules' bits and biases kept."""
+    cfg = config_from_dict({"weight_bits": 4, "attention": {"prefill": "causal"}, "linear": [
+        {"match": "q_proj", "keep": 0.5, "bits": 8}, {"match": "o_proj", "bias": True}]})
+    d = fcli._dense(cfg)
+    assert [(r.keep, r.pattern, r.bits, r.bias) for r in d.rules] == [
+        (None, None, 8, None), (None, None, None, True)]
+    assert d.prefill_attention == "causal" and d.masks_path is None
