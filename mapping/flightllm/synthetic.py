@@ -6,6 +6,8 @@ so every FlightLLM pass treats them like traced graphs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from models.graph import Graph, Node, OpKind, Param, Phase
 
 __all__ = ["attention_graph", "linear_graph", "llama_like"]
@@ -106,10 +108,8 @@ def linear_graph(k: int, n: int, tokens: int = 1, bias: bool = False) -> Graph:
     lin = _lin("model.layers.0.mlp.up_proj", 0, "input", tokens, k, n, params)
     if bias:
         params.append(Param(f"{lin.module}.bias", (n,), "float16"))
-        lin = Node(lin.name, lin.kind, lin.op, lin.inputs, lin.in_shapes, lin.out_shape,
-                   lin.dtype, flops=lin.flops + tokens * n,
-                   weight_bytes=lin.weight_bytes + 2 * n, act_bytes=lin.act_bytes,
-                   layer=0, module=lin.module, weights=lin.weights + (params[-1].name,))
+        lin = replace(lin, flops=lin.flops + tokens * n, weight_bytes=lin.weight_bytes + 2 * n,
+                      weights=lin.weights + (params[-1].name,))
     phase = Phase.DECODE if tokens == 1 else Phase.PREFILL
     return Graph("linear", phase, 1, tokens, 0, "float16", (lin,), tuple(params))
 

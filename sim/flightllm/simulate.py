@@ -113,9 +113,8 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
     ``trace``: write a Perfetto trace of the prefill pass and the first decode pass there.
     ``decode_bucket`` (default ``DECODE_BUCKET``): decode step i after a prefill of p runs the
     program compiled for ceil(p + i + 1, bucket) keys (length-adaptive compilation). The
-    prefill runs at its own
-    length: its MM tiles are 128 rows either way, so the bucket's padded program differs
-    only in the SFU's rows.
+    prefill runs at its own length: its MM tiles are 128 rows either way, so the bucket's
+    padded program differs only in the SFU's rows.
     """
     decode_bucket = DECODE_BUCKET if decode_bucket is None else decode_bucket
     if decode_bucket < 1:
