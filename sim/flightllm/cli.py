@@ -5,12 +5,13 @@
 per-queue counts, and the instruction storage for every length up to ``--max-len`` with and
 without length bucketing. ``llmcosim ablate`` runs the four ablations of the paper.
 
-Storage over lengths: a program's instruction count depends on the number of tiles only, and
-the tiles of a length are those of its bucket (prefill: 128-token row tiles; decode: each
-head's scores take one MV per ``mv_tile_cols`` keys, the rest of the context only changes LD
-byte counts), so every length in a bucket has the bucket program's count. Counts are affine
-in the number of row tiles (prefill) and key tiles (decode; ``test_flightllm_cli`` checks
-both), so two compiled programs per phase give all of them.
+Storage over lengths: a program's instruction count depends on the number of tiles only
+(prefill: 128-token row tiles; decode: each head's scores take one MV per ``mv_tile_cols``
+keys, the rest of the context only changes LD byte counts). Counts are affine in the number of
+row tiles (prefill) and key tiles (decode; ``test_flightllm_cli`` checks both), so two
+compiled programs per phase give all of them, except the prefill attention: its K/V chunks
+grow along the causal triangle, and its instructions are counted per length from the code
+generator's own grouping (``mapping.flightllm.prefill.attention_groups``).
 """
 
 from __future__ import annotations
