@@ -51,7 +51,6 @@ class _RowTile:
     from_all: bool             # the input's columns are spread over the cores
     k: int                     # the input's width
     rows: int = 0              # of the current row tile
-    cap: int = 0               # output columns per global-buffer chunk
     halves: list[_Half] = field(default_factory=lambda: [_Half(), _Half()])  # LRU first
     sts: list[int] = field(default_factory=list)   # output chunk stores, in order
     cols: int = 0              # columns in the open output chunk
@@ -187,7 +186,7 @@ class PrefillMixin:
         rt = self.pf[c]
         rt.cols += cols
         rt.last = last
-        if rt.cols >= rt.cap:
+        if rt.cols >= self.chunk_cols(rt.rows):
             self.store_chunk(c)
 
     def store_chunk(self, c: int) -> None:
@@ -208,8 +207,7 @@ class PrefillMixin:
         rt = self.pf[c] = _RowTile(-1, from_all, k)  # ``inp`` set by linear_core
         for r0 in range(0, self.t, self.a.mm_tile_rows):
             rt.rows = min(self.a.mm_tile_rows, self.t - r0)
-            rt.cap = self.chunk_cols(rt.rows)
-            if rt.cap < self.a.mm_tile_cols:
+            if self.chunk_cols(rt.rows) < self.a.mm_tile_cols:
                 raise UserError(f"layer {node.module}: an output tile of {rt.rows} rows x "
                                 f"{self.a.mm_tile_cols} columns does not fit half the global "
                                 f"buffer ({self.a.global_buffer_bytes // 2} bytes)")
@@ -250,7 +248,7 @@ class PrefillMixin:
                 for grp, chunks, single in attention_groups(rows[h], self.t, d, g_half, b_half,
                                                             f"layer {qk.layer} ({qk.name}): "):
                     slot = pvs[-1] if single and pvs else (pvs[-2] if len(pvs) >= 2 else None)
-                    last = self._attn_group(c, h, grp, chunks, d, nid, (inp, slot))
+                    last = self._attn_group(c, h, grp, chunks, d, nid, inp, slot)
                     pvs.append(last)
                     sts.append(self.b.emit(c, Queue.ST, after=(last,), channel=self.ch(c, h),
                                            nbytes=self._grp_rows(grp) * d, node=nid))
@@ -261,31 +259,33 @@ class PrefillMixin:
     def _grp_rows(self, grp: list[int]) -> int:
         return sum(min(ATTN_BLOCK, self.t - q * ATTN_BLOCK) for q in grp)
 
-    def _attn_group(self, c: int, h: int, grp: list[int], chunks: list[int], d: int,
-                    nid: int, after: tuple) -> int:
-        """Q load, per key chunk K load + score MM, softmax, per chunk V load + PV MM."""
+    def _attn_group(self, c: int, h: int, grp: list[int], chunks: list[tuple[int, int]],
+                    d: int, nid: int, inp: int | None, slot: int | None) -> int:
+        """Q load (after ``inp``), per key chunk K load + score MM (after ``slot``, the PV that
+        frees its half of the global buffer), softmax, per chunk V load + PV MM."""
         r = self._grp_rows(grp)
-        q = self.b.emit(c, Queue.LD, after=(after[0],), channel=self.ch(c, h), nbytes=r * d,
+        q = self.b.emit(c, Queue.LD, after=(inp,), channel=self.ch(c, h), nbytes=r * d,
                         op=self.act_buf, node=nid)
         s = None
         for keys, blocks in chunks:
-            s = self._chunk_mm(c, keys * ATTN_BLOCK * d, (q, after[1]), nid,
-                               rows=ATTN_BLOCK, cols=blocks * ATTN_BLOCK, k=d)
+            s = self._chunk_mm(c, keys * ATTN_BLOCK * d, (q, slot), nid,
+                               ATTN_BLOCK, blocks * ATTN_BLOCK, d)
         kept = sum(b for _, b in chunks) * ATTN_BLOCK * ATTN_BLOCK
         sm = self.misc(c, "softmax", r, max(16, kept // r), (s,), nid)
         last = sm
         for keys, blocks in chunks:
             last = self._chunk_mm(c, keys * ATTN_BLOCK * d, (sm,), nid,
-                                  rows=ATTN_BLOCK, cols=d * blocks, k=ATTN_BLOCK)
+                                  ATTN_BLOCK, d * blocks, ATTN_BLOCK)
         return last
 
-    def _chunk_mm(self, c: int, nbytes: int, after: tuple, nid: int, **shape: int) -> int:
+    def _chunk_mm(self, c: int, nbytes: int, after: tuple, nid: int, rows: int, cols: int,
+                  k: int) -> int:
         """One K or V chunk into half the B buffer (after the MM two B tiles back, weight
         tiles included; from the one channel B is fed by, as prefill weights) and the MM
-        that reads it."""
+        (``rows`` x ``cols`` x ``k``) that reads it."""
         ld = self.b.emit(c, Queue.LD, after=(self.next_slot(c),),
                          channel=self.ch(c, self.a.weight_channels), nbytes=nbytes,
                          op=self.mat_buf, node=nid)
-        mm = self.mpe(c, shape["rows"], shape["cols"], shape["k"], (ld,) + after, nid)
+        mm = self.mpe(c, rows, cols, k, (ld,) + after, nid)
         self.mpe_done[c].append(mm)
         return mm
