@@ -297,9 +297,15 @@ def attention_rows(node: Node, t: int, cfg: CompressionConfig
                    ) -> tuple[tuple[int, ...], ...]:
     """``attn_rows`` of prefill attention ``node`` (any length) at ``t`` tokens under ``cfg``:
     per head, the kept key blocks of each query block-row (for the storage table)."""
-    masks = load_masks(cfg.masks_path) if cfg.prefill_attention == "masks" and \
-        cfg.masks_path is not None else None
-    return _attention_blocks(node, t, masks)[2]
+    return _attention_blocks(node, t, _masks(cfg))[2]
+
+
+def _masks(cfg: CompressionConfig) -> np.ndarray | None:
+    """The config's prefill block masks, or None for dense causal attention."""
+    if cfg.prefill_attention != "masks":
+        return None
+    assert cfg.masks_path is not None  # config_from_dict requires it
+    return load_masks(cfg.masks_path)
 
 
 def _compress_attention(node: Node, t: int, masks: np.ndarray | None) -> Node:
@@ -334,10 +340,7 @@ def _scale_act(node: Node, act_bits: int, dtype: str) -> Node:
 def apply_compression(g: Graph, cfg: CompressionConfig | None = None) -> Graph:
     """``g`` compressed as ``cfg`` says (default: the artifact's setup)."""
     cfg = cfg or default_config()
-    masks = None
-    if g.phase is Phase.PREFILL and cfg.prefill_attention == "masks":
-        assert cfg.masks_path is not None
-        masks = load_masks(cfg.masks_path)
+    masks = _masks(cfg) if g.phase is Phase.PREFILL else None
     g = quantize(g, kv_bits=cfg.kv_bits)
     nodes = []
     for n in g.nodes:
