@@ -54,6 +54,7 @@ __all__ = [
     "load_config",
     "attention_rows",
     "load_masks",
+    "prefill_masks",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "sparsity"
@@ -65,6 +66,7 @@ BIAS_BYTES = 4               # artifact IR: linear bias dtype int32
 WEIGHT_BITS = (2, 3, 4, 8)   # FlightLLM mixed precision: 2/3/4/8-bit weights
 ATTN_BLOCK = 64              # FlightLLM / artifact MASK_LAYOUT_BLOCK_SIZE: 64x64 blocks
 _RULE_KEYS = {"match", "layers", "keep", "pattern", "bits", "bias"}
+_ATTN_KEYS = {"prefill", "masks", "unmatched"}
 _TOP_KEYS = {"name", "description", "weight_bits", "act_bits", "kv_bits", "attention", "linear",
              "prefill_logits"}
 
@@ -97,6 +99,9 @@ class CompressionConfig:
     kv_bits: int = 8
     prefill_attention: str = "causal"       # "causal" or "masks"
     masks_path: Path | None = None
+    # a model the masks do not cover (other heads, more layers): "error" or "causal" (dense
+    # causal prefill attention, with a note in the graph's meta)
+    unmatched: str = "error"
     rules: tuple[LinearRule, ...] = ()
     source: str = "<config>"
     prefill_logits: str = "last"            # "last" (as traced) or "all" prompt tokens
@@ -160,6 +165,11 @@ def config_from_dict(d: Mapping[str, Any], where: str = "<config>",
     if unknown:
         raise _err(where, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
     attn = d.get("attention", {})
+    if not isinstance(attn, Mapping) or set(attn) - _ATTN_KEYS:
+        raise _err(where, f"[attention] takes the keys {sorted(_ATTN_KEYS)}")
+    unmatched = attn.get("unmatched", "error")
+    if unmatched not in ("error", "causal"):
+        raise _err(where, f"attention.unmatched = {unmatched!r}; allowed: 'error', 'causal'")
     mode = attn.get("prefill", "causal")
     if mode not in ("causal", "masks"):
         raise _err(where, f"attention.prefill = {mode!r}; allowed: 'causal', 'masks'")
@@ -176,7 +186,7 @@ def config_from_dict(d: Mapping[str, Any], where: str = "<config>",
         act_bits=_bits(where, "act_bits", d.get("act_bits", 8), (8,)),
         kv_bits=_bits(where, "kv_bits", d.get("kv_bits", 8), (8,)),
         prefill_attention=mode, masks_path=(base_dir / masks) if masks else None,
-        rules=rules, source=where, prefill_logits=logits)
+        unmatched=unmatched, rules=rules, source=where, prefill_logits=logits)
 
 
 def load_config(path: str | Path) -> CompressionConfig:
@@ -279,10 +289,9 @@ def _attention_blocks(node: Node, t: int, masks: np.ndarray | None
         m = np.broadcast_to(causal, (heads, nb, nb))
     else:
         layers, mh, mq, _ = masks.shape
-        if node.layer >= layers or mh != heads:
+        if node.layer >= layers or mh != heads:  # prefill_masks checked the whole model
             raise UserError(f"layer {node.layer} ({node.name}): the mask file has {layers} "
-                            f"layers x {mh} heads; this model needs layer {node.layer} with "
-                            f"{heads} heads")
+                            f"layers x {mh} heads; this needs layer {node.layer} with {heads}")
         if nb > mq:
             raise UserError(f"layer {node.layer} ({node.name}): prefill of {t} tokens needs "
                             f"{nb} blocks of {ATTN_BLOCK}; the masks cover {mq * ATTN_BLOCK}")
@@ -293,19 +302,38 @@ def _attention_blocks(node: Node, t: int, masks: np.ndarray | None
     return (tuple(int(x) for x in m.sum(axis=(1, 2))), tuple(int(x) for x in elems), rows)
 
 
-def attention_rows(node: Node, t: int, cfg: CompressionConfig
+def attention_rows(node: Node, t: int, masks: np.ndarray | None
                    ) -> tuple[tuple[int, ...], ...]:
-    """``attn_rows`` of prefill attention ``node`` (any length) at ``t`` tokens under ``cfg``:
-    per head, the kept key blocks of each query block-row (for the storage table)."""
-    return _attention_blocks(node, t, _masks(cfg))[2]
+    """``attn_rows`` of prefill attention ``node`` (any length) at ``t`` tokens under
+    ``masks`` (``prefill_masks``): per head, the kept key blocks of each query block-row (for
+    the storage table)."""
+    return _attention_blocks(node, t, masks)[2]
 
 
-def _masks(cfg: CompressionConfig) -> np.ndarray | None:
-    """The config's prefill block masks, or None for dense causal attention."""
+def _attention_shape(g: Graph) -> tuple[int, int]:
+    """Decoder layers and the most attention heads of any layer of ``g``."""
+    qk = [n for n in g.nodes if n.kind is OpKind.MATMUL and n.attr.get("role") == "qk"]
+    heads = max((n.in_shapes[0][1] if len(n.in_shapes[0]) == 4 else 1 for n in qk), default=0)
+    return max((n.layer + 1 for n in qk), default=0), heads
+
+
+def prefill_masks(g: Graph, cfg: CompressionConfig) -> tuple[np.ndarray | None, str]:
+    """The config's block masks for ``g``'s prefill attention (None: dense causal), and a note
+    when the masks do not cover the model and the config says ``unmatched = "causal"``."""
     if cfg.prefill_attention != "masks":
-        return None
+        return None, ""
     assert cfg.masks_path is not None  # config_from_dict requires it
-    return load_masks(cfg.masks_path)
+    masks = load_masks(cfg.masks_path)
+    (layers, heads), (ml, mh) = _attention_shape(g), masks.shape[:2]
+    if layers <= ml and heads in (0, mh):
+        return masks, ""
+    what = (f"{cfg.name}: its masks ({cfg.masks_path.name}) cover {ml} layers x {mh} heads; "
+            f"this model has {layers} x {heads}")
+    if cfg.unmatched == "causal":
+        return None, f"{what}: its prefill attention is dense causal"
+    raise UserError(f"{what}. Pass --sparsity with masks for this model, or with "
+                    "[attention] prefill = \"causal\" (e.g. configs/sparsity/dense_int8.toml), "
+                    "or set [attention] unmatched = \"causal\"")
 
 
 def _compress_attention(node: Node, t: int, masks: np.ndarray | None) -> Node:
@@ -340,7 +368,7 @@ def _scale_act(node: Node, act_bits: int, dtype: str) -> Node:
 def apply_compression(g: Graph, cfg: CompressionConfig | None = None) -> Graph:
     """``g`` compressed as ``cfg`` says (default: the artifact's setup)."""
     cfg = cfg or default_config()
-    masks = _masks(cfg) if g.phase is Phase.PREFILL else None
+    masks, note = prefill_masks(g, cfg) if g.phase is Phase.PREFILL else (None, "")
     g = quantize(g, kv_bits=cfg.kv_bits)
     nodes = []
     for n in g.nodes:
@@ -356,5 +384,6 @@ def apply_compression(g: Graph, cfg: CompressionConfig | None = None) -> Graph:
     bits = {w: BIAS_BYTES * 8 if w.endswith(".bias") else n.attr["weight_bits"]
             for n in nodes if "weight_bits" in n.attr for w in n.weights}
     params = tuple(replace(p, bits=bits[p.name]) if p.name in bits else p for p in g.params)
+    meta = {**dict(g.meta), "compression": cfg.name} | ({"attention_note": note} if note else {})
     return replace(g, nodes=tuple(nodes), params=params,
-                   meta=tuple(sorted({**dict(g.meta), "compression": cfg.name}.items())))
+                   meta=tuple(sorted(meta.items())))

@@ -31,6 +31,7 @@ from mapping.flightllm.compression import (
     attention_rows,
     default_config,
     load_config,
+    prefill_masks,
 )
 from mapping.flightllm.isa import encode, storage_bytes
 from mapping.flightllm.prefill import attention_counts, attention_groups
@@ -90,11 +91,11 @@ def _attention_bytes(spec: FlightLLMSpec, g: Graph, t: int, cfg: CompressionConf
     """Instruction bytes of the prefill attention of ``g``'s layers at ``t`` tokens (its
     query-row groups and key chunks, ``mapping/flightllm/prefill.py``)."""
     g_half, b_half = int(spec.global_buffer_bytes) // 2, int(spec.b_buffer_bytes) // 2
-    total = 0
+    total, masks = 0, prefill_masks(g, cfg)[0]
     for n in g.nodes:
         if n.kind is OpKind.MATMUL and n.attr.get("role") == "qk":
             d = n.in_shapes[0][3]
-            for rows in attention_rows(n, t, cfg):
+            for rows in attention_rows(n, t, masks):
                 grp = attention_groups(list(rows), t, d, g_half, b_half)
                 total += storage_bytes(attention_counts(grp))
     return total
@@ -169,6 +170,7 @@ def compile_program(spec: FlightLLMSpec, entry, *, phase: str, context: int, tok
                "instructions": prog.total, "counts": counts,
                "program_bytes": storage_bytes(counts), "files": files,
                "compile_s": round(compile_s, 3),
+               "notes": [v for k, v in g.meta if k == "attention_note"],
                "storage": storage_over_lengths(spec, entry, cfg, max_len, prefill_bucket,
                                                decode_bucket)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -193,6 +195,7 @@ def _summary_md(s: dict) -> str:
               f"| bucketed (prefill x{st['prefill_bucket']}, decode x{st['decode_bucket']}) | "
               f"{st['prefill_programs'] + st['decode_programs']} | {_mb(st['bucketed_bytes'])} |",
               "", f"Reduction {st['reduction_x']:.0f}x (paper: ~500x).", ""]
+    lines += [f"Note: {n}." for n in s.get("notes", ())] + [""] * bool(s.get("notes"))
     return "\n".join(lines)
 
 

@@ -150,11 +150,12 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         extra["decode_instructions"] = last.counts
         extra["decode_instruction_bytes"] = storage_bytes(last.counts)
         extra["decode_buckets"] = len(set(buckets))
-    notes_trace = []
+    notes = [v for k, v in (w.prefill.meta if w.prefill is not None else ())
+                   if k == "attention_note"]
     if trace:
         from sim.flightllm.trace import write_trace
 
         write_trace(trace, traced, spec)
-        notes_trace.append(f"trace of {', '.join(t for t, _ in traced)} written to {trace}")
-    return result_from_times(spec, w, "cycle", prefill_s, decode_s, notes=tuple(notes_trace),
+        notes.append(f"trace of {', '.join(t for t, _ in traced)} written to {trace}")
+    return result_from_times(spec, w, "cycle", prefill_s, decode_s, notes=tuple(notes),
                              counts=counts, extra=extra)

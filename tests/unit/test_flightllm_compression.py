@@ -12,6 +12,7 @@ from mapping.flightllm.compression import (
     default_config,
     load_config,
     load_masks,
+    prefill_masks,
 )
 from mapping.flightllm.synthetic import llama_like
 from models.errors import UserError
@@ -120,6 +121,36 @@ def test_masks_too_short_names_layer_and_limit():
     g = llama_like(layers=1, hidden=4096, heads=32, ffn=256, phase=Phase.PREFILL, tokens=2112)
     with pytest.raises(UserError, match=r"layer 0 .*2048"):
         apply_compression(g)
+
+
+def _qk_blocks(g):
+    return [n.attr["attn_blocks"] for n in g.nodes if n.attr.get("role") == "qk"]
+
+
+def test_masks_that_do_not_cover_the_model():
+    g = llama_like(layers=2, hidden=768, heads=12, ffn=256, phase=Phase.PREFILL, tokens=256)
+    masks = {"prefill": "masks", "masks": "flightllm_llama2_7b_masks.npz"}
+    strict = config_from_dict({"attention": masks})
+    with pytest.raises(UserError, match=r"32 layers x 32 heads; this model has 2 x 12\. "
+                       r"Pass --sparsity"):
+        apply_compression(g, strict)
+    # the default config: dense causal attention, and a note that says so
+    out = apply_compression(g)
+    assert "2 x 12: its prefill attention is dense causal" in dict(out.meta)["attention_note"]
+    causal = config_from_dict({"attention": {"prefill": "causal"}})
+    assert _qk_blocks(out) == _qk_blocks(apply_compression(g, causal)) == [(10,) * 12] * 2
+    # a model the masks cover keeps them, with no note; more layers than the masks is refused
+    g32 = llama_like(layers=2, hidden=4096, heads=32, ffn=256, phase=Phase.PREFILL, tokens=256)
+    assert prefill_masks(g32, strict)[1] == "" and prefill_masks(g32, strict)[0] is not None
+    assert "attention_note" not in dict(apply_compression(g32).meta)
+    assert _qk_blocks(apply_compression(g32)) != _qk_blocks(apply_compression(g32, causal))
+    g33 = llama_like(layers=33, hidden=4096, heads=32, ffn=16, phase=Phase.PREFILL, tokens=64)
+    with pytest.raises(UserError, match="this model has 33 x 32"):
+        apply_compression(g33, strict)
+    with pytest.raises(UserError, match=r"attention\.unmatched = 'maybe'; allowed"):
+        config_from_dict({"attention": masks | {"unmatched": "maybe"}})
+    with pytest.raises(UserError, match=r"\[attention\] takes the keys"):
+        config_from_dict({"attention": {"prefil": "causal"}})
 
 
 def test_missing_file_and_every_shipped_config_loads():

@@ -207,11 +207,9 @@ def test_sparsity_and_keep_axes_on_flightllm(tmp_path, fidelity):
     failed = df[df.status == "failed"]
     rules = failed.error.str.contains("no \\[\\[linear\\]\\] rules")
     assert rules.sum() == 4   # dense_int8 has no [[linear]] rules for keep
-    if fidelity == "cycle":   # sparsity "none": the simulator's default (the artifact's
-        assert s.counts == {"ok": 8, "failed": 6}   # LLaMA-2-7B masks, not for the toy)
-        assert failed[~rules].error.str.contains("mask file has 32 layers").all()
-    else:
-        assert s.counts == {"ok": 10, "failed": 4}
+    # sparsity "none" at cycle fidelity: the simulator's default, whose LLaMA-2-7B masks do
+    # not cover the toy, so its prefill attention is dense causal (unmatched = "causal")
+    assert s.counts == {"ok": 10, "failed": 4}
     ok = df[df.status == "ok"]
 
     def tps(cfg: str, keep: float | None, bits: int) -> float:
