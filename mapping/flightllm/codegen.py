@@ -22,6 +22,7 @@ import numpy as np
 
 from mapping.flightllm.builder import Arch, Builder
 from mapping.flightllm.compression import BIAS_BYTES, META_BITS_PER_KEPT
+from mapping.flightllm.decode import DecodeMixin
 from mapping.flightllm.isa import (
     FLAG_BIAS,
     FLAG_RELU,
@@ -56,7 +57,7 @@ def _epilogue_ops(m: Node) -> tuple[str, ...]:
     return ("eltwise_mul",) if ("mul" in op or "div" in op) else ("eltwise_add",)
 
 
-class _Gen(PrefillMixin):
+class _Gen(DecodeMixin, PrefillMixin):
     def __init__(self, g: Graph, arch: Arch):
         self.g, self.a, self.b = g, arch, Builder(arch.cores)
         self.t = g.tokens * g.batch
@@ -408,51 +409,7 @@ class _Gen(PrefillMixin):
             for op in ops:
                 self.ready[c] = self.misc(c, op, self.t, hi - lo, (self.ready[c],), nid)
 
-    # -- attention ---------------------------------------------------------------------
-    def attention(self, qk: Node, pv: Node) -> None:
-        if not self.decode:
-            self.prefill_attention(qk)
-            return
-        heads, d = qk.in_shapes[0][1], qk.in_shapes[0][3]
-        kv_len = qk.out_shape[-1]
-        nid = self.b.node(qk.name)
-        grp = heads // self.kv_heads.get(qk.layer, heads)  # query heads per K/V head (GQA)
-        for c in range(self.a.cores):
-            self.flush(c)
-            h0, h1 = self.share(heads, c, 1)
-            last = self.ready[c]
-            for g in range(h0 // grp, -(-h1 // grp)):  # a K/V head, loaded once per core
-                hs = range(max(h0, g * grp), min(h1, (g + 1) * grp))
-                s: dict[int, int | None] = dict.fromkeys(hs)
-                for j in range(0, kv_len, self.a.mv_tile_cols):  # an MV per 512 keys
-                    w = min(self.a.mv_tile_cols, kv_len - j)
-                    kl = self.a_tile(c, w * d, nid)        # K (w keys x d, INT8)
-                    for h in hs:
-                        s[h] = self.mpe(c, self.t, w, d, (kl, s[h], last), nid, w * d)
-                    self.mpe_done[c].append(s[hs[-1]])
-                sms = [self.misc(c, "softmax", self.t, kv_len, (s[h],), nid) for h in hs]
-                vl = self.a_tile(c, kv_len * d, nid)       # V (kv_len x d, INT8)
-                for sm in sms:
-                    last = self.mpe(c, self.t, d, kv_len, (vl, sm), nid, kv_len * d)
-                self.mpe_done[c].append(last)
-            self.ready[c] = last
-        self.split = True
-
-    def a_tile(self, c: int, nbytes: int, nid: int) -> int:
-        """Decode K/V into half the A buffer (after the MV two A tiles back), striped over the
-        weight channels like a weight tile (each channel fills its slice of A: the cache keeps
-        token t's rows on channel t mod 8); returns the last LD."""
-        if nbytes > self.a.a_buffer_bytes // 2:
-            raise UserError(f"decode attention: {nbytes} bytes of K or V per head exceed half "
-                            f"the A buffer ({self.a.a_buffer_bytes // 2} bytes)")
-        slot = self.next_slot(c)
-        per = -(-nbytes // self.a.weight_channels)
-        last = None
-        for j in range(self.a.weight_channels):
-            last = self.b.emit(c, Queue.LD, after=(slot,) if j == 0 else (),
-                               channel=self.ch(c, j), nbytes=per, op=self.mat_buf, node=nid)
-        return last
-
+    # -- attention (decode: decode.py; prefill: prefill.py) -----------------------------
     def mpe(self, c: int, rows: int, cols: int, k: int, after: tuple, nid: int,
             abytes: int = 0) -> int:
         """One attention MV/MM, its columns padded to whole tiles."""
