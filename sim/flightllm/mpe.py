@@ -47,7 +47,9 @@ def mv_cycles(cols: int, k: int, n: int, macs_per_cycle: int, a_bytes: int = 0,
 def mm_cycles(rows: int, cols: int, k: int, n: int, macs_per_cycle: int, mm_rows: int) -> int:
     """``rows`` tokens x a (k x cols) tile: token pairs share a weight in each DSP48."""
     chains = max(1, macs_per_cycle // (VPU_DSPS * LANES))
-    pairs = max(1, mm_rows // LANES)
+    # token pairs per pass: a tile's, or every chain's when there are fewer chains than pairs
+    # (the tile's rows then take several passes)
+    pairs = max(1, min(mm_rows // LANES, chains))
     slots = max(1, chains // pairs)             # output columns per pass per token pair
     per_pass, ii, lat = _chain(n, k)
     col_passes = -(-cols // (slots * per_pass))

@@ -128,6 +128,16 @@ def test_sparsity_speeds_up_mpe():
     assert 8 * 256 < mm_cycles(128, 16, 4096, 16, 4096, 128) < 8 * 256 + 16
 
 
+@pytest.mark.parametrize("macs", [512, 1024, 3072, 4096, 8192])
+@pytest.mark.parametrize("mm_rows", [32, 128, 256, 512])
+@pytest.mark.parametrize("n", [2, 16])
+def test_mm_never_beats_its_macs(macs, mm_rows, n):
+    """A tile's rows fit the chains or take several row passes (a 256-row tile on 32 chains
+    once ran as if 128 token pairs fitted them)."""
+    for rows, cols, k in [(mm_rows, 16, 256), (mm_rows, 64, 4096), (37, 48, 1024)]:
+        assert mm_cycles(rows, cols, k, n, macs, mm_rows) >= rows * cols * k * n / 16 / macs
+
+
 def test_encoding_word_counts():
     p = generate(_graph(), arch_of(SPEC))
     words = encode(p.cores[0])
