@@ -14,8 +14,11 @@ that count as work), ``pad`` the rest of the tile, computed all the same (the la
 of a linear on a core, the 128 head dimensions of a decode head's PV, ...).
 
 Binary encoding (32-bit words; counts from the artifact: LD 7, ST 3, MM 4, MV 4, MISC 3, SYS 1):
-word 0 of every instruction = ``queue[3] | op[5] | wait[6] | release[6] | flags[12]``; the other
-words carry the fields listed in ``_FIELDS`` (one field per word, truncated to 32 bits).
+word 0 of every instruction = ``queue[3] | op[5] | wait[6] | release[6] | cross[1] | flags[3]``
+from bit 0 up (8 bits spare); the other words carry the fields listed in ``_FIELDS`` (one field
+per word, as 32-bit two's complement), the rest are zero. ``decode`` reads them back and
+``listing`` prints them. Not encoded, as in the artifact: an MM's N (the FSB buffer holds N per
+16 x 16 weight block) and the padded columns of a tile (the tile is fixed).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from enum import IntEnum
 import numpy as np
 
 __all__ = ["FLAG_BIAS", "FLAG_RELU", "FLAG_SPARSE", "INSTR", "MISC_OPS", "WORDS", "Program",
-           "Queue", "encode", "storage_bytes"]
+           "Queue", "decode", "encode", "listing", "storage_bytes"]
 
 
 class Queue(IntEnum):
@@ -94,16 +97,79 @@ def storage_bytes(counts: dict[str, int]) -> int:
     return 4 * sum(WORDS[Queue[q]] * c for q, c in counts.items())
 
 
+def _starts(queues: np.ndarray) -> tuple[np.ndarray, int]:
+    size = np.array([WORDS[Queue(q)] for q in range(len(Queue))])[queues.astype(np.int64)]
+    ends = np.cumsum(size)
+    return ends - size, int(ends[-1]) if len(ends) else 0
+
+
 def encode(arr: np.ndarray) -> np.ndarray:
     """One core's instructions as uint32 words (see the module docstring)."""
-    out: list[int] = []
-    mask = 0xFFFFFFFF
-    for r in arr:
+    q = arr["queue"].astype(np.int64)
+    start, total = _starts(q)
+    out = np.zeros(total, np.uint32)
+    out[start] = ((q & 7) | (arr["op"].astype(np.int64) & 31) << 3
+                  | arr["wait"].astype(np.int64) << 8 | arr["release"].astype(np.int64) << 14
+                  | (arr["cross"].astype(np.int64) & 1) << 20
+                  | (arr["flags"].astype(np.int64) & 7) << 21)
+    for queue, fields in _FIELDS.items():
+        sel = q == queue
+        for j, f in enumerate(fields):
+            out[start[sel] + 1 + j] = arr[f][sel].astype(np.int64) & 0xFFFFFFFF
+    return out
+
+
+def decode(words: np.ndarray) -> np.ndarray:
+    """Instructions (``INSTR``, ``cycles`` 0; an MM's ``n`` 16 and ``pad`` 0, which the words
+    do not hold) from the uint32 ``words`` of one core (``encode``'s inverse)."""
+    words = np.asarray(words, np.uint32)
+    size = [WORDS[Queue(q)] if q < len(Queue) else 0 for q in range(8)]
+    start, i = [], 0
+    while i < len(words):
+        n = size[int(words[i]) & 7]
+        if n == 0 or i + n > len(words):
+            raise ValueError(f"word {i}: not an instruction (queue {int(words[i]) & 7}) or "
+                             f"truncated; {len(words)} words")
+        start.append(i)
+        i += n
+    st = np.asarray(start, np.int64)
+    w0 = words[st].astype(np.int64)
+    arr = np.zeros(len(st), INSTR)
+    arr["queue"], arr["op"] = w0 & 7, w0 >> 3 & 31
+    arr["wait"], arr["release"] = w0 >> 8 & 63, w0 >> 14 & 63
+    arr["cross"], arr["flags"] = w0 >> 20 & 1, w0 >> 21 & 7
+    arr["node"], arr["n"] = -1, 16
+    signed = words.view(np.int32)
+    for queue, fields in _FIELDS.items():
+        sel = arr["queue"] == queue
+        for j, f in enumerate(fields):
+            arr[f][sel] = signed[st[sel] + 1 + j]
+    return arr
+
+
+_OP_NAMES = {Queue.LD: {v: k for k, v in LD_TARGETS.items()},
+             Queue.MISC: {v: k for k, v in MISC_OPS.items()}}
+_FLAG_NAMES = ((FLAG_SPARSE, "sparse"), (FLAG_BIAS, "bias"), (FLAG_RELU, "relu"))
+
+
+def _mask(bits: int) -> str:
+    return ",".join(q.name for q in Queue if bits >> q & 1) or "-"
+
+
+def listing(arr: np.ndarray, nodes: list[str] | None = None, start: int = 0) -> list[str]:
+    """One line per instruction: index, queue, op, the encoded fields, tokens (``wait`` from /
+    ``release`` to those queues) and, for an LD with a node, the op it belongs to."""
+    lines = []
+    for i, r in enumerate(arr, start):
         q = Queue(int(r["queue"]))
-        out.append((q & 7) | (int(r["op"]) & 31) << 3 | int(r["wait"]) << 8
-                   | int(r["release"]) << 14 | (int(r["cross"]) & 1) << 20
-                   | (int(r["flags"]) & 7) << 21)
-        fields = _FIELDS[q]
-        out += [int(r[f]) & mask for f in fields]
-        out += [0] * (WORDS[q] - 1 - len(fields))
-    return np.asarray(out, dtype=np.uint32)
+        op = _OP_NAMES.get(q, {}).get(int(r["op"]), "")
+        flags = ",".join(n for b, n in _FLAG_NAMES if int(r["flags"]) & b)
+        fields = " ".join(f"{f}={int(r[f])}" for f in _FIELDS[q]
+                          if f != "node" and (int(r[f]) or f == "channel"))
+        extra = (" cross" if r["cross"] else "") + (f" [{flags}]" if flags else "")
+        node = int(r["node"])
+        name = f"  ; {nodes[node]}" if nodes and "node" in _FIELDS[q] \
+            and 0 <= node < len(nodes) else ""
+        lines.append(f"{i:>8}  {q.name:<4} {op:<12} {fields}{extra}  wait={_mask(int(r['wait']))}"
+                     f" release={_mask(int(r['release']))}{name}")
+    return lines

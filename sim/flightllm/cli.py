@@ -1,9 +1,10 @@
 """FlightLLM commands: ``compile`` (the program + its storage), ``ablate``, ``simulate`` options.
 
 ``llmcosim compile`` writes one binary file per core (``core<i>.bin``, uint32 words as
-``mapping.flightllm.isa.encode`` documents), ``summary.json`` and ``summary.md``: program size,
-per-queue counts, and the instruction storage for every length up to ``--max-len`` with and
-without length bucketing. ``llmcosim ablate`` runs the four ablations of the paper.
+``mapping.flightllm.isa.encode`` documents), ``nodes.json`` (the op names LDs refer to),
+``summary.json`` and ``summary.md``: program size, per-queue counts, and the instruction
+storage for every length up to ``--max-len`` with and without length bucketing. ``llmcosim
+disasm`` lists a ``core<i>.bin``. ``llmcosim ablate`` runs the four ablations of the paper.
 
 Storage over lengths: a program's instruction count depends on the number of tiles only
 (prefill: 128-token row tiles; decode: each head's scores take one MV per ``mv_tile_cols``
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import numpy as np
+
 from mapping.flightllm.codegen import generate
 from mapping.flightllm.compression import (
     CompressionConfig,
@@ -33,7 +36,7 @@ from mapping.flightllm.compression import (
     load_config,
     prefill_masks,
 )
-from mapping.flightllm.isa import encode, storage_bytes
+from mapping.flightllm.isa import decode, encode, listing, storage_bytes
 from mapping.flightllm.prefill import attention_counts, attention_groups
 from models.errors import UserError
 from models.graph import Graph, OpKind
@@ -41,8 +44,8 @@ from sim.flightllm.simulate import DECODE_BUCKET, PREFILL_BUCKET, PassResult, si
 from sim.flightllm.timing import arch_of
 from sim.spec import FlightLLMSpec
 
-__all__ = ["PAPER", "ablate", "add_parsers", "compile_program", "flightllm_simulate_options",
-           "load_sparsity", "storage_over_lengths"]
+__all__ = ["PAPER", "ablate", "add_parsers", "compile_program", "disassemble",
+           "flightllm_simulate_options", "load_sparsity", "storage_over_lengths"]
 
 # Paper claims the ablations are compared with (shared/papers/flightllm.md).
 PAPER = {"compute_efficiency_x": 1.6, "bw_util_offchip": 0.356, "bw_util_onchip": 0.659,
@@ -163,6 +166,7 @@ def compile_program(spec: FlightLLMSpec, entry, *, phase: str, context: int, tok
         path = out / f"core{c}.bin"
         words.tofile(path)
         files.append({"file": path.name, "instructions": len(arr), "bytes": int(words.nbytes)})
+    (out / "nodes.json").write_text(json.dumps(prog.nodes))
     counts = prog.counts()
     summary = {"hw": spec.name, "model": entry.name, "phase": phase,
                "context": context if phase == "decode" else 0,
@@ -306,7 +310,32 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         print(_summary_md(s))
         print(f"program written to {args.out}/ ({', '.join(f['file'] for f in s['files'])}, "
-              "summary.json, summary.md)")
+              "nodes.json, summary.json, summary.md)")
+    return 0
+
+
+def disassemble(path: Path, start: int = 0, count: int = 0) -> list[str]:
+    """Listing of instructions ``start`` .. ``start + count`` (0: to the end) of a compiled
+    ``core<i>.bin``, with op names from the ``nodes.json`` beside it."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (compile writes core<i>.bin under --out)")
+    raw = path.read_bytes()
+    if len(raw) % 4:
+        raise UserError(f"{path}: {len(raw)} bytes is not a whole number of 32-bit words")
+    try:
+        arr = decode(np.frombuffer(raw, np.uint32))
+    except ValueError as e:
+        raise UserError(f"{path}: not a FlightLLM program: {e}") from None
+    if not 0 <= start <= len(arr) or count < 0:
+        raise UserError(f"--start must be in 0..{len(arr)} and --count >= 0; got {start}, "
+                        f"{count}")
+    names = path.parent / "nodes.json"
+    nodes = json.loads(names.read_text()) if names.is_file() else None
+    return listing(arr[start:start + count if count else None], nodes, start)
+
+
+def cmd_disasm(args: argparse.Namespace) -> int:
+    print("\n".join(disassemble(Path(args.file), args.start, args.count)))
     return 0
 
 
@@ -332,6 +361,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(func=cmd_compile)
+    s = sub.add_parser("disasm", help="list a compiled FlightLLM program (core<i>.bin)")
+    s.add_argument("file", help="a core<i>.bin that compile wrote")
+    s.add_argument("--start", type=int, default=0, help="first instruction (0)")
+    s.add_argument("--count", type=int, default=0, help="instructions to list (0: all)")
+    s.set_defaults(func=cmd_disasm)
     s = sub.add_parser("ablate", help="FlightLLM ablations vs the paper's claims")
     s.add_argument("--hw", required=True, help="FlightLLM preset")
     s.add_argument("--model", required=True, help="zoo name or config.json path")

@@ -80,7 +80,7 @@ def test_compile_writes_program_and_summary(small, tmp_path, capsys):
                  CFG_FILE]) == 0
     s = json.loads(capsys.readouterr().out)
     assert sorted(p.name for p in out.iterdir()) == ["core0.bin", "core1.bin", "core2.bin",
-                                                     "summary.json", "summary.md"]
+                                                     "nodes.json", "summary.json", "summary.md"]
     words = sum(np.fromfile(out / f"core{c}.bin", dtype=np.uint32).size for c in range(3))
     assert 4 * words == s["program_bytes"] == storage_bytes(s["counts"])
     assert sum(s["counts"].values()) == s["instructions"]
@@ -88,6 +88,19 @@ def test_compile_writes_program_and_summary(small, tmp_path, capsys):
     assert st["prefill_programs"] == 16 and st["decode_programs"] == 128
     assert st["per_length_bytes"] > st["bucketed_bytes"] > 0
     assert "Instruction storage" in (out / "summary.md").read_text()
+    # the binary lists back: as many lines as instructions, LDs named by their op
+    assert main(["disasm", str(out / "core1.bin")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == s["files"][1]["instructions"]
+    first_ld = next(x for x in lines if " LD " in x)
+    assert "nbytes=512 " in first_ld and first_ld.endswith("; model.embed_tokens/embedding")
+    assert main(["disasm", str(out / "core1.bin"), "--start", "3", "--count", "2"]) == 0
+    assert [x.split()[0] for x in capsys.readouterr().out.splitlines()] == ["3", "4"]
+    for argv, msg in ([str(out / "nodes.json")], "not a whole number of 32-bit words"), \
+            ([str(out / "none.bin")], "no such file"), \
+            ([str(out / "core1.bin"), "--count", "-1"], "--count >= 0"):
+        assert main(["disasm", *argv]) == 2
+        assert msg in capsys.readouterr().err
 
 
 def test_ablate_rows(small):

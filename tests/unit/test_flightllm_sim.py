@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mapping.flightllm.codegen import generate
 from mapping.flightllm.compression import apply_compression, config_from_dict
-from mapping.flightllm.isa import INSTR, WORDS, Program, Queue, encode
+from mapping.flightllm.isa import _FIELDS, FLAG_SPARSE, INSTR, WORDS, Program, Queue, decode, encode
 from mapping.flightllm.synthetic import attention_graph, linear_graph, llama_like
 from models.errors import UserError
 from models.graph import Phase
@@ -137,6 +137,24 @@ def test_mm_never_beats_its_macs(macs, mm_rows, n):
     once ran as if 128 token pairs fitted them)."""
     for rows, cols, k in [(mm_rows, 16, 256), (mm_rows, 64, 4096), (37, 48, 1024)]:
         assert mm_cycles(rows, cols, k, n, macs, mm_rows) >= rows * cols * k * n / 16 / macs
+
+
+def test_decode_reads_back_what_encode_wrote():
+    """Every encoded field of every queue, flags and tokens included; prefill has MM, decode
+    MV (with N:16 sparsity and a bias)."""
+    for phase in (Phase.DECODE, Phase.PREFILL):
+        for arr in generate(_graph(phase), arch_of(SPEC)).cores:
+            back = decode(encode(arr))
+            assert len(back) == len(arr)
+            for f in ("queue", "op", "wait", "release", "cross", "flags"):
+                assert (back[f] == arr[f]).all()
+            for q, fields in _FIELDS.items():
+                sel = arr["queue"] == q
+                for f in fields:
+                    assert (back[f][sel] == arr[f][sel]).all(), (q, f)
+            assert (arr["flags"] & FLAG_SPARSE).any()
+    with pytest.raises(ValueError, match="truncated"):
+        decode(encode(arr)[:-1])
 
 
 def test_encoding_word_counts():
