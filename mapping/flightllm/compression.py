@@ -290,8 +290,8 @@ def _attention_blocks(node: Node, t: int, masks: np.ndarray | None
     else:
         layers, mh, mq, _ = masks.shape
         if node.layer >= layers or mh != heads:  # prefill_masks checked the whole model
-            raise UserError(f"layer {node.layer} ({node.name}): the mask file has {layers} "
-                            f"layers x {mh} heads; this needs layer {node.layer} with {heads}")
+            raise UserError(f"layer {node.layer} ({node.name}) has {heads} heads; the mask "
+                            f"file has {layers} layers x {mh} heads")
         if nb > mq:
             raise UserError(f"layer {node.layer} ({node.name}): prefill of {t} tokens needs "
                             f"{nb} blocks of {ATTN_BLOCK}; the masks cover {mq * ATTN_BLOCK}")

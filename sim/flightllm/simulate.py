@@ -151,7 +151,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         extra["decode_instruction_bytes"] = storage_bytes(last.counts)
         extra["decode_buckets"] = len(set(buckets))
     notes = [v for k, v in (w.prefill.meta if w.prefill is not None else ())
-                   if k == "attention_note"]
+             if k == "attention_note"]
     if trace:
         from sim.flightllm.trace import write_trace
 
