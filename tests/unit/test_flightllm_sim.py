@@ -141,7 +141,7 @@ def test_mm_never_beats_its_macs(macs, mm_rows, n):
 
 def test_decode_reads_back_what_encode_wrote():
     """Every encoded field of every queue, flags and tokens included; prefill has MM, decode
-    MV (with N:16 sparsity and a bias)."""
+    MV (both with N:16 sparse tiles)."""
     for phase in (Phase.DECODE, Phase.PREFILL):
         for arr in generate(_graph(phase), arch_of(SPEC)).cores:
             back = decode(encode(arr))
