@@ -98,7 +98,9 @@ class Baseline:
 
     @property
     def source(self) -> str:
-        return f"{self.device}, measured {self.date} ({', '.join(self.files)})"
+        """Device, date and how many measurement files (``files`` names them)."""
+        n = len(self.files)
+        return f"{self.device}, measured {self.date} ({n} measurement file{'s' * (n != 1)})"
 
 
 def baselines_dir() -> Path:
