@@ -104,6 +104,18 @@ def _attention_bytes(spec: FlightLLMSpec, g: Graph, t: int, cfg: CompressionConf
     return total
 
 
+def _check_lengths(spec: FlightLLMSpec, max_len: int, prefill_bucket: int,
+                   decode_bucket: int) -> None:
+    if max_len < 1:
+        raise UserError(f"--max-len must be at least 1, got {max_len}")
+    if prefill_bucket < 1 or prefill_bucket % spec.mm_rows:
+        raise UserError(f"--prefill-bucket must be a positive multiple of the MM tile's "
+                        f"{spec.mm_rows} rows, got {prefill_bucket}")
+    if not 1 <= decode_bucket <= max_len:
+        raise UserError(f"--decode-bucket must be between 1 and --max-len ({max_len}), got "
+                        f"{decode_bucket}")
+
+
 def storage_over_lengths(spec: FlightLLMSpec, entry, cfg: CompressionConfig,
                          max_len: int = 2048, prefill_bucket: int = PREFILL_BUCKET,
                          decode_bucket: int = DECODE_BUCKET) -> dict:
@@ -115,13 +127,8 @@ def storage_over_lengths(spec: FlightLLMSpec, entry, cfg: CompressionConfig,
     Per length, every length has its own program; bucketed, each bucket runs the program of
     its longest length. ``prefill_bucket`` must be whole row tiles.
     """
+    _check_lengths(spec, max_len, prefill_bucket, decode_bucket)
     rt, kt = spec.mm_rows, spec.mv_tile_cols  # tokens per MM row tile, keys per score MV
-    if prefill_bucket < 1 or prefill_bucket % rt:
-        raise UserError(f"--prefill-bucket must be a positive multiple of the MM tile's "
-                        f"{rt} rows, got {prefill_bucket}")
-    if not 1 <= decode_bucket <= max_len:
-        raise UserError(f"--decode-bucket must be between 1 and --max-len ({max_len}), got "
-                        f"{decode_bucket}")
     d1 = storage_bytes(_counts(spec, _graph(entry, "decode", 1, 1), cfg))     # 1 key tile
     d2 = storage_bytes(_counts(spec, _graph(entry, "decode", 1, kt + 1), cfg))  # 2 key tiles
     g1, g2 = _graph(entry, "prefill", rt, 0), _graph(entry, "prefill", 2 * rt, 0)
@@ -155,6 +162,7 @@ def compile_program(spec: FlightLLMSpec, entry, *, phase: str, context: int, tok
     """Compile one pass, write ``core<i>.bin`` + ``summary.json``/``.md``; return the summary."""
     if phase not in ("decode", "prefill"):
         raise UserError(f"--phase must be decode or prefill, got {phase!r}")
+    _check_lengths(spec, max_len, prefill_bucket, decode_bucket)  # before writing anything
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     g = apply_compression(_graph(entry, phase, tokens, context), cfg)
@@ -227,6 +235,9 @@ def ablate(spec: FlightLLMSpec, entry, *, cfg: CompressionConfig | None = None,
            prefill: int = 128, context: int = 512, max_len: int = 2048,
            prefill_bucket: int = PREFILL_BUCKET, decode_bucket: int = DECODE_BUCKET) -> dict:
     """The paper's four ablations on ``spec``; each row: ours next to the paper's claim."""
+    if prefill < 1 or context < 0:
+        raise UserError(f"ablate needs --prefill >= 1 and --context >= 0, got {prefill} and "
+                        f"{context}")
     cfg = cfg or default_config()
     dense = _dense(cfg)
     int8 = load_config(Path(__file__).resolve().parents[2] / "configs" / "sparsity"

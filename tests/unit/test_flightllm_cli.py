@@ -131,6 +131,20 @@ def test_compile_rejects_other_hw(tmp_path, capsys):
     assert "FlightLLM preset" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, msg", [
+    (["compile", "--max-len", "0"], "--max-len must be at least 1, got 0"),
+    (["compile", "--prefill-bucket", "100"], "multiple of the MM tile's 128 rows, got 100"),
+    (["ablate", "--prefill", "0"], "--prefill >= 1 and --context >= 0, got 0 and 512"),
+    (["ablate", "--context", "-3"], "--prefill >= 1 and --context >= 0, got 128 and -3"),
+])
+def test_compile_and_ablate_name_the_bad_flag(argv, msg, capsys, tmp_path):
+    out = ["--out", str(tmp_path / "prog")] if argv[0] == "compile" else []
+    assert main([argv[0], "--hw", "flightllm-u280", "--model", "llama2-7b", *argv[1:],
+                 *out]) == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "prog").exists()   # nothing written before the check
+
+
 def test_trace_tracks_per_core_and_queue(tmp_path):
     g = apply_compression(llama_like(phase=Phase.DECODE, context=64, **KW), CFG)
     res = simulate_graph(SPEC, g)
