@@ -298,12 +298,12 @@ Full discussion with sources: `docs/flightllm.md` ("Calibration"). In short:
   MACs / (3.2 x 4096) / 225 MHz = 273 ms = 94.1% of 289.9 ms. Our decode is MV-bound with
   the artifact's balance (MV 93.4% vs 92.5%, LD 69.4% vs 72.5%, MISC 4.4% vs 3.0%); its MVs
   take longer than the artifact's formula where the A buffer bounds them (INT8 K/V: 512 B
-  per cycle is 512 values for 1,024 MACs). Prefill is MM-bound at the ideal rate (89.1%; the
+  per cycle is 512 values for 1,024 MACs). Prefill is MM-bound at the ideal rate (89.3%; the
   rest is the per-core RMSNorm, 2 passes x 128 x 4096 / 16 lanes = 65.5 k cycles twice a
   layer, softmax-bound attention and barriers) and its MM tiles (128 tokens x 16 columns)
   are full for every linear, so nothing pads there and the 0.8 shows in full: 0.85 of the
   reference, outside ±10%.
-- **Prefill within the buffers** (this round). A prefill linear now runs one 128-token row
+- **Prefill within the buffers** (an earlier round). A prefill linear now runs one 128-token row
   tile at a time with its rows in half of the A buffer (down_proj's 1.4 MB row tile in
   K chunks, one re-load per column tile), and stores its outputs in chunks of half the
   global buffer while the MM runs; attention runs per query group within the global and B
@@ -312,9 +312,14 @@ Full discussion with sources: `docs/flightllm.md` ("Calibration"). In short:
   Prefill 128 went from 252.8 to 247.9 ms: the outputs now leave under the MM. Long
   prefills (2,048 tokens) now respect every buffer; before, they held 8 MB of token rows
   in a 1 MB A buffer.
+- **The SFU's operands too** (this round). The prefill norms and the embedding ran on whole
+  activations (at 640 tokens, 2.6 MB against a 128 KB global buffer). They now run in row
+  chunks of half the global buffer: LD the chunk, the norm, ST it to the channels the next
+  linear loads from. The chunk loads overlap the norm, so prefill 128 went from 247.9 to
+  247.3 ms (a further 0.2% from the artifact), and the program gains the norm's stores.
 - **The floor table** puts the three points on one scale: over the same bottleneck floor
   (MV, MM or LD at peak) the artifact's model sits 30-32% above it and the U280 board 27%,
-  ours 13-19%. So the board, a measurement, carries about the same overhead as the
+  ours 12-20%. So the board, a measurement, carries about the same overhead as the
   artifact's 0.8, while the overheads we model (barriers, pipeline fills, waits on
   dependencies, the SFU) explain about half of it. We found no sourced mechanism for the
   other half and did not add one.

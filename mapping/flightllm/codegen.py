@@ -432,6 +432,10 @@ class _Gen(DecodeMixin, PrefillMixin):
         size = node.out_shape[-1]
         kind = "rmsnorm" if "layer_norm" not in node.op.lower() and \
             not node.op.endswith("LayerNorm") else "layernorm"   # LlamaRMSNorm / OPT LayerNorm
+        if not self.decode:  # prefill: row chunks through the global buffer (prefill.py)
+            self.prefill_norm(node, kind)
+            self.full_src = node.name
+            return
         self.gather(self.t * size)
         nid = self.b.node(node.name)
         for c in range(self.a.cores):
@@ -440,6 +444,9 @@ class _Gen(DecodeMixin, PrefillMixin):
         self.full_src = node.name
 
     def embedding(self, node: Node) -> None:
+        if not self.decode:
+            self.prefill_embedding(node)
+            return
         for c in range(self.a.cores):
             self.flush(c)
             self.ready[c] = self.b.emit(c, Queue.LD, channel=self.ch(c, 0),

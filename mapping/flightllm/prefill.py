@@ -21,7 +21,10 @@ has consumed its half.
 A linear whose input was produced split over the cores (o_proj, down_proj) passes a SYS
 barrier and loads each core's part of its rows from that core's channel (cross-channel for
 the others); a linear reading a full vector (q/k/v, gate/up after a norm) loads from its own
-channels. SFU-only ops (norms, residual adds outside an epilogue) stream their operands whole.
+channels. The norms (every core normalises every row) and the embedding run in row chunks
+that fit half the global buffer, where the SFU works: LD the chunk (from every core's output
+chunks after a SYS barrier when the input is split), the SFU op, ST it to the core's channels,
+where the next linear's striped loads read it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mapping.flightllm.compression import ATTN_BLOCK
-from mapping.flightllm.isa import Queue
+from mapping.flightllm.isa import LD_TARGETS, Queue
 from models.errors import UserError
 from models.graph import Node
 
@@ -198,6 +201,79 @@ class PrefillMixin:
                                       node=self.pf_node))
             rt.cols = 0
             rt.chunks += 1
+
+    # -- SFU-only ops (norms) and the embedding: row chunks through the global buffer ----
+    def sfu_chunks(self, size: int, where: str) -> list[tuple[int, int]]:
+        """(row tile rows, chunk rows) of a prefill op over ``size``-byte rows: each 128-row
+        tile in as many equal chunks as a full tile needs to fit half the global buffer."""
+        most = self.a.global_buffer_bytes // 2 // size
+        if most < 1:
+            raise UserError(f"{where}: a row of {size} bytes does not fit half the global "
+                            f"buffer ({self.a.global_buffer_bytes // 2} bytes)")
+        per_tile = -(-self.a.mm_tile_rows // most)
+        out = []
+        for r0 in range(0, self.t, self.a.mm_tile_rows):
+            rows = min(self.a.mm_tile_rows, self.t - r0)
+            q = -(-rows // per_tile)
+            out += [(rows, min(q, rows - s)) for s in range(0, rows, q)]
+        return out
+
+    def prefill_norm(self, node: Node, kind: str) -> None:
+        """Each core normalises every row, chunk by chunk: LD the chunk (from the producer's
+        output chunks in every core's channels after a SYS barrier when the input is split,
+        else from the core's own channels), the SFU op, ST to the core's channel (chunk i on
+        weight channel i mod 8, so the next linear's striped loads find the rows). A chunk's
+        LDs wait until the chunk two back is stored (the global buffer's halves). Issued after
+        the next linear's first weight tile, like a decode gather (``flush``)."""
+        size = node.out_shape[-1]
+        nid = self.b.node(node.name)
+        chunks = self.sfu_chunks(size, f"layer {node.layer} ({node.name})")
+        for c in range(self.a.cores):
+            self.flush(c)
+            if self.split:
+                self.ready[c] = self.b.emit(c, Queue.SYS, after=(self.ready[c],))
+            self.deferred[c].append(lambda c=c, split=self.split: self._sfu_pass(
+                c, chunks, size, nid, kind, split))
+        self.split = False
+
+    def prefill_embedding(self, node: Node) -> None:
+        """The prompt's table rows, chunk by chunk through the global buffer into the core's
+        channels (every core holds the whole activation)."""
+        size = node.out_shape[-1]
+        chunks = self.sfu_chunks(size, node.name)
+        for c in range(self.a.cores):
+            self.flush(c)
+            self._sfu_pass(c, chunks, size, self.b.node(node.name), None, False)
+
+    def _sfu_pass(self, c: int, chunks: list[tuple[int, int]], size: int, nid: int,
+                  kind: str | None, split: bool) -> None:
+        sts: list[int] = []
+        for i, (rows, q) in enumerate(chunks):
+            after = (self.ready[c] if i == 0 else None, sts[-2] if len(sts) >= 2 else None)
+            last = self._chunk_load(c, rows, q, size, after, nid, i, split)
+            if kind is not None:
+                last = self.misc(c, kind, q, size, (last,), nid)
+            sts.append(self.b.emit(c, Queue.ST, after=(last,), nbytes=q * size, node=nid,
+                                   channel=self.ch(c, i % self.a.weight_channels)))
+        self.ready[c] = sts[-1]
+
+    def _chunk_load(self, c: int, rows: int, q: int, size: int, after: tuple, nid: int,
+                    i: int, split: bool) -> int:
+        """``q`` rows x ``size`` into the global buffer; a split input from each core's
+        output chunks of its row tile (``rows``), which sit on ``ch(o, j)``."""
+        glob = LD_TARGETS["global"]
+        if not split:
+            return self.b.emit(c, Queue.LD, after=after, channel=self.ch(c, i %
+                               self.a.weight_channels), nbytes=q * size, op=glob, node=nid)
+        cw, last = self.chunk_cols(rows), None
+        for o in range(self.a.cores):
+            lo, hi = self.share(size, o)
+            for j in range(-(-(hi - lo) // cw)):
+                last = self.b.emit(c, Queue.LD, after=after if last is None else (),
+                                   channel=self.ch(o, j), cross=int(o != c),
+                                   nbytes=q * (min(hi, lo + (j + 1) * cw) - lo - j * cw),
+                                   op=glob, node=nid)
+        return last
 
     # -- linears -------------------------------------------------------------------------
     def prefill_linear(self, node: Node, c: int, segs: list[tuple[int, int]], k: int,

@@ -180,7 +180,8 @@ def test_epilogues_for_q_k_rope_and_the_silu_product():
 def test_ld_targets_follow_the_operands(phase):
     """MV reads its matrix (weights, K/V) from A and its vector from B; MM reads its token rows
     from A and its weights from B (artifact buffer widths): weight tiles, K/V and gathered
-    activations are loaded into those buffers."""
+    activations are loaded into those buffers. The SFU works in the global buffer: prefill
+    norms load their row chunks there."""
     g = apply_compression(llama_like(layers=1, phase=phase, hidden=1024, heads=8, ffn=2048,
                                      context=64), CFG)
     mat, act = ("A", "B") if phase is Phase.DECODE else ("B", "A")
@@ -188,7 +189,11 @@ def test_ld_targets_follow_the_operands(phase):
     for arr in prog.cores:
         ld = arr[arr["queue"] == Queue.LD]
         gathered = ld[ld["cross"] == 1]
-        assert gathered.size and (gathered["op"] == TARGETS[act]).all()
+        norm = np.array([i >= 0 and prog.nodes[i].endswith("/norm") for i in gathered["node"]],
+                        bool)
+        assert gathered.size and (gathered["op"][~norm] == TARGETS[act]).all()
+        assert (gathered["op"][norm] == TARGETS["global"]).all()
+        assert norm.any() == (phase is Phase.PREFILL)   # decode: a gathered vector into B
         mpe = np.array([i >= 0 and ("proj" in prog.nodes[i] or "matmul" in prog.nodes[i])
                         for i in ld["node"]], bool)
         ops = {int(x) for x in ld["op"][mpe]}
@@ -205,7 +210,9 @@ def _prefill(tokens, layers=1, **kw):
 def test_prefill_operands_fit_the_buffers():
     """A long prefill (640 tokens, 5 row tiles; down_proj's 128 x 2,816 rows exceed half of
     a 256 KB A buffer): every activation LD fits half of A, every K/V/weight LD half of B,
-    every output store half of the global buffer, and each row tile loads its own rows."""
+    every output store half of the global buffer, and each row tile loads its own rows. The
+    SFU's operands fit the global buffer: the norms and the embedding run in row chunks of
+    half of it (a 640 x 1,024 activation is 5x the buffer), each chunk loaded and stored."""
     spec = dataclasses.replace(SPEC, a_buffer_bytes=256 * 1024)
     arch = arch_of(spec)
     prog = generate(_prefill(640), arch)
@@ -221,6 +228,14 @@ def test_prefill_operands_fit_the_buffers():
         assert st["nbytes"].max() <= arch.global_buffer_bytes // 2
         mm = arr[arr["queue"] == Queue.MM]
         assert (mm["rows"] <= arch.mm_tile_rows).all()
+        glob = ld[ld["op"] == TARGETS["global"]]
+        assert glob.size and glob["nbytes"].max() <= arch.global_buffer_bytes // 2
+        misc = arr[arr["queue"] == Queue.MISC]
+        assert (misc["rows"].astype(int) * misc["cols"] <= arch.global_buffer_bytes).all()
+        norm = [i for i, n in enumerate(prog.nodes) if n.endswith("/norm")]
+        normed = misc[np.isin(misc["node"], norm)]
+        assert normed["rows"].sum() == 640 * len(norm)   # every row, chunk by chunk
+        assert np.isin(st["node"], norm).sum() == normed.size   # each chunk stored
 
 
 def test_prefill_reloads_split_k_chunks_once_per_column_tile():
