@@ -105,7 +105,8 @@ class _Gen(DecodeMixin, PrefillMixin):
         return lo, hi
 
     def gather(self, nbytes_full: int) -> None:
-        """ST own slice, SYS barrier, LD the other cores' slices (cross-channel).
+        """Decode: ST own slice, SYS barrier, LD the other cores' slices (cross-channel).
+        (Prefill reads split inputs where their producers stored them: prefill.py.)
 
         The cross-channel LDs (and what runs on the gathered vector before the next linear)
         are deferred to ``flush``: the next linear emits its first weight tile ahead of them in
@@ -119,9 +120,8 @@ class _Gen(DecodeMixin, PrefillMixin):
         part = -(-nbytes_full // cores)
         for c in range(cores):
             self.flush(c)
-            st = self.ready[c]
-            if self.decode:  # prefill: the producer stored its output chunks (prefill.py)
-                st = self.b.emit(c, Queue.ST, after=(st,), channel=self.ch(c, 0), nbytes=part)
+            st = self.b.emit(c, Queue.ST, after=(self.ready[c],), channel=self.ch(c, 0),
+                             nbytes=part)
             sys = self.b.emit(c, Queue.SYS, after=(st,))
             self.deferred[c].append(lambda c=c, s=sys: self._gather_lds(c, s, part))
         self.split = False
