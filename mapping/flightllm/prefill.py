@@ -62,6 +62,15 @@ class _RowTile:
     last: int | None = None    # last MM/MISC of the open chunk
 
 
+def _pieces(lo: int, hi: int, cw: int, a: int, b: int) -> list[tuple[int, int]]:
+    """(chunk, columns) of the columns [a, b) of a core's [lo, hi), stored in chunks of
+    ``cw`` columns (chunk j on the core's channel j)."""
+    if b <= a:
+        return []
+    return [(j, min(b, lo + (j + 1) * cw) - max(a, lo + j * cw))
+            for j in range((a - lo) // cw, -(-(b - lo) // cw))]
+
+
 def attention_groups(rows: list[int], t: int, d: int, global_half: int, b_half: int,
                      where: str = "") -> list[tuple[list[int], list[tuple[int, int]], bool]]:
     """``(block-rows, [(key blocks, kept blocks) per chunk], single-buffered)`` of one head.
@@ -134,9 +143,7 @@ class PrefillMixin:
         if rt.from_all:
             for o in range(self.a.cores):
                 lo, hi, cw, base = self.out_layout(o, rt)
-                a, b = max(lo, k0), min(hi, k0 + kk)
-                for j in range((a - lo) // cw, -(-(b - lo) // cw)) if b > a else ():
-                    part = min(b, lo + (j + 1) * cw) - max(a, lo + j * cw)
+                for j, part in _pieces(lo, hi, cw, max(lo, k0), min(hi, k0 + kk)):
                     last = self.b.emit(c, Queue.LD, after=after, channel=self.ch(o, base + j),
                                        cross=int(o != c), nbytes=rt.rows * part,
                                        op=self.act_buf, node=self.pf_node)
@@ -268,10 +275,9 @@ class PrefillMixin:
         cw, last = self.chunk_cols(rows), None
         for o in range(self.a.cores):
             lo, hi = self.share(size, o)
-            for j in range(-(-(hi - lo) // cw)):
+            for j, part in _pieces(lo, hi, cw, lo, hi):
                 last = self.b.emit(c, Queue.LD, after=after if last is None else (),
-                                   channel=self.ch(o, j), cross=int(o != c),
-                                   nbytes=q * (min(hi, lo + (j + 1) * cw) - lo - j * cw),
+                                   channel=self.ch(o, j), cross=int(o != c), nbytes=q * part,
                                    op=glob, node=nid)
         return last
 

@@ -207,7 +207,8 @@ def _summary_md(s: dict) -> str:
               f"| bucketed (prefill x{st['prefill_bucket']}, decode x{st['decode_bucket']}) | "
               f"{st['prefill_programs'] + st['decode_programs']} | {_mb(st['bucketed_bytes'])} |",
               "", f"Reduction {st['reduction_x']:.0f}x (paper: ~500x).", ""]
-    lines += [f"Note: {n}." for n in s.get("notes", ())] + [""] * bool(s.get("notes"))
+    if s.get("notes"):
+        lines += [f"Note: {n}." for n in s["notes"]] + [""]
     return "\n".join(lines)
 
 
