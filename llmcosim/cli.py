@@ -140,10 +140,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from sim.flightllm.cli import flightllm_simulate_options
 
     given = [f for f in _SPEC_FLAGS if getattr(args, f) is not None]
-    # default: FlightLLM's cycle-level simulator (busy ratios, HBM, DSPs, program), unless a
-    # flag only the roofline takes there is given (uniform --weight-bits/--kv-bits, speculation)
-    cycle_default = spec.kind == "flightllm" and not set(given) - {"trace"} \
-        and not (args.weight_bits or args.kv_bits)
+    # default: FlightLLM's cycle-level simulator (busy ratios, HBM, DSPs, program), unless
+    # speculation is asked for (FlightLLM's cycle simulator runs no speculation schedule)
+    cycle_default = spec.kind == "flightllm" and not set(given) - {"trace"}
     fidelity = args.fidelity or ("cycle" if cycle_default else "roofline")
     fl = flightllm_simulate_options(args, spec, fidelity)  # FlightLLM cycle: --sparsity, --trace
     speculative = any(not (fl and f == "trace") for f in given)
@@ -171,8 +170,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         w = get_workload(entry, prefill=args.prefill, decode=args.decode, batch=args.batch,
                          dtype=args.dtype, use_cache=not args.no_cache)
-        if args.weight_bits or args.kv_bits:
-            w = w.map(compress)
+        if (args.weight_bits or args.kv_bits) and "compression" not in fl:
+            w = w.map(compress)  # FlightLLM cycle: the compression config carries the bits
         if args.gpu_stack is not None:
             if spec.kind != "gpu" or fidelity not in ("calibrated", "best"):
                 raise UserError("--gpu-stack applies to --fidelity calibrated on a GPU preset")

@@ -403,12 +403,12 @@ def _keys(n: Node) -> int:
 
 
 def _gqa_repeat(qk: Node, es: int) -> int:
-    """Query heads per KV head of a QK matmul ((1, H, q, d) x (1, H, d, keys)); the cache it
-    reads (``kv_read_bytes``) holds only the KV heads."""
+    """Query heads per KV head of a QK matmul ((B, H, q, d) x (B, H, d, keys)); the cache it
+    reads (``kv_read_bytes``, every sequence's) holds only the KV heads."""
     if qk.kind is not OpKind.MATMUL or len(qk.in_shapes) < 2 or len(qk.in_shapes[1]) != 4:
         return 1
-    heads, d, keys = qk.in_shapes[1][1], qk.in_shapes[1][2], qk.in_shapes[1][3]
-    kv_heads = qk.kv_read_bytes / max(keys * d * es, 1)
+    batch, heads, d, keys = qk.in_shapes[1]
+    kv_heads = qk.kv_read_bytes / max(batch * keys * d * es, 1)
     return max(1, round(heads / kv_heads)) if kv_heads >= 1 else 1
 
 

@@ -184,27 +184,12 @@ def _compression_config(path: str | None, digest: str, keep: float | None,
     one (rules that only set bits or a bias stay as they are); ``weight_bits`` the config's
     weight bits; ``kv_bits`` must be the config's.
     """
-    from mapping.flightllm.compression import WEIGHT_BITS, load_config
-    from models.errors import UserError
+    from mapping.flightllm.compression import load_config, override_config
 
     assert path is not None
-    cfg = load_config(path)
-    if keep is not None:
-        if not any(r.keep is not None or r.pattern is not None for r in cfg.rules):
-            raise UserError(f"compression.keep = {keep:g}: {path} has no [[linear]] rules "
-                            "with a keep or pattern whose kept fraction it could set")
-        cfg = dataclasses.replace(cfg, rules=tuple(
-            dataclasses.replace(r, keep=keep, pattern=None)
-            if r.keep is not None or r.pattern is not None else r for r in cfg.rules))
-    if weight_bits is not None:
-        if weight_bits not in WEIGHT_BITS:
-            raise UserError(f"compression.weight_bits = {weight_bits} with a FlightLLM "
-                            f"compression config; allowed: {', '.join(map(str, WEIGHT_BITS))}")
-        cfg = dataclasses.replace(cfg, weight_bits=weight_bits)
-    if kv_bits is not None and kv_bits != cfg.kv_bits:
-        raise UserError(f"compression.kv_bits = {kv_bits}: {path} stores the KV cache in "
-                        f"{cfg.kv_bits} bits (FlightLLM supports only that)")
-    return cfg
+    names = {k: f"compression.{k}" for k in ("keep", "weight_bits", "kv_bits")}
+    return override_config(load_config(path), keep=keep, weight_bits=weight_bits,
+                           kv_bits=kv_bits, names=names)
 
 
 def _simulate(point: Point, spec: Any) -> Any:

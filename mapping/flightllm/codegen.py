@@ -22,7 +22,7 @@ import numpy as np
 
 from mapping.flightllm.builder import Arch, Builder
 from mapping.flightllm.compression import BIAS_BYTES, META_BITS_PER_KEPT
-from mapping.flightllm.decode import DecodeMixin
+from mapping.flightllm.decode import DecodeMixin, check_batch_buffers
 from mapping.flightllm.isa import (
     FLAG_BIAS,
     FLAG_RELU,
@@ -60,8 +60,13 @@ def _epilogue_ops(m: Node) -> tuple[str, ...]:
 class _Gen(DecodeMixin, PrefillMixin):
     def __init__(self, g: Graph, arch: Arch):
         self.g, self.a, self.b = g, arch, Builder(arch.cores)
-        self.t = g.tokens * g.batch
-        self.decode = self.t == 1
+        self.t = g.tokens * g.batch      # token rows of a pass, all sequences together
+        self.seq_tokens = g.tokens       # ... of one sequence (attention runs per sequence)
+        # decode: one new token per sequence, in MV mode (the MPE's one-token path,
+        # MV_PARALLEL_M 1); a batch of B runs B MVs per weight tile (``linear_core``)
+        self.decode = g.tokens == 1
+        if self.decode and g.batch > 1:
+            check_batch_buffers(g, arch)
         # LD targets of the two MPE operands (artifact buffer widths): MV streams the matrix
         # (weights, K/V) from A at 64 B per channel and the vector from B at 16 B; MM streams
         # the token rows from A at 256 B per channel and the weights from B at 32 B
@@ -295,7 +300,7 @@ class _Gen(DecodeMixin, PrefillMixin):
         epi = self.epilogue(node)
         sparse = node.attr.get("fsb_bytes", 0) > 0
         nid = self.b.node(node.name)
-        rows = self.t if node.in_shapes[0][-2:-1] == (self.t,) else 1
+        rows = int(np.prod(node.in_shapes[0][:-1]))  # token rows it computes (all sequences)
         for c in range(self.a.cores):
             lo, hi = self.share(n_out, c)
             self.bias_left = (hi - lo) * BIAS_BYTES if node.attr.get("bias_bytes", 0) else 0
@@ -358,8 +363,13 @@ class _Gen(DecodeMixin, PrefillMixin):
             abytes = self.tile_bytes(node, w, kk, n, sparse)[0] if self.decode else 0
             after = (ld, inp) if self.decode else (ld,) + self.pre_mm(c, k0, kk)
             f = flags | (bias if first else 0) | (FLAG_RELU if end and self.relu else 0)
-            last = self.b.emit(c, queue, after=after, rows=r, cols=w, pad=p,
-                               k=-(-kk // 16) * 16, n=n, node=nid, nbytes=abytes, flags=f)
+            # MV computes one token: a batch's tokens take one MV each over the tile the A
+            # buffer holds (weights loaded once for all sequences); MM takes its rows at once
+            for _ in range(r if self.decode else 1):
+                last = self.b.emit(c, queue, after=after, rows=1 if self.decode else r,
+                                   cols=w, pad=p, k=-(-kk // 16) * 16, n=n, node=nid,
+                                   nbytes=abytes, flags=f)
+                after = (last,)
             self.mpe_done[c].append(last)
             if not self.decode:
                 self.post_mm(c, last)

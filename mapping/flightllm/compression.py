@@ -52,6 +52,7 @@ __all__ = [
     "config_from_dict",
     "default_config",
     "load_config",
+    "override_config",
     "attention_rows",
     "load_masks",
     "prefill_masks",
@@ -203,6 +204,36 @@ def default_config() -> CompressionConfig:
     return load_config(CONFIG_DIR / "flightllm_qk70.toml")
 
 
+def override_config(cfg: CompressionConfig, *, keep: float | None = None,
+                    weight_bits: int | None = None, kv_bits: int | None = None,
+                    names: Mapping[str, str] | None = None) -> CompressionConfig:
+    """``cfg`` with a uniform kept fraction, weight bits or KV bits; UserError naming the
+    input (``names``: the flag or key a user wrote for each of them) when the hardware cannot.
+
+    ``keep`` replaces the kept fraction (or N:16 pattern) of every [[linear]] rule that sets
+    one (rules that only set bits or a bias stay as they are); ``weight_bits`` the config's
+    weight bits; ``kv_bits`` must be the config's (FlightLLM stores the KV cache in one width).
+    """
+    name = {"keep": "keep", "weight_bits": "weight_bits", "kv_bits": "kv_bits", **(names or {})}
+    if keep is not None:
+        if not any(r.keep is not None or r.pattern is not None for r in cfg.rules):
+            raise UserError(f"{name['keep']} = {keep:g}: {cfg.source} has no [[linear]] rules "
+                            "with a keep or pattern whose kept fraction it could set")
+        cfg = replace(cfg, rules=tuple(
+            replace(r, keep=keep, pattern=None)
+            if r.keep is not None or r.pattern is not None else r for r in cfg.rules))
+    if weight_bits is not None:
+        if weight_bits not in WEIGHT_BITS:
+            raise UserError(f"{name['weight_bits']} = {weight_bits} on FlightLLM (its "
+                            f"dequantizer takes {', '.join(map(str, WEIGHT_BITS))}-bit weights)")
+        cfg = replace(cfg, weight_bits=weight_bits,
+                      description=f"{cfg.description}; weights {weight_bits}-bit")
+    if kv_bits is not None and kv_bits != cfg.kv_bits:
+        raise UserError(f"{name['kv_bits']} = {kv_bits}: {cfg.source} stores the KV cache in "
+                        f"{cfg.kv_bits} bits (FlightLLM supports only that)")
+    return cfg
+
+
 @lru_cache(maxsize=4)
 def load_masks(path: Path) -> np.ndarray:
     """Block masks ``(layers, heads, q_blocks, k_blocks)`` of bools from a bit-packed npz
@@ -346,7 +377,7 @@ def _compress_attention(node: Node, t: int, masks: np.ndarray | None) -> Node:
 
 def _logits_all(node: Node, t: int) -> Node:
     """The output head on all ``t`` prompt tokens instead of the last one (as traced)."""
-    (b, rows, k), out = node.in_shapes[0], node.out_shape
+    (b, rows, k), out = node.in_shapes[0], node.out_shape   # t: tokens per sequence
     if rows != 1 or t == 1:
         return node
     return replace(node, in_shapes=((b, t, k),) + node.in_shapes[1:],
@@ -373,7 +404,7 @@ def apply_compression(g: Graph, cfg: CompressionConfig | None = None) -> Graph:
     nodes = []
     for n in g.nodes:
         if g.phase is Phase.PREFILL and cfg.prefill_logits == "all" and _is_head(g, n):
-            n = _logits_all(n, g.tokens * g.batch)
+            n = _logits_all(n, g.tokens)
         n = _scale_act(n, cfg.act_bits, g.dtype)
         if n.kind is OpKind.LINEAR and n.weights:
             n = _compress_linear(cfg, n)

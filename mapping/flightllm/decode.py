@@ -10,11 +10,32 @@ tile's LD waits for the MV two A tiles back (``next_slot``).
 
 from __future__ import annotations
 
+from mapping.flightllm.builder import Arch
 from mapping.flightllm.isa import Queue
 from models.errors import UserError
-from models.graph import Node
+from models.graph import Graph, Node, OpKind
 
-__all__ = ["DecodeMixin"]
+__all__ = ["DecodeMixin", "check_batch_buffers"]
+
+
+def check_batch_buffers(g: Graph, arch: Arch) -> None:
+    """UserError unless a decode batch's activation vectors fit the B buffer.
+
+    Always-on-chip decode keeps every sequence's input vector of a linear in the B buffer,
+    which MV streams it from (artifact ``B_BUFFER_MV_BANK_WIDTH_B``); a batch of ``g.batch``
+    needs ``batch x K`` INT8 bytes there for the widest linear input ``K``.
+    """
+    widest = max((n for n in g.nodes if n.kind is OpKind.LINEAR),
+                 key=lambda n: n.in_shapes[0][-1], default=None)
+    if widest is None:
+        return
+    k = widest.in_shapes[0][-1]
+    if g.batch * k > arch.b_buffer_bytes:
+        raise UserError(
+            f"FlightLLM decode at batch {g.batch}: always-on-chip decode keeps each sequence's "
+            f"input vector in the B buffer, and {widest.module} needs {g.batch} x {k} bytes, "
+            f"more than its {arch.b_buffer_bytes} bytes; the largest batch for {g.model} is "
+            f"{arch.b_buffer_bytes // k} (or give the preset a larger b_buffer_bytes)")
 
 
 class DecodeMixin:
@@ -32,22 +53,30 @@ class DecodeMixin:
             self.flush(c)
             h0, h1 = self.share(heads, c, 1)
             last = self.ready[c]
-            for g in range(h0 // grp, -(-h1 // grp)):  # a K/V head, loaded once per core
-                hs = range(max(h0, g * grp), min(h1, (g + 1) * grp))
-                s: dict[int, int | None] = dict.fromkeys(hs)
-                for j in range(0, kv_len, self.a.mv_tile_cols):  # an MV per 512 keys
-                    w = min(self.a.mv_tile_cols, kv_len - j)
-                    kl = self.a_tile(c, w * d, nid)        # K (w keys x d, INT8)
-                    for h in hs:
-                        s[h] = self.mpe(c, self.t, w, d, (kl, s[h], last), nid, w * d)
-                    self.mpe_done[c].append(s[hs[-1]])
-                sms = [self.misc(c, "softmax", self.t, kv_len, (s[h],), nid) for h in hs]
-                vl = self.a_tile(c, kv_len * d, nid)       # V (kv_len x d, INT8)
-                for sm in sms:
-                    last = self.mpe(c, self.t, d, kv_len, (vl, sm), nid, kv_len * d)
-                self.mpe_done[c].append(last)
+            for _ in range(self.t):  # a batch: each sequence reads its own cache
+                for g in range(h0 // grp, -(-h1 // grp)):  # a K/V head, loaded once per core
+                    hs = range(max(h0, g * grp), min(h1, (g + 1) * grp))
+                    last = self._head_group(c, hs, kv_len, d, nid, last)
             self.ready[c] = last
         self.split = True
+
+    def _head_group(self, c: int, hs: range, kv_len: int, d: int, nid: int,
+                    last: int | None) -> int:
+        """One sequence's query heads ``hs`` of one K/V head: score MVs per K tile, softmax
+        per head, the V tile and a PV MV per head; returns the last PV."""
+        s: dict[int, int | None] = dict.fromkeys(hs)
+        for j in range(0, kv_len, self.a.mv_tile_cols):  # an MV per 512 keys
+            w = min(self.a.mv_tile_cols, kv_len - j)
+            kl = self.a_tile(c, w * d, nid)        # K (w keys x d, INT8)
+            for h in hs:
+                s[h] = self.mpe(c, 1, w, d, (kl, s[h], last), nid, w * d)
+            self.mpe_done[c].append(s[hs[-1]])
+        sms = [self.misc(c, "softmax", 1, kv_len, (s[h],), nid) for h in hs]
+        vl = self.a_tile(c, kv_len * d, nid)       # V (kv_len x d, INT8)
+        for sm in sms:
+            last = self.mpe(c, 1, d, kv_len, (vl, sm), nid, kv_len * d)
+        self.mpe_done[c].append(last)
+        return last
 
     def a_tile(self, c: int, nbytes: int, nid: int) -> int:
         """Decode K/V into half the A buffer (after the MV two A tiles back), striped over the

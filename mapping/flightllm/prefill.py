@@ -317,6 +317,16 @@ class PrefillMixin:
         return [list(r) for r in rows]
 
     def prefill_attention(self, qk: Node) -> None:
+        """Attention of every sequence of the pass, one after another (each its own causal
+        mask over its own ``seq_tokens``)."""
+        rows, self.t = self.t, self.seq_tokens
+        try:
+            for _ in range(rows // self.seq_tokens):
+                self._sequence_attention(qk)
+        finally:
+            self.t = rows
+
+    def _sequence_attention(self, qk: Node) -> None:
         heads, d = qk.in_shapes[0][1], qk.in_shapes[0][3]
         nid = self.b.node(qk.name)
         rows = self.block_rows(qk, heads)

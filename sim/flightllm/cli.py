@@ -34,6 +34,7 @@ from mapping.flightllm.compression import (
     attention_rows,
     default_config,
     load_config,
+    override_config,
     prefill_masks,
 )
 from mapping.flightllm.isa import decode, encode, listing, storage_bytes
@@ -59,8 +60,8 @@ def load_sparsity(path: str | None) -> CompressionConfig:
 def flightllm_simulate_options(args: argparse.Namespace, spec, fidelity: str) -> dict:
     """Check ``simulate`` flags for a FlightLLM preset; keyword arguments for its simulator.
 
-    At fidelity cycle the compression config (``--sparsity``) sets weight/KV bits, so
-    ``--weight-bits``/``--kv-bits`` are an error there instead of being silently overridden.
+    At fidelity cycle ``--weight-bits``/``--kv-bits`` override the compression config's
+    (``--sparsity``; FlightLLM's bit widths only), so the run stays cycle-level.
     """
     cycle = spec.kind == "flightllm" and fidelity in ("cycle", "best")  # best: cycle here
     sparsity, trace = getattr(args, "sparsity", None), getattr(args, "trace", None)
@@ -70,11 +71,10 @@ def flightllm_simulate_options(args: argparse.Namespace, spec, fidelity: str) ->
             if value is not None:
                 raise UserError(f"{flag} applies to FlightLLM presets at --fidelity cycle")
         return {}
-    if args.weight_bits or args.kv_bits:
-        raise UserError("--weight-bits/--kv-bits do not apply to FlightLLM at --fidelity cycle: "
-                        "its compression config sets per-layer weight bits and KV bits; pass "
-                        "--sparsity FILE (see configs/sparsity/)")
-    opts = {"compression": load_sparsity(sparsity), "trace": trace}
+    cfg = override_config(load_sparsity(sparsity), weight_bits=args.weight_bits,
+                          kv_bits=args.kv_bits,
+                          names={"weight_bits": "--weight-bits", "kv_bits": "--kv-bits"})
+    opts = {"compression": cfg, "trace": trace}
     return opts | ({"decode_bucket": bucket} if bucket is not None else {})
 
 

@@ -6,6 +6,7 @@ draft/verify graphs), and runs HADES at ``cycle`` fidelity or any device at ``ro
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,15 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
     if fid not in fidelities(spec.kind):
         raise UserError(f"unknown --fidelity {fid!r} for {spec.name}; available: "
                         f"{', '.join(fidelities(spec.kind))}")
+    notes: tuple[str, ...] = ()
+    if spec.kind == "flightllm":
+        if fid == "cycle":
+            raise UserError(f"--fidelity cycle on {spec.name} runs no speculation schedule "
+                            "(FlightLLM's program has no draft or verify pass); use "
+                            "--fidelity roofline for speculative decoding there")
+        if fidelity in (None, "best"):  # the default, below the device's cycle simulator
+            notes = (f"speculative decoding on {spec.name} runs at {fid}: FlightLLM's "
+                     "cycle-level simulator has no speculation schedule",)
     if trace_out is not None:
         if fid not in (HADES_FIDELITY, "event") or spec.kind != "hades":
             raise UserError("--trace (a Perfetto timeline) needs the event-driven simulator: "
@@ -84,4 +94,5 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
         result = simulate_speculative(spec, w, tw)  # type: ignore[arg-type]
         tw.write(trace_out)
         return result
-    return run(spec, w, fid)
+    result = run(spec, w, fid)
+    return dataclasses.replace(result, notes=notes + result.notes) if notes else result

@@ -114,8 +114,12 @@ def test_ablate_rows(small):
 
 
 @pytest.mark.parametrize("argv, msg", [
-    (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--weight-bits", "4"], "--sparsity"),
-    (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--kv-bits", "8"], "--sparsity"),
+    (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--weight-bits", "16"],
+     "--weight-bits = 16 on FlightLLM (its dequantizer takes 2, 3, 4, 8-bit weights)"),
+    (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--kv-bits", "4"],
+     "stores the KV cache in 8 bits (FlightLLM supports only that)"),
+    (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--draft", "llama-68m"],
+     "--fidelity cycle on flightllm-vhk158 runs no speculation schedule"),
     (["--hw", "gpu-a100", "--sparsity", "configs/sparsity/flightllm_qk70.toml"],
      "FlightLLM presets at --fidelity cycle"),
     (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--sparsity", "nope.toml"], "nope"),
@@ -177,7 +181,7 @@ def small_workload(monkeypatch):
 @pytest.mark.parametrize("extra, fidelity", [
     ([], "cycle"),                                   # the issue's command: cycle by default
     (["--fidelity", "roofline"], "roofline"),
-    (["--weight-bits", "4"], "roofline"),            # uniform bits: a roofline-only flag
+    (["--weight-bits", "4"], "cycle"),               # the compression config takes the bits
 ])
 def test_simulate_default_fidelity(small_workload, capsys, extra, fidelity):
     argv = ["simulate", "--hw", "flightllm-vhk158", "--model", "llama2-7b", "--prefill", "128",
@@ -191,6 +195,21 @@ def test_simulate_default_fidelity(small_workload, capsys, extra, fidelity):
         x = r["extra"]
         assert 0 < x["decode_dsp_utilisation"] <= SPEC.mv_macs_per_cycle / SPEC.mm_macs_per_cycle
         assert 0 < x["prefill_dsp_utilisation"] <= x["prefill_dsp_dense_utilisation"] <= 1
+
+
+def test_weight_bits_stay_cycle_level(small_workload, capsys):
+    """``--weight-bits`` on FlightLLM sets the compression config's bits: the cycle-level run
+    loads twice the weight bytes per decode token at 8 bits as at 4 (no roofline fallback)."""
+    out = {}
+    for bits in ("4", "8"):
+        assert main(["simulate", "--hw", "flightllm-vhk158", "--model", "llama2-7b",
+                     "--prefill", "128", "--decode", "2", "--json", "--sparsity", CFG_FILE,
+                     "--weight-bits", bits]) == 0
+        out[bits] = json.loads(capsys.readouterr().out)
+        assert out[bits]["fidelity"] == "cycle"
+    b4, b8 = (out[b]["extra"]["decode_hbm_bytes_per_token"] for b in ("4", "8"))
+    assert 1.5 < b8 / b4 < 2.05   # weights dominate; KV, activations and FSB do not double
+    assert out["8"]["decode_ms_per_token"] > out["4"]["decode_ms_per_token"]
 
 
 def test_dsp_utilisation_counts_kept_macs():
