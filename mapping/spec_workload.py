@@ -55,8 +55,6 @@ def build_speculative_workload(target: str | ModelEntry, draft: str | ModelEntry
     t = get_model(target) if isinstance(target, str) else target
     d = get_model(draft) if isinstance(draft, str) else draft
     check_vocab(t.name, _vocab(t), d.name, _vocab(d))
-    if batch != 1:
-        raise UserError(f"speculative decoding is modelled at batch 1 (got --batch {batch})")
     if prefill < 1 or decode < 1:
         raise UserError("speculative decoding needs --prefill >= 1 and --decode >= 1")
     n = config.verify_tokens

@@ -163,19 +163,34 @@ class SpecConfig:
 
 @dataclass(frozen=True)
 class Round:
-    """One speculation round."""
+    """One speculation round (at batch > 1: of every sequence, in lockstep)."""
 
     index: int
-    context: int            # tokens with valid KV when the round starts
-    accepted: int           # accepted drafts A
+    context: int            # tokens with valid KV when the round starts (batch: the mean)
+    accepted: int           # accepted drafts A (batch: summed over the sequences)
     emitted: int            # tokens emitted (A + 1, the last round may be truncated)
     path: tuple[int, ...]   # tree: accepted node indices (chain: 0..A-1)
     predrafted: bool        # parallel draft engine: this round's drafts were made during the
                             # previous verify (previous round fully accepted, bonus guessed)
+    # batch > 1: the accepted path of each sequence still generating (its own acceptance)
+    seqs: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def paths(self) -> tuple[tuple[int, ...], ...]:
+        """The accepted path of every sequence the round verified."""
+        return self.seqs or (self.path,)
 
 
-def plan_rounds(cfg: SpecConfig, prefill: int, decode: int) -> list[Round]:
-    """Rounds that emit ``decode`` tokens after a prompt of ``prefill`` (seeded by cfg.seed)."""
+def plan_rounds(cfg: SpecConfig, prefill: int, decode: int, batch: int = 1) -> list[Round]:
+    """Rounds that emit ``decode`` tokens per sequence after a prompt of ``prefill`` (seeded
+    by cfg.seed).
+
+    At ``batch`` > 1 the sequences run in lockstep (one batched draft step, one batched verify
+    per round), each with its own acceptance draws (in sequence order, one generator); a
+    sequence that has emitted its ``decode`` tokens keeps its slot idle until the last one
+    ends. Every count in a pass is affine in the context, so the batch's pass at the mean of
+    its sequences' contexts costs what their own contexts would (``Round.context``).
+    """
     if decode < 1:
         raise UserError("speculative decoding needs --decode >= 1")
     rng = np.random.default_rng(cfg.seed)
@@ -183,21 +198,29 @@ def plan_rounds(cfg: SpecConfig, prefill: int, decode: int) -> list[Round]:
     if isinstance(acc, TraceAcceptance):
         acc.reset()
     rounds: list[Round] = []
-    done, ctx, pre = 0, prefill, False
-    while done < decode:
-        if cfg.tree:
-            path = tuple(acc.draw_tree(rng, cfg.tree))
-            a = len(path)
-            full = a == cfg.max_accept
-        else:
-            a = acc.draw(rng, cfg.gamma)
-            path = tuple(range(a))
-            full = a == cfg.gamma
-        emit = min(a + 1, decode - done)
-        rounds.append(Round(len(rounds), ctx, a, emit, path, pre))
-        pre = full and not cfg.tree and acc.bonus_match(rng, cfg.gamma)
-        done += emit
-        ctx += a + 1
+    done, ctx, pre = [0] * batch, [prefill] * batch, False
+    while min(done) < decode:
+        context = round(sum(ctx) / batch)
+        paths, emitted, full_all = [], 0, True
+        for b in range(batch):
+            if done[b] >= decode:
+                continue
+            if cfg.tree:
+                path = tuple(acc.draw_tree(rng, cfg.tree))
+                full = len(path) == cfg.max_accept
+            else:
+                path = tuple(range(acc.draw(rng, cfg.gamma)))
+                full = len(path) == cfg.gamma
+            # the draft engine guessed the bonus token too (chains): pre-drafts hold
+            full_all = full_all and full and not cfg.tree and acc.bonus_match(rng, cfg.gamma)
+            emit = min(len(path) + 1, decode - done[b])
+            paths.append(path)
+            emitted += emit
+            done[b] += emit
+            ctx[b] += len(path) + 1
+        rounds.append(Round(len(rounds), context, sum(map(len, paths)), emitted, paths[0],
+                            pre, tuple(paths) if batch > 1 else ()))
+        pre = full_all
     return rounds
 
 

@@ -58,7 +58,7 @@ def speculative_calibrated(spec: HardwareSpec, w: SpeculativeWorkload, stack: st
     ch = chip(spec)
     verify = pass_time_fn(w.verify_first, w.verify_last, c, bw, peak, stack, ch)
     draft = pass_time_fn(w.draft_first, w.draft_last, c, bw, peak, stack, ch)
-    run = SpecRun(rounds=plan_rounds(cfg, w.prefill_tokens, w.decode_tokens))
+    run = SpecRun(rounds=plan_rounds(cfg, w.prefill_tokens, w.decode_tokens, w.batch))
     if not cfg.zero_cost_draft:
         run.split["draft"] = float(draft([r.context + j for r in run.rounds
                                           for j in range(cfg.gamma)]).sum())

@@ -65,8 +65,10 @@ class _Sim:
         self.on_chip = self.parallel and draft.param_bytes <= spec.draft_sram_bytes
         self.contend = self.parallel and not self.on_chip   # both engines use off-chip memory
         self.indirect = bool(self.cfg.tree) and spec.kv_tree_mode == "indirection"
-        self.kv_row = sum(n.kv_write_bytes for n in w.verify_first.nodes) / self.verify.tokens
-        self.draft_kv_row = sum(n.kv_write_bytes for n in w.draft_first.nodes)
+        # one sequence's K/V row (a batch's graphs write every sequence's)
+        self.kv_row = sum(n.kv_write_bytes for n in w.verify_first.nodes) \
+            / (self.verify.tokens * w.batch)
+        self.draft_kv_row = sum(n.kv_write_bytes for n in w.draft_first.nodes) / w.batch
         self.env = simpy.Environment()
         self.mem = simpy.Resource(self.env, 1)
         self.main = simpy.Resource(self.env, 1)
@@ -110,7 +112,9 @@ class _Sim:
         self.r.counts["draft_passes"] += 1
         yield from self._pass(cost, unit, label, self.draft_unit)
         # the draft samples its token: one max/softmax pass over its vocabulary on the SFU
-        yield self.env.timeout(sampling_cycles(self.spec, self.w.vocab, 1) / self.spec.clock_hz)
+        # (per sequence of the batch)
+        yield self.env.timeout(sampling_cycles(self.spec, self.w.vocab, 1) * self.w.batch
+                               / self.spec.clock_hz)
 
     def _predraft(self, ctx: int, state: dict):
         for j in range(self.cfg.gamma + 1):   # the bonus guess, then the next round's γ drafts
@@ -145,8 +149,9 @@ class _Sim:
         s["verify"] += env.now - t1
         # SFU: probabilities/argmax at every verified position, then the verification unit
         levels = len(tree_levels(self.cfg.tree)) if self.cfg.tree else None
-        vcyc = verify_cycles(spec, self.cfg.gamma, levels)
-        scyc = sampling_cycles(spec, self.w.vocab, self.verify.tokens)
+        seqs = len(rd.paths)   # the verifier checks each sequence's drafts in turn
+        vcyc = verify_cycles(spec, self.cfg.gamma, levels) * seqs
+        scyc = sampling_cycles(spec, self.w.vocab, self.verify.tokens) * self.w.batch
         t2 = env.now
         yield env.timeout((scyc + vcyc) / spec.clock_hz)
         s["sampling"] += env.now - t2
@@ -166,13 +171,14 @@ class _Sim:
 
     def _rollback(self, rd: Round):
         spec = self.spec
+        seqs = len(rd.paths)
         if not self.cfg.tree:                        # chain: reset two length pointers
-            yield self.env.timeout(spec.rollback_cycles / spec.clock_hz)
+            yield self.env.timeout(spec.rollback_cycles * seqs / spec.clock_hz)
             return
         if spec.kv_tree_mode == "indirection":       # one table entry per kept row
-            yield self.env.timeout((rd.accepted + 1) / spec.clock_hz)
+            yield self.env.timeout((rd.accepted + seqs) / spec.clock_hz)
             return
-        moved = sum(1 for k, node in enumerate(rd.path) if node != k)
+        moved = sum(1 for path in rd.paths for k, node in enumerate(path) if node != k)
         nbytes = 2.0 * moved * (self.kv_row + self.draft_kv_row)   # read + write each row
         self.r.counts["rollback_bytes"] += nbytes
         self.r.counts["offchip_bytes"] += nbytes
@@ -193,7 +199,8 @@ class _Sim:
 
     def run(self) -> SpecRun:
         t = time.perf_counter()
-        rounds = plan_rounds(self.cfg, self.w.prefill_tokens, self.w.decode_tokens)
+        rounds = plan_rounds(self.cfg, self.w.prefill_tokens, self.w.decode_tokens,
+                             self.w.batch)
         self.r.rounds = rounds
         self.env.process(self._main(rounds))
         self.env.run()

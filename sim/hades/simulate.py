@@ -76,14 +76,16 @@ def _spec_extra(run: SpecRun, w: SpeculativeWorkload, baseline_tps: float) -> di
     cfg = w.config
     assert cfg is not None
     rounds = run.rounds
-    full = [r for r in rounds if r.emitted == r.accepted + 1]
-    mean_acc = sum(r.accepted for r in rounds) / len(rounds)
-    tps = w.decode_tokens / run.decode_s if run.decode_s else 0.0
+    # per sequence: a batch's round verifies every sequence still generating (Round.paths)
+    full = [r for r in rounds if r.emitted == r.accepted + len(r.paths)]
+    mean_acc = sum(r.accepted for r in rounds) / sum(len(r.paths) for r in rounds)
+    tps = w.batch * w.decode_tokens / run.decode_s if run.decode_s else 0.0
     return {
         "draft": w.draft, **cfg.describe(),
         "rounds": len(rounds),
         "mean_accepted": mean_acc,
-        "tokens_per_pass": sum(r.accepted + 1 for r in full) / max(len(full), 1),
+        "tokens_per_pass": sum(r.accepted + len(r.paths) for r in full)
+        / max(sum(len(r.paths) for r in full), 1),
         "expected_tokens_per_pass": None if cfg.tree else cfg.acceptance.mean_tokens(cfg.gamma),
         "split_ms": {k: v * 1e3 for k, v in run.split.items()},
         "baseline_tokens_per_s": baseline_tps,
@@ -103,13 +105,14 @@ def simulate_speculative(spec: HadesSpec, w: SpeculativeWorkload,
             else prefill_s + dc.time_s
     base_s, _ = plain_decode(spec, w, {})
     run = run_speculative(spec, w, trace)
+    base_tps = w.batch * w.decode_tokens / base_s if base_s else 0.0
     for k in ("macs", "offchip_bytes", "sram_bytes", "sfu_elems", "verifier_cycles"):
         counts[k] = counts.get(k, 0.0) + run.counts[k]
     counts.update({k: run.counts[k] for k in ("rollback_bytes", "draft_passes",
                                                "verify_passes")})
     total_s = prefill_s + run.decode_s
     energy = energy_j(spec, counts, total_s)
-    extra = _spec_extra(run, w, w.decode_tokens / base_s if base_s else 0.0)
+    extra = _spec_extra(run, w, base_tps)
     extra.update(
         utilisation={k: v / run.decode_s for k, v in run.busy.items()} if run.decode_s else {},
         predraft_hits=run.predraft_hits, draft_engine=spec.draft_engine,
@@ -156,7 +159,7 @@ def speculative_roofline(spec: HardwareSpec, w: SpeculativeWorkload) -> SimResul
     draft = AffineGraph.from_graphs(w.draft_first, w.draft_last)
     steps = [draft.widen(n) for n in [1, *tree_levels(cfg.tree)[:-1]]] if cfg.tree else \
         [draft] * cfg.gamma
-    run = SpecRun(rounds=plan_rounds(cfg, w.prefill_tokens, w.decode_tokens))
+    run = SpecRun(rounds=plan_rounds(cfg, w.prefill_tokens, w.decode_tokens, w.batch))
     for r in run.rounds:
         if not cfg.zero_cost_draft:
             run.split["draft"] += sum(g.roofline_s(spec, r.context + j)

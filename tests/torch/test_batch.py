@@ -86,3 +86,23 @@ def test_flightllm_batched_prefill_attention_per_sequence():
         mm2 = p2[p2["queue"] == Queue.MM]
         macs = [int(np.sum(m["rows"].astype(np.int64) * m["cols"] * m["k"])) for m in (mm1, mm2)]
         assert macs[1] == pytest.approx(2 * macs[0], rel=0.01)
+
+
+@pytest.mark.parametrize("hw", ["hades", "gpu-a100"])
+def test_speculation_at_batch(hw):
+    """Batched verification with per-sequence acceptance: tokens/s grows with the batch, a
+    round never gets cheaper, and the speedup is against the same batch without speculation."""
+    from sim.hades.speculate import speculate
+    from models.zoo import get_model
+
+    spec = load_preset(hw)
+    out = [speculate(spec, get_model("llama2-7b"), draft="llama-68m", gamma=4, alpha="0.8",
+                     acceptance=None, tree=None, prefill=64, decode=32, batch=b)
+           for b in (1, 2, 4)]
+    rates = [r.decode_tokens_per_s for r in out]
+    assert rates == sorted(rates), rates
+    per_round = [r.extra["split_ms"]["verify"] / r.extra["rounds"] for r in out]
+    assert per_round == sorted(per_round), per_round
+    for r in out:
+        base = r.extra["baseline_tokens_per_s"]
+        assert r.extra["speedup"] == pytest.approx(r.decode_tokens_per_s / base)

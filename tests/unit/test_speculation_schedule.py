@@ -161,3 +161,33 @@ def test_trace_acceptance_replays_and_validates(tmp_path):
             load_trace(p)
     with pytest.raises(UserError, match="does not exist"):
         load_trace(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("batch", [2, 8])
+def test_batched_rounds_keep_per_sequence_acceptance(batch):
+    """Lockstep rounds of a batch: each sequence draws its own acceptance, so tokens per
+    verify per sequence still follow (1 − α^(γ+1))/(1 − α); every sequence emits exactly
+    ``decode`` tokens; a round's context is the mean of its sequences' contexts."""
+    alpha, gamma, decode, prefill = 0.7, 4, 20_000, 10
+    cfg = SpecConfig(gamma=gamma, acceptance=IIDAcceptance(alpha), seed=3)
+    rounds = plan_rounds(cfg, prefill, decode, batch)
+    assert sum(r.emitted for r in rounds) == batch * decode
+    full = [r for r in rounds if r.emitted == r.accepted + len(r.paths)]
+    per_seq = sum(r.emitted for r in full) / sum(len(r.paths) for r in full)
+    assert per_seq == pytest.approx(expected_tokens(alpha, gamma), rel=0.01)
+    ctx = [prefill] * batch
+    done = [0] * batch
+    for r in rounds[:50]:
+        assert r.context == round(sum(ctx) / batch)
+        active = [b for b in range(batch) if done[b] < decode]
+        assert len(r.paths) == len(active)
+        for b, path in zip(active, r.paths, strict=True):
+            ctx[b] += len(path) + 1
+            done[b] += len(path) + 1
+
+
+def test_batch_of_one_is_the_single_sequence_schedule():
+    cfg = SpecConfig(gamma=3, acceptance=IIDAcceptance(0.6), seed=5)
+    one = plan_rounds(cfg, 16, 300)
+    assert plan_rounds(cfg, 16, 300, 1) == one
+    assert all(r.seqs == () and r.paths == (r.path,) for r in one)
