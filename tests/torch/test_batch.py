@@ -92,8 +92,8 @@ def test_flightllm_batched_prefill_attention_per_sequence():
 def test_speculation_at_batch(hw):
     """Batched verification with per-sequence acceptance: tokens/s grows with the batch, a
     round never gets cheaper, and the speedup is against the same batch without speculation."""
-    from sim.hades.speculate import speculate
     from models.zoo import get_model
+    from sim.hades.speculate import speculate
 
     spec = load_preset(hw)
     out = [speculate(spec, get_model("llama2-7b"), draft="llama-68m", gamma=4, alpha="0.8",
