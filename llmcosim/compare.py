@@ -75,6 +75,8 @@ def _print_tables(rows, results, assumptions) -> None:
         for r in rows:
             _out.print(f"  {r.hw}: power {r.power_source}; price {r.price_source}",
                        highlight=False)
+            for note in r.notes:
+                _out.print(f"  {r.hw}: note: {note}", highlight=False)
     if assumptions is None:
         return
     t = Table(title=assumptions.title)

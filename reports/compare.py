@@ -199,10 +199,26 @@ def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: st
                 # the cycle simulator compresses itself; the roofline gets the artifact's W4/KV8
                 w_fpga = w_fpga or w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
                 workload = w_fpga
-            r = run(spec, workload, fidelity, **options)
-        rows.append(row_from_result(spec, r, _source(spec, fidelity, gpu_stack, r, cycle),
+            r = _run_or_bound(spec, workload, fidelity, options, w_fpga or w)
+        rows.append(row_from_result(spec, r, _source(spec, r.fidelity, gpu_stack, r, cycle),
                                     power_overridden=o.get("power_w") is not None))
     return rows
+
+
+def _run_or_bound(spec: HardwareSpec, w: Workload, fidelity: str, options: dict[str, Any],
+                  w_roofline: Workload) -> SimResult:
+    """``run``; where the detailed simulator refuses the request for a resource the design
+    lacks (FlightLLM's decode batch, its HBM), the roofline row, whose notes say why."""
+    try:
+        return run(spec, w, fidelity, **options)
+    except UserError as e:
+        if fidelity == "roofline":
+            raise
+        if spec.kind == "flightllm" and w_roofline is w:
+            w_roofline = w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
+        r = run(spec, w_roofline, "roofline")
+        return replace(r, notes=(f"{fidelity} refused ({e}); the roofline bound is shown",
+                                 *r.notes))
 
 
 # -- output -----------------------------------------------------------------------------------

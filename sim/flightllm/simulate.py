@@ -14,6 +14,7 @@ import numpy as np
 
 from mapping.flightllm.codegen import generate
 from mapping.flightllm.compression import CompressionConfig, apply_compression
+from mapping.flightllm.decode import check_batch_buffers
 from mapping.flightllm.isa import Program, Queue, storage_bytes
 from models.errors import UserError
 from models.graph import Graph
@@ -121,6 +122,8 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         raise UserError(f"--decode-bucket must be at least 1, got {decode_bucket}")
     w = w.map(lambda g: apply_compression(g, cfg))
     check_fits(spec, w)
+    if w.decode_tokens and w.batch > 1:   # before the prefill: the batch must fit its buffers
+        check_batch_buffers(w.decode_first, arch_of(spec))
     prefill_s, extra, counts = 0.0, {}, {}
     traced: list[tuple[str, PassResult]] = []
     if w.prefill is not None:

@@ -106,3 +106,17 @@ def test_speculation_at_batch(hw):
     for r in out:
         base = r.extra["baseline_tokens_per_s"]
         assert r.extra["speedup"] == pytest.approx(r.decode_tokens_per_s / base)
+
+
+def test_compare_shows_the_bound_where_flightllm_cannot_batch():
+    """A batch past FlightLLM's buffers: ``compare`` keeps the other devices and shows the
+    roofline row for FlightLLM with the refusal in its notes (not a silent fallback)."""
+    from reports.compare import compare
+
+    w = get_workload("llama2-7b", prefill=16, decode=2, batch=16)
+    rows = {r.hw: r for r in compare(["flightllm-u280", "gpu-a100"], w)}
+    fl = rows["flightllm-u280"]
+    assert fl.fidelity == "roofline" and fl.source.startswith("roofline bound")
+    assert "cycle refused (FlightLLM decode at batch 16" in fl.notes[0]
+    assert "the largest batch for llama2-7b is 11" in fl.notes[0]
+    assert rows["gpu-a100"].decode_tokens_per_s > 0
