@@ -19,6 +19,7 @@ from mapping.flightllm.isa import Program, Queue, storage_bytes
 from models.errors import UserError
 from models.graph import Graph
 from models.workload import Workload
+from sim.flightllm.periodic import FIRST, identical_layers, truncate_layers
 from sim.flightllm.timing import arch_of, fill_cycles
 from sim.result import SimResult, memory_fit, result_from_times
 from sim.spec import FlightLLMSpec
@@ -39,32 +40,59 @@ class PassResult:
     hbm_bytes: int
     dsp_utilisation: float          # MACs done / MAC slots of every core's MPE (MM capacity)
     dsp_dense_utilisation: float    # the same with the dense MACs N:M sparsity skipped
-    program: Program
+    program: Program | None         # None: extrapolated (simulate_graph periodic)
     start: list[np.ndarray]
     finish: list[np.ndarray]
 
 
 def simulate_graph(spec: FlightLLMSpec, g: Graph, *, on_chip_decode: bool = True,
-                   fuse: bool = True, index_in_weights: bool = True) -> PassResult:
-    """One forward pass of an already compressed graph."""
-    arch = arch_of(spec, on_chip_decode=on_chip_decode, fuse=fuse,
-                   index_in_weights=index_in_weights)
-    prog = fill_cycles(generate(g, arch), spec)
+                   fuse: bool = True, index_in_weights: bool = True,
+                   periodic: bool = False) -> PassResult:
+    """One forward pass of an already compressed graph.
+
+    ``periodic``: a decoder of identical layers is simulated as three short programs and
+    extrapolated (``sim.flightllm.periodic``: checked on the spot, equal to the whole pass
+    cycle for cycle); the result then carries no program (``program`` None).
+    """
+    kw = {"on_chip_decode": on_chip_decode, "fuse": fuse, "index_in_weights": index_in_weights}
+    layers = identical_layers(g) if periodic else 0
+    if layers:
+        runs = [_raw(spec, truncate_layers(g, k), kw)[0] for k in (FIRST, FIRST + 1, FIRST + 2)]
+        step = {k: runs[1][k] - runs[0][k] for k in runs[0]}
+        if all(runs[2][k] - runs[1][k] == v for k, v in step.items()):
+            raw = {k: runs[0][k] + (layers - FIRST) * v for k, v in step.items()}
+            return _result(spec, raw, None, [], [])
+    raw, (prog, start, finish) = _raw(spec, g, kw)
+    return _result(spec, raw, prog, start, finish)
+
+
+def _raw(spec: FlightLLMSpec, g: Graph, kw: dict) -> tuple[dict[str, int], tuple]:
+    """Cycles and the additive counts of a pass (what ``_result`` divides), and its run."""
+    prog = fill_cycles(generate(g, arch_of(spec, **kw)), spec)
     from sim.flightllm.engine_fast import run_fast  # numba: imported when first simulating
 
     start, finish = run_fast(prog, spec.hbm_channels)
-    total = int(max((f.max() for f in finish if len(f)), default=0))  # a core may idle
+    raw = {"cycles": int(max((f.max() for f in finish if len(f)), default=0))}  # a core may idle
+    for q in Queue:
+        raw[f"busy_{q.name}"] = sum(int(a["cycles"][a["queue"] == q].sum()) for a in prog.cores)
+    raw |= {f"count_{k}": v for k, v in prog.counts().items()}
+    raw["hbm"] = sum(int(a["nbytes"][(a["queue"] == Queue.LD) | (a["queue"] == Queue.ST)].sum())
+                     for a in prog.cores)
+    raw["kept"], raw["dense"] = _macs(prog)
+    return raw, (prog, start, finish)
+
+
+def _result(spec: FlightLLMSpec, raw: dict[str, int], prog: Program | None,
+            start: list[np.ndarray], finish: list[np.ndarray]) -> PassResult:
+    total = raw["cycles"]
     busy = {}
     for q in Queue:
-        b = [float(a["cycles"][a["queue"] == q].sum()) for a in prog.cores]
         lanes = spec.weight_channels if q == Queue.LD else 1  # LD: per pseudo-channel
-        busy[q.name] = sum(b) / len(b) / lanes / total if total else 0.0
-    hbm = sum(int(a["nbytes"][(a["queue"] == Queue.LD) | (a["queue"] == Queue.ST)].sum())
-              for a in prog.cores)
-    kept, dense = _macs(prog)
+        busy[q.name] = raw[f"busy_{q.name}"] / spec.cores / lanes / total if total else 0.0
+    counts = {q.name: raw[f"count_{q.name}"] for q in Queue}
     slots = spec.cores * spec.mm_macs_per_cycle * total or 1
-    return PassResult(total, total / spec.clock_hz, prog.counts(), busy, hbm, kept / slots,
-                      dense / slots, prog, start, finish)
+    return PassResult(total, total / spec.clock_hz, counts, busy, raw["hbm"],
+                      raw["kept"] / slots, raw["dense"] / slots, prog, start, finish)
 
 
 def _macs(prog: Program) -> tuple[int, int]:
@@ -127,7 +155,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
     prefill_s, extra, counts = 0.0, {}, {}
     traced: list[tuple[str, PassResult]] = []
     if w.prefill is not None:
-        p = simulate_graph(spec, w.prefill)
+        p = simulate_graph(spec, w.prefill, periodic=not trace)  # a trace needs the program
         prefill_s = p.seconds
         traced.append((f"prefill {w.prefill_tokens}", p))
         extra["prefill_busy"] = p.busy
@@ -136,7 +164,8 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         counts.update({f"prefill_{k}": v for k, v in p.counts.items()})
     decode_s = 0.0
     if w.decode_tokens:
-        run = lru_cache(maxsize=None)(lambda c: simulate_graph(spec, w.decode_at(c)))
+        run = lru_cache(maxsize=None)(lambda c: simulate_graph(
+            spec, w.decode_at(c), periodic=not (trace and c == buckets[0])))
         if w.decode_first.context == w.decode_last.context:  # one pass: its own context
             buckets = [w.decode_first.context]
         else:
