@@ -177,7 +177,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             if spec.kind != "gpu" or fidelity not in ("calibrated", "best"):
                 raise UserError("--gpu-stack applies to --fidelity calibrated on a GPU preset")
             fl = {**fl, "stack": args.gpu_stack}
-        result = run(spec, w, fidelity, **fl)
+        from llmcosim.progress import TaskProgress
+
+        # FlightLLM cycle: one tick per simulated program (prefill + each decode bucket)
+        with TaskProgress(f"{spec.name} {fidelity}", "programs", verb="simulated",
+                          enabled=not args.json) as bar:
+            result = run(spec, w, fidelity, progress=bar, **fl)
     if args.json:
         print(result.to_json())
         return 0
