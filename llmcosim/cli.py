@@ -229,10 +229,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 # -- demo -----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
+    from llmcosim.progress import TaskProgress
     from reports.demo import write_demo
 
-    path = write_demo(Path(args.out), model=args.model, prefill=args.prefill,
-                      decode=args.decode, cycle=not args.no_cycle, echo=_out.print)
+    with TaskProgress(f"demo {args.model}", "simulation steps", verb="ran") as bar:
+        path = write_demo(Path(args.out), model=args.model, prefill=args.prefill,
+                          decode=args.decode, cycle=not args.no_cycle, echo=_out.print,
+                          progress=bar)
     _out.print(f"report written to {path}")
     return 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,16 +172,20 @@ def check_inputs(hw: Iterable[str], gpu_stack: str | None = None) -> list[Hardwa
 
 def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: str | None = None,
             overrides: Mapping[str, Mapping[str, float]] | None = None, overrides_from: str = "",
-            known: Mapping[tuple[str, str], SimResult] | None = None) -> list[Row]:
+            known: Mapping[tuple[str, str], SimResult] | None = None,
+            progress: Callable[[int, int], None] | None = None) -> list[Row]:
     """Simulate ``w`` on each device at its best fidelity (roofline only when not ``cycle``).
 
     ``overrides``: preset -> {"power_w": W, "price_usd": $} from an assumptions file (named by
-    ``overrides_from``); ``known``: results already simulated, by (hw, fidelity), reused.
+    ``overrides_from``); ``known``: results already simulated, by (hw, fidelity), reused;
+    ``progress(done, total)``: called before each device and after the last.
     """
     specs = check_inputs(hw, gpu_stack)
-    rows = []
+    rows: list[Row] = []
     w_fpga = None
     for spec in specs:
+        if progress is not None:
+            progress(len(rows), len(specs))
         o = (overrides or {}).get(spec.name, {})
         spec = _with_overrides(spec, o.get("power_w"), o.get("price_usd"), overrides_from)
         fidelity = best_fidelity(spec, cycle)
@@ -202,6 +206,8 @@ def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: st
             r = run(spec, workload, fidelity, **options)
         rows.append(row_from_result(spec, r, _source(spec, fidelity, gpu_stack, r, cycle),
                                     power_overridden=o.get("power_w") is not None))
+    if progress is not None:
+        progress(len(rows), len(specs))
     return rows
 
 
