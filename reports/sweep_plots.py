@@ -1,0 +1,202 @@
+"""The sweep report's figures; each function returns a matplotlib ``Figure`` (saved by the caller).
+
+Every axis says its quantity and unit (``reports.labels``); titles name the sweep and the
+model; points are coloured by one swept axis (``colour_by``: the report passes the axis with
+the largest effect on decode throughput) with a colour bar (numbers) or a legend (categories).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from reports.labels import label, scale  # noqa: E402
+
+__all__ = ["axis_figure", "pareto_figure", "roofline_figure", "speculation_figure",
+           "sweep_title"]
+
+_MAX_CATEGORIES = 10  # distinct values a legend lists (C0..C9, matplotlib's cycle)
+_FEW = 6              # numbers with at most this many distinct values: a legend, not a bar
+
+
+def sweep_title(name: str, ok: pd.DataFrame) -> str:
+    """"sweep <name>: <model>" (or "<n> models")."""
+    models = sorted({str(m) for m in ok.get("model", pd.Series(dtype=str)).dropna()})
+    what = models[0] if len(models) == 1 else f"{len(models)} models"
+    return f"sweep {name}: {what}"
+
+
+def _categories(vals: pd.Series) -> tuple[list[str], list[str]]:
+    """Each value's text and the sorted distinct texts ("none" for missing, last)."""
+    text = ["none" if v is None or v != v else f"{v:g}" if isinstance(v, float) else str(v)
+            for v in vals]
+
+    def key(c: str) -> tuple[bool, float, str]:
+        try:
+            return (c == "none", float(c), c)
+        except ValueError:
+            return (c == "none", float("inf"), c)
+    return text, sorted(set(text), key=key)
+
+
+def _numeric(vals: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(vals) and bool(vals.notna().all())
+
+
+def _scatter(fig: Figure, ax: Any, x: np.ndarray, y: np.ndarray, colour: pd.Series | None,
+             colour_by: str | None, **kw: Any) -> str | None:
+    """Points, coloured by ``colour`` with a colour bar (many numbers) or legend entries
+    (categories, few numbers); returns the legend's title (None: no colour legend)."""
+    if colour is None or colour_by is None:
+        ax.scatter(x, y, s=18, alpha=0.6, color="C0", label="designs", **kw)
+        return None
+    if _numeric(colour) and colour.nunique() > _FEW:
+        sc = ax.scatter(x, y, s=18, alpha=0.8, c=colour.to_numpy(float) * scale(colour_by),
+                        cmap="viridis", **kw)
+        fig.colorbar(sc, ax=ax, label=label(colour_by))
+        return None
+    if _numeric(colour):
+        colour = colour * scale(colour_by)   # legend entries in the label's unit
+    text, cats = _categories(colour)
+    for i, c in enumerate(cats[:_MAX_CATEGORIES]):
+        m = np.array([t == c for t in text])
+        ax.scatter(x[m], y[m], s=18, alpha=0.8, color=f"C{i % 10}", label=c, **kw)
+    return label(colour_by)
+
+
+def pareto_figure(ok: pd.DataFrame, front: pd.DataFrame, metrics: list[str], *, title: str,
+                  colour_by: str | None = None) -> Figure:
+    """Every design (the dominated ones too) and the frontier over the first two metrics; a
+    frontier of one design says so: it dominates every other."""
+    x, y = metrics[:2]
+    fig = Figure(figsize=(6.5, 4.8), dpi=110)
+    ax = fig.add_subplot()
+    legend = _scatter(fig, ax, ok[x].to_numpy(float) * scale(x),
+                      ok[y].to_numpy(float) * scale(y), ok[colour_by] if colour_by else None,
+                      colour_by, zorder=2)
+    f = front.sort_values(x)
+    fx, fy = f[x].to_numpy(float) * scale(x), f[y].to_numpy(float) * scale(y)
+    ax.plot(fx, fy, "-", color="C3", lw=1.2, zorder=3)
+    ax.scatter(fx, fy, s=80, facecolors="none", edgecolors="C3", lw=1.5, zorder=4,
+               label="Pareto front")
+    if len(f) == 1:
+        note = f"Pareto front is one design: it dominates the other {len(ok) - 1}"
+        ax.annotate(note, (fx[0], fy[0]), xytext=(-10, -18), textcoords="offset points",
+                    ha="right", fontsize=8, color="C3")
+        title += " (one-design Pareto front)"
+    ax.legend(title=legend, fontsize=7, title_fontsize=7)
+    ax.set_xlabel(label(x))
+    ax.set_ylabel(label(y))
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def axis_figure(ok: pd.DataFrame, axis: str, *, title: str,
+                colour_by: str | None = None) -> Figure:
+    """Decode throughput against one swept axis, the mean per value as a line."""
+    fig = Figure(figsize=(5.8, 4), dpi=110)
+    ax = fig.add_subplot()
+    vals = ok[axis]
+    numeric = _numeric(vals)
+    if numeric:
+        xs = vals.to_numpy(float) * scale(axis)
+    else:  # categories (presets, models, bits with "none") at integer positions
+        text, cats = _categories(vals)
+        xs = np.array([cats.index(c) for c in text], dtype=float)
+        ax.set_xticks(range(len(cats)), cats, rotation=30 if len(cats) > 4 else 0,
+                      ha="right" if len(cats) > 4 else "center")
+    y = ok["decode_tokens_per_s"].to_numpy(float)
+    colour = ok[colour_by] if colour_by and colour_by != axis else None
+    legend = _scatter(fig, ax, xs, y, colour, colour_by if colour is not None else None,
+                      zorder=2)
+    means = pd.Series(y).groupby(xs).mean()
+    ax.plot(means.index, means.values, "-", color="0.3", lw=1, zorder=1, label="mean")
+    ax.legend(title=legend, fontsize=7, title_fontsize=7)
+    if numeric and xs.min() > 0 and xs.max() / xs.min() > 50:
+        ax.set_xscale("log")
+    ax.set_xlabel(label(axis))
+    ax.set_ylabel(label("decode_tokens_per_s"))
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def speculation_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
+    """Speedup vs gamma per (device, alpha); trees at their depth (draft steps)."""
+    if "speedup" not in ok.columns or not ok["speedup"].notna().any():
+        return None
+    sub = ok[ok["speedup"].notna()].copy()
+    depth = [len(json.loads(r)["extra"].get("tree_levels", [])) if isinstance(r, str) else 0
+             for r in sub["result"]]
+    sub["steps"] = [g if g == g and g is not None else d for g, d in zip(sub["gamma"], depth,
+                                                                         strict=True)]
+    sub["is_tree"] = sub["tree"].notna()
+    fig = Figure(figsize=(6.5, 4.3), dpi=110)
+    ax = fig.add_subplot()
+    colours: dict[tuple[str, str], str] = {}
+    for (hw, alpha, tree), g in sub.groupby(["hw", sub["alpha"].astype(str), "is_tree"]):
+        c = colours.setdefault((hw, alpha), f"C{len(colours) % 10}")   # tree = its chain's
+        g = g.groupby("steps")["speedup"].max()
+        ax.plot(g.index, g.values, "s--" if tree else "o-", color=c,
+                label=f"{hw} α={alpha}" + (" tree" if tree else ""))
+    ax.set_xlabel("draft steps per round, γ (tokens; tree: depth)")
+    ax.set_ylabel("speedup over plain decode (x, best over other axes)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def roofline_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
+    """Decode arithmetic intensity vs achieved FLOP/s: one roof per distinct device (preset
+    and hardware overrides), its designs in the roof's colour; x fitted to the data."""
+    counts = [json.loads(r or "{}").get("counts", {}) for r in ok["result"]]
+    flops = np.array([c.get("decode_flops", np.nan) for c in counts], dtype=float)
+    nbytes = np.array([c.get("decode_bytes", np.nan) for c in counts], dtype=float)
+    secs = ok["decode_ms_per_token"].to_numpy(float) * ok["decode"].to_numpy(float) / 1e3
+    good = np.isfinite(flops) & (nbytes > 0) & (secs > 0)
+    if not good.any():
+        return None
+    sub = ok.loc[good]
+    intensity, achieved = flops[good] / nbytes[good], flops[good] / secs[good]
+    roofs = list(dict.fromkeys(zip(sub["hw"], sub["peak_ops_per_s"], sub["mem_bytes_per_s"],
+                                   strict=True)))
+    shown = roofs if len(roofs) <= 8 else \
+        [roofs[i] for i in sorted(set(np.linspace(0, len(roofs) - 1, 8).astype(int)))]
+    lo, hi = intensity.min() / 2, intensity.max() * 2
+    xs = np.logspace(np.log10(lo), np.log10(hi), 200)
+    fig = Figure(figsize=(6.8, 4.8), dpi=110)
+    ax = fig.add_subplot()
+    keys = list(zip(sub["hw"], sub["peak_ops_per_s"], sub["mem_bytes_per_s"], strict=True))
+    for i, roof in enumerate(shown):
+        hw, peak, bw = roof
+        colour = f"C{i % 10}"
+        ax.plot(xs, np.minimum(peak, bw * xs), color=colour, lw=1.2,
+                label=f"{hw}: {peak / 1e12:.3g} TOP/s, {bw / 1e9:,.0f} GB/s")
+        m = np.array([k == roof for k in keys])
+        ax.scatter(intensity[m], achieved[m], s=16, color=colour, zorder=3)
+    others = np.array([k not in shown for k in keys])
+    if others.any():
+        ax.scatter(intensity[others], achieved[others], s=10, color="0.6", zorder=2,
+                   label=f"{len(roofs) - len(shown)} more devices' designs (roofs not drawn)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel("decode arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("achieved decode compute (FLOP/s)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
