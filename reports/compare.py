@@ -15,14 +15,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mapping.compression import quantize
 from models.errors import UserError
 from models.workload import Workload
+from reports.labels import label
 from sim.registry import fidelities, run
 from sim.result import SimResult
 from sim.spec import HardwareSpec, list_presets, load_preset
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["COLUMNS", "DEFAULT_HW", "GPU_STACKS", "Row", "best_fidelity", "check_inputs",
            "compare", "markdown", "parse_hw_list", "plot", "row_from_result", "table_cells",
@@ -55,6 +59,12 @@ class Row:
     power_source: str
     price_source: str
     notes: tuple[str, ...] = ()
+    stack: str | None = None         # the calibrated GPU model's software stack
+
+    @property
+    def label(self) -> str:
+        """The device as plots name it: "gpu-h100 (calibrated, graph)"."""
+        return f"{self.hw} ({', '.join(x for x in (self.fidelity, self.stack) if x)})"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -160,7 +170,8 @@ def row_from_result(spec: HardwareSpec, r: SimResult, source: str,
                power_w=power, tokens_per_j=tokens_per_j, price_usd=price,
                tokens_per_s_per_usd=tps / price if price else None,
                fits_memory=r.fits_memory, source=source, power_source=power_source,
-               price_source=price_source, notes=r.notes)
+               price_source=price_source, notes=r.notes,
+               stack=r.extra.get("stack") if spec.kind == "gpu" else None)
 
 
 def check_inputs(hw: Iterable[str], gpu_stack: str | None = None) -> list[HardwareSpec]:
@@ -239,7 +250,8 @@ def markdown(rows: list[Row], *, title: str, command: str, headline_md: str = ""
               "## Power and price sources", "",
               "| device | power | price |", "|---|---|---|"]
     lines += [f"| {r.hw} | {r.power_source} | {r.price_source} |" for r in rows]
-    lines += ["", "![decode tokens/s, tokens/J, tokens/s per k$](compare.png)", ""]
+    lines += ["", "![prefill ms, decode ms/token, decode tokens/s, tokens/J, tokens/s per k$]"
+              "(compare.png)", ""]
     notes = [f"- {r.hw}: {n}" for r in rows for n in r.notes]
     notes += [f"- {r.hw}: does not fit in memory" for r in rows if not r.fits_memory]
     if notes:
@@ -249,35 +261,46 @@ def markdown(rows: list[Row], *, title: str, command: str, headline_md: str = ""
     return "\n".join(lines)
 
 
-def plot(rows: list[Row], path: Path, title: str) -> None:
-    """Three bar panels (decode tokens/s, tokens/J, tokens/s per k$); colour = fidelity."""
-    import matplotlib
+_PANELS = (  # (label, value of a row); units in the label (reports.labels)
+    (label("prefill_ms"), lambda r: r.prefill_ms),
+    (label("decode_ms_per_token"), lambda r: r.decode_ms_per_token),
+    (label("decode_tokens_per_s"), lambda r: r.decode_tokens_per_s),
+    (label("tokens_per_j"), lambda r: r.tokens_per_j),
+    ("decode throughput per price (tokens/s per k$)",
+     lambda r: r.tokens_per_s_per_usd and r.tokens_per_s_per_usd * 1e3),
+)
+_FIDELITY_COLOURS = {"cycle": "tab:blue", "calibrated": "tab:green", "roofline": "tab:gray"}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    colours = {"cycle": "tab:blue", "calibrated": "tab:green", "roofline": "tab:gray"}
-    panels = (("decode tokens/s", lambda r: r.decode_tokens_per_s),
-              ("decode tokens/J", lambda r: r.tokens_per_j),
-              ("tokens/s per k$", lambda r: r.tokens_per_s_per_usd and
-               r.tokens_per_s_per_usd * 1e3))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=110)
-    names = [r.hw for r in rows]
-    for ax, (label, get) in zip(axes, panels, strict=True):
+def plot(rows: list[Row], title: str) -> Figure:
+    """Five bar panels: latency (prefill ms, decode ms/token), decode tokens/s, tokens/J,
+    tokens/s per k$; colour = fidelity, the legend lists the fidelities shown."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, any backend
+    from matplotlib.patches import Rectangle
+
+    fig = Figure(figsize=(13, 7.5), dpi=110)
+    axes = fig.subplots(2, 3).ravel()
+    names = [r.label for r in rows]
+    colour = [_FIDELITY_COLOURS.get(r.fidelity, "tab:orange") for r in rows]
+    for ax, (text, get) in zip(axes, _PANELS, strict=False):
         vals = [get(r) for r in rows]
-        bars = ax.bar(names, [v or 0.0 for v in vals],
-                      color=[colours.get(r.fidelity, "tab:orange") for r in rows])
+        bars = ax.bar(names, [v or 0.0 for v in vals], color=colour)
         for bar, v in zip(bars, vals, strict=True):
             ax.annotate("n/a" if v is None else f"{v:.3g}", (bar.get_x() + bar.get_width() / 2,
                         bar.get_height()), ha="center", va="bottom", fontsize=7)
-        ax.set_title(label, fontsize=10)
-        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", fontsize=8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
-    fig.legend(handles, list(colours), loc="upper right", fontsize=8, title="fidelity")
+        ax.set_ylabel(text, fontsize=9)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        for t in ax.get_xticklabels():
+            t.set_horizontalalignment("right")
+    legend_ax = axes[-1]
+    legend_ax.axis("off")
+    used = list(dict.fromkeys(r.fidelity for r in rows))  # only the fidelities a bar uses
+    handles = [Rectangle((0, 0), 1, 1, color=_FIDELITY_COLOURS.get(f, "tab:orange"))
+               for f in used]
+    legend_ax.legend(handles, used, loc="center", title="fidelity", fontsize=9)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 0.93, 1))
-    fig.savefig(path)
-    plt.close(fig)
+    fig.tight_layout()
+    return fig
 
 
 def write_compare(out: Path, rows: list[Row], *, workload: dict[str, Any], command: str,
@@ -293,7 +316,7 @@ def write_compare(out: Path, rows: list[Row], *, workload: dict[str, Any], comma
     if headline is not None:
         data["headline"] = headline
     (out / f"{stem}.json").write_text(json.dumps(data, indent=1))
-    plot(rows, out / f"{stem}.png", title)
+    plot(rows, title).savefig(out / f"{stem}.png")
     md = markdown(rows, title=title, command=command, headline_md=headline_md)
     path = out / f"{stem}.md"
     path.write_text(md.replace("compare.png", f"{stem}.png"))

@@ -1,8 +1,8 @@
 """Sweep report: ``index.md`` + ``index.html`` with PNG plots from a sweep's results DB.
 
-Plots: the Pareto scatter of two metrics (frontier highlighted), decode throughput against
-each axis, and a roofline (decode arithmetic intensity vs achieved FLOP/s, with the roofs of
-up to six distinct hardware configurations). Tables: status counts, the Pareto designs, the
+Plots (``reports/sweep_plots.py``): the Pareto scatter of two metrics (frontier highlighted),
+decode throughput against each axis, points coloured by the axis with the largest effect, and
+a roofline (decode arithmetic intensity vs achieved FLOP/s, one roof per device). Tables: status counts, the Pareto designs, the
 best design per metric, sensitivity per axis and the distinct failure messages. Sweeps with
 speculation axes get a speedup-vs-draft-length plot and the top speculative designs.
 """
