@@ -2,9 +2,10 @@
 
 Plots (``reports/sweep_plots.py``): the Pareto scatter of two metrics (frontier highlighted),
 decode throughput against each axis, points coloured by the axis with the largest effect, and
-a roofline (decode arithmetic intensity vs achieved FLOP/s, one roof per device). Tables: status counts, the Pareto designs, the
-best design per metric, sensitivity per axis and the distinct failure messages. Sweeps with
-speculation axes get a speedup-vs-draft-length plot and the top speculative designs.
+a roofline (decode arithmetic intensity vs achieved FLOP/s, one roof per device). Tables:
+status counts, the Pareto designs, the best design per metric, sensitivity per axis and the
+distinct failure messages. Sweeps with speculation axes get a speedup-vs-draft-length plot
+and the top speculative designs.
 """
 
 from __future__ import annotations
