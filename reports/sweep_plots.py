@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from reports.labels import label, scale  # noqa: E402
 
@@ -158,9 +159,33 @@ def speculation_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
     return fig
 
 
+def _roof_groups(sub: pd.DataFrame, hi: float) -> tuple[list[tuple[float, float]], list[str],
+                                                           np.ndarray]:
+    """One roof per device, devices whose roofs coincide over the plot merged: the same
+    bandwidth and a compute peak above the plot's right edge. Returns each roof's
+    (peak, bandwidth), its legend text and each design's roof index."""
+    bw = sub["mem_bytes_per_s"].to_numpy(float)
+    peak = sub["peak_ops_per_s"].to_numpy(float)
+    seen = np.where(peak < bw * hi, peak, np.inf)   # inf: the flat part is off the plot
+    keys = list(zip(bw, seen, strict=True))
+    order = list(dict.fromkeys(keys))
+    roofs, texts = [], []
+    for b, p in order:
+        m = np.array([k == (b, p) for k in keys])
+        names = ", ".join(dict.fromkeys(sub["hw"][m]))
+        peaks = peak[m]
+        top = f"{peaks.min() / 1e12:.3g}" if peaks.min() == peaks.max() else \
+            f"{peaks.min() / 1e12:.3g}-{peaks.max() / 1e12:.3g}"
+        n = len(set(zip(peaks, bw[m], strict=True)))
+        texts.append(f"{names}: {b / 1e9:,.0f} GB/s, {top} TOP/s"
+                     + (f" ({n} configurations)" if n > 1 else ""))
+        roofs.append((float(peaks.min()), float(b)))
+    return roofs, texts, np.array([order.index(k) for k in keys])
+
+
 def roofline_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
-    """Decode arithmetic intensity vs achieved FLOP/s: one roof per distinct device (preset
-    and hardware overrides), its designs in the roof's colour; x fitted to the data."""
+    """Decode arithmetic intensity vs achieved compute: one roof per device (roofs that
+    coincide over the data merged), its designs in the roof's colour; x fitted to the data."""
     counts = [json.loads(r or "{}").get("counts", {}) for r in ok["result"]]
     flops = np.array([c.get("decode_flops", np.nan) for c in counts], dtype=float)
     nbytes = np.array([c.get("decode_bytes", np.nan) for c in counts], dtype=float)
@@ -168,33 +193,27 @@ def roofline_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
     good = np.isfinite(flops) & (nbytes > 0) & (secs > 0)
     if not good.any():
         return None
-    sub = ok.loc[good]
+    sub = ok.loc[good].reset_index(drop=True)
     intensity, achieved = flops[good] / nbytes[good], flops[good] / secs[good]
-    roofs = list(dict.fromkeys(zip(sub["hw"], sub["peak_ops_per_s"], sub["mem_bytes_per_s"],
-                                   strict=True)))
-    shown = roofs if len(roofs) <= 8 else \
-        [roofs[i] for i in sorted(set(np.linspace(0, len(roofs) - 1, 8).astype(int)))]
     lo, hi = intensity.min() / 2, intensity.max() * 2
+    roofs, texts, which = _roof_groups(sub, hi)
     xs = np.logspace(np.log10(lo), np.log10(hi), 200)
     fig = Figure(figsize=(6.8, 4.8), dpi=110)
     ax = fig.add_subplot()
-    keys = list(zip(sub["hw"], sub["peak_ops_per_s"], sub["mem_bytes_per_s"], strict=True))
-    for i, roof in enumerate(shown):
-        hw, peak, bw = roof
+    for i, ((peak, bw), text) in enumerate(zip(roofs, texts, strict=True)):
         colour = f"C{i % 10}"
-        ax.plot(xs, np.minimum(peak, bw * xs), color=colour, lw=1.2,
-                label=f"{hw}: {peak / 1e12:.3g} TOP/s, {bw / 1e9:,.0f} GB/s")
-        m = np.array([k == roof for k in keys])
-        ax.scatter(intensity[m], achieved[m], s=16, color=colour, zorder=3)
-    others = np.array([k not in shown for k in keys])
-    if others.any():
-        ax.scatter(intensity[others], achieved[others], s=10, color="0.6", zorder=2,
-                   label=f"{len(roofs) - len(shown)} more devices' designs (roofs not drawn)")
+        ax.plot(xs, np.minimum(peak, bw * xs) / 1e12, color=colour, lw=1.2, label=text)
+        m = which == i
+        ax.scatter(intensity[m], achieved[m] / 1e12, s=16, color=colour, zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
+    for axis in (ax.xaxis, ax.yaxis):   # plain numbers, not 2x10^0
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25"
+                                               else ""))
     ax.set_xlabel("decode arithmetic intensity (FLOP/byte)")
-    ax.set_ylabel("achieved decode compute (FLOP/s)")
+    ax.set_ylabel("achieved decode compute (TFLOP/s)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.colors
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,13 +100,29 @@ def test_one_design_pareto_front_says_so_and_keeps_the_others():
 
 def test_roofline_one_roof_per_device_over_the_data():
     ok = _sweep()
+    ok.loc[ok.hw == "flightllm-vhk158", "mem_bytes_per_s"] *= 3   # its own roofs
     fig = roofline_figure(ok, title="t")
     ax = fig.axes[0]
     devices = set(zip(ok.hw, ok.peak_ops_per_s, ok.mem_bytes_per_s, strict=True))
-    assert len(ax.get_lines()) == len(devices)
+    assert len(ax.get_lines()) == len(devices) == 4
     lo, hi = ax.get_xlim()
     intensity = 13e9 / 3.6e9
-    assert lo >= intensity / 2 * 0.99 and hi <= intensity * 2 * 1.01
+    assert lo == pytest.approx(intensity / 2) and hi == pytest.approx(intensity * 2)
+    # designs sit in their roof's colour
+    roof_colours = [line.get_color() for line in ax.get_lines()]
+    assert [tuple(c.get_facecolor()[0][:3]) for c in ax.collections] == [
+        tuple(matplotlib.colors.to_rgb(c)) for c in roof_colours]
+
+
+def test_roofline_merges_roofs_that_coincide_over_the_data():
+    """Same bandwidth, compute peaks off the plot: one line naming every device on it."""
+    ok = _sweep()
+    fig = roofline_figure(ok, title="t")
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 2         # 16 and 32 channels
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert all("flightllm-u280, flightllm-vhk158" in t for t in texts)
+    assert all("TOP/s (2 configurations)" in t for t in texts)
 
 
 def test_compare_png_units_stack_and_legend():
