@@ -133,7 +133,7 @@ _SPEC_FLAGS = ("draft", "gamma", "alpha", "tree", "acceptance", "trace")
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from models.cache import get_workload
-    from sim.registry import fidelities, run
+    from sim.registry import best_fidelity, fidelities, run
     from sim.spec import load_preset
 
     spec = load_preset(args.hw)
@@ -180,7 +180,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from llmcosim.progress import TaskProgress
 
         # FlightLLM cycle: one tick per simulated program (prefill + each decode bucket)
-        with TaskProgress(f"{spec.name} {fidelity}", "programs", verb="simulated",
+        shown = best_fidelity(spec.kind) if fidelity == "best" else fidelity
+        with TaskProgress(f"{spec.name} {shown}", "programs", verb="simulated",
                           enabled=not args.json) as bar:
             result = run(spec, w, fidelity, progress=bar, **fl)
     if args.json:
