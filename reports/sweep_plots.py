@@ -8,6 +8,7 @@ the largest effect on decode throughput) with a colour bar (numbers) or a legend
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
 
 import matplotlib
@@ -16,7 +17,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from reports.labels import label, scale  # noqa: E402
 
@@ -95,7 +96,7 @@ def pareto_figure(ok: pd.DataFrame, front: pd.DataFrame, metrics: list[str], *, 
     ax.legend(title=legend, fontsize=7, title_fontsize=7)
     ax.set_xlabel(label(x))
     ax.set_ylabel(label(y))
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 64), fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -124,9 +125,11 @@ def axis_figure(ok: pd.DataFrame, axis: str, *, title: str,
     ax.legend(title=legend, fontsize=7, title_fontsize=7)
     if numeric and xs.min() > 0 and xs.max() / xs.min() > 50:
         ax.set_xscale("log")
+    elif numeric and np.all(xs == np.round(xs)):   # counts (cores, γ): whole-number ticks
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(label(axis))
     ax.set_ylabel(label("decode_tokens_per_s"))
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 64), fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -152,7 +155,7 @@ def speculation_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
                 label=f"{hw} α={alpha}" + (" tree" if tree else ""))
     ax.set_xlabel("draft steps per round, γ (tokens; tree: depth)")
     ax.set_ylabel("speedup over plain decode (x, best over other axes)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 64), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
@@ -214,7 +217,7 @@ def roofline_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
                                                else ""))
     ax.set_xlabel("decode arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("achieved decode compute (TFLOP/s)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 64), fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
