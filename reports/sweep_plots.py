@@ -162,28 +162,34 @@ def speculation_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
     return fig
 
 
-def _roof_groups(sub: pd.DataFrame, hi: float) -> tuple[list[tuple[float, float]], list[str],
-                                                           np.ndarray]:
-    """One roof per device, devices whose roofs coincide over the plot merged: the same
-    bandwidth and a compute peak above the plot's right edge. Returns each roof's
-    (peak, bandwidth), its legend text and each design's roof index."""
+_MAX_ROOFS = 6  # more distinct roofs than this: one colour per memory bandwidth instead
+
+
+def _roof_groups(sub: pd.DataFrame, hi: float
+                 ) -> list[tuple[list[tuple[float, float]], str, np.ndarray]]:
+    """Roofs to draw, in colour groups: (roofs as (peak, bandwidth), legend text, designs).
+
+    One roof per device; devices whose roofs coincide over the plot are merged (the same
+    bandwidth, compute peaks above the right edge). With more than ``_MAX_ROOFS`` roofs a
+    group is one memory bandwidth (the slope decode sits on) with every peak drawn thin."""
     bw = sub["mem_bytes_per_s"].to_numpy(float)
     peak = sub["peak_ops_per_s"].to_numpy(float)
     seen = np.where(peak < bw * hi, peak, np.inf)   # inf: the flat part is off the plot
     keys = list(zip(bw, seen, strict=True))
-    order = list(dict.fromkeys(keys))
-    roofs, texts = [], []
-    for b, p in order:
-        m = np.array([k == (b, p) for k in keys])
+    if len(set(keys)) > _MAX_ROOFS:
+        keys = [(b, np.nan) for b in bw]
+    out = []
+    for key in dict.fromkeys(keys):
+        m = np.array([k == key or (k[0] == key[0] and key[1] != key[1]) for k in keys])
         names = ", ".join(dict.fromkeys(sub["hw"][m]))
         peaks = peak[m]
         top = f"{peaks.min() / 1e12:.3g}" if peaks.min() == peaks.max() else \
             f"{peaks.min() / 1e12:.3g}-{peaks.max() / 1e12:.3g}"
-        n = len(set(zip(peaks, bw[m], strict=True)))
-        texts.append(f"{names}: {b / 1e9:,.0f} GB/s, {top} TOP/s"
-                     + (f" ({n} configurations)" if n > 1 else ""))
-        roofs.append((float(peaks.min()), float(b)))
-    return roofs, texts, np.array([order.index(k) for k in keys])
+        roofs = sorted({(float(min(p, key[0] * hi)), float(key[0])) for p in peaks})
+        n = len(set(peaks))
+        out.append((roofs, f"{names}: {key[0] / 1e9:,.0f} GB/s, {top} TOP/s"
+                    + (f" ({n} configurations)" if n > 1 else ""), m))
+    return out
 
 
 def roofline_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
@@ -199,14 +205,14 @@ def roofline_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
     sub = ok.loc[good].reset_index(drop=True)
     intensity, achieved = flops[good] / nbytes[good], flops[good] / secs[good]
     lo, hi = intensity.min() / 2, intensity.max() * 2
-    roofs, texts, which = _roof_groups(sub, hi)
     xs = np.logspace(np.log10(lo), np.log10(hi), 200)
     fig = Figure(figsize=(6.8, 4.8), dpi=110)
     ax = fig.add_subplot()
-    for i, ((peak, bw), text) in enumerate(zip(roofs, texts, strict=True)):
+    for i, (roofs, text, m) in enumerate(_roof_groups(sub, hi)):
         colour = f"C{i % 10}"
-        ax.plot(xs, np.minimum(peak, bw * xs) / 1e12, color=colour, lw=1.2, label=text)
-        m = which == i
+        for j, (peak, bw) in enumerate(roofs):
+            ax.plot(xs, np.minimum(peak, bw * xs) / 1e12, color=colour,
+                    lw=1.2 if len(roofs) == 1 else 0.8, label=None if j else text)
         ax.scatter(intensity[m], achieved[m] / 1e12, s=16, color=colour, zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -219,6 +225,6 @@ def roofline_figure(ok: pd.DataFrame, *, title: str) -> Figure | None:
     ax.set_ylabel("achieved decode compute (TFLOP/s)")
     ax.set_title(textwrap.fill(title, 64), fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig

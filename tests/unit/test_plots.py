@@ -144,3 +144,16 @@ def test_compare_png_units_stack_and_legend():
     assert ticks == ["hades (cycle)", "gpu-h100 (calibrated, graph)"]
     legend = next(a.get_legend() for a in fig.axes if a.get_legend() is not None)
     assert [t.get_text() for t in legend.get_texts()] == ["cycle", "calibrated"]
+
+
+def test_roofline_with_many_roofs_colours_by_bandwidth():
+    """16 distinct roofs (8 clocks x 2 bandwidths), all visible: two colours, two legend
+    entries, every peak still drawn."""
+    ok = _sweep(n_clock=8)
+    ok["peak_ops_per_s"] = ok.clock_hz * 2e3       # 0.3-0.6 TOP/s: ridges inside the plot
+    fig = roofline_figure(ok, title="t")
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(texts) == 2 and all(t.endswith("(8 configurations)") for t in texts)
+    assert len(ax.get_lines()) == 16
+    assert len({line.get_color() for line in ax.get_lines()}) == 2
