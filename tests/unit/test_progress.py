@@ -115,3 +115,18 @@ def test_flightllm_cycle_simulate_counts_programs(monkeypatch, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert re.search(r"^flightllm-vhk158 cycle: simulated 3 programs in \d+\.\d s$", err, re.M)
+
+
+def test_gpu_validate_ticks_once_per_whole_model_point(monkeypatch):
+    """validate_all's total is the number of whole-model points both checks predict (the
+    per-step predictor is stubbed: the count, not the accuracy, is under test here)."""
+    import sim.gpu_validate as gv
+
+    monkeypatch.setattr(gv, "predict_step", lambda r, c, *dev: 1.0)
+    monkeypatch.setattr(gv, "predict_prefill", lambda r, c, *dev: 1.0)
+    calls: list[tuple[int, int]] = []
+    own, res = gv.validate_all(steps=True, progress=lambda d, t: calls.append((d, t)))
+    whole = [p for p in own["points"] + res["points"]
+             if p["op"].startswith(("step", "prefill"))]
+    assert calls == [(i, len(whole)) for i in range(1, len(whole) + 1)]
+    assert len(whole) > 0
