@@ -38,12 +38,15 @@ def run_gpu_validate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from llmcosim.progress import TaskProgress
     from models.errors import UserError
-    from sim.gpu_validate import TARGET_MAX, TARGET_MEDIAN, validate, validate_own
+    from sim.gpu_validate import TARGET_MAX, TARGET_MEDIAN, validate_all
 
     try:
-        own = validate_own(steps=not args.no_steps)
-        res = validate(args.fit_on, steps=not args.no_steps, others=True)
+        # each whole-model point traces its graph (cached after the first run)
+        with TaskProgress("gpu-baseline validate", "whole-model points", verb="predicted",
+                          enabled=not args.json) as bar:
+            own, res = validate_all(args.fit_on, steps=not args.no_steps, progress=bar)
     except ValueError as e:
         raise UserError(str(e)) from None
     if args.json:

@@ -133,7 +133,7 @@ _SPEC_FLAGS = ("draft", "gamma", "alpha", "tree", "acceptance", "trace")
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from models.cache import get_workload
-    from sim.registry import fidelities, run
+    from sim.registry import best_fidelity, fidelities, run
     from sim.spec import load_preset
 
     spec = load_preset(args.hw)
@@ -176,7 +176,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             if spec.kind != "gpu" or fidelity not in ("calibrated", "best"):
                 raise UserError("--gpu-stack applies to --fidelity calibrated on a GPU preset")
             fl = {**fl, "stack": args.gpu_stack}
-        result = run(spec, w, fidelity, **fl)
+        from llmcosim.progress import TaskProgress
+
+        # FlightLLM cycle: one tick per simulated program (prefill + each decode bucket)
+        shown = best_fidelity(spec.kind) if fidelity == "best" else fidelity
+        with TaskProgress(f"{spec.name} {shown}", "programs", verb="simulated",
+                          enabled=not args.json) as bar:
+            result = run(spec, w, fidelity, progress=bar, **fl)
     if args.json:
         print(result.to_json())
         return 0
@@ -223,10 +229,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 # -- demo -----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
+    from llmcosim.progress import TaskProgress
     from reports.demo import write_demo
 
-    path = write_demo(Path(args.out), model=args.model, prefill=args.prefill,
-                      decode=args.decode, cycle=not args.no_cycle, echo=_out.print)
+    with TaskProgress(f"demo {args.model}", "simulation steps", verb="ran") as bar:
+        path = write_demo(Path(args.out), model=args.model, prefill=args.prefill,
+                          decode=args.decode, cycle=not args.no_cycle, echo=_out.print,
+                          progress=bar)
     _out.print(f"report written to {path}")
     return 0
 

@@ -115,7 +115,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          dtype=args.dtype, use_cache=not args.no_cache)
         kw = {"cycle": not args.no_cycle, "overrides": a.overrides() if a else None,
               "overrides_from": f"assumptions {a.path}" if a else ""}
-        rows = compare(names, w, gpu_stack=args.gpu_stack, **kw)
+        from llmcosim.progress import TaskProgress
+
+        with TaskProgress(f"compare {entry.name}", "devices", verb="simulated",
+                          enabled=not args.json) as bar:
+            rows = compare(names, w, gpu_stack=args.gpu_stack, progress=bar, **kw)
         # the paper's GPU stacks on our calibrated GPU model (only GPUs rerun; fast)
         gpus = [r.hw for r in rows if r.kind == "gpu" and r.fidelity == "calibrated"]
         for stack, ours in (a.model_stacks.items() if a and gpus else ()):

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mapping.compression import quantize
 from models.errors import UserError
 from models.workload import Workload
+from reports.labels import label
 from sim.registry import fidelities, run
 from sim.result import SimResult
 from sim.spec import HardwareSpec, list_presets, load_preset
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["COLUMNS", "DEFAULT_HW", "GPU_STACKS", "Row", "best_fidelity", "check_inputs",
            "compare", "markdown", "parse_hw_list", "plot", "row_from_result", "table_cells",
@@ -55,6 +59,12 @@ class Row:
     power_source: str
     price_source: str
     notes: tuple[str, ...] = ()
+    stack: str | None = None         # the calibrated GPU model's software stack
+
+    @property
+    def label(self) -> str:
+        """The device as plots name it: "gpu-h100 (calibrated, graph)"."""
+        return f"{self.hw} ({', '.join(x for x in (self.fidelity, self.stack) if x)})"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -160,7 +170,8 @@ def row_from_result(spec: HardwareSpec, r: SimResult, source: str,
                power_w=power, tokens_per_j=tokens_per_j, price_usd=price,
                tokens_per_s_per_usd=tps / price if price else None,
                fits_memory=r.fits_memory, source=source, power_source=power_source,
-               price_source=price_source, notes=r.notes)
+               price_source=price_source, notes=r.notes,
+               stack=r.extra.get("stack") if spec.kind == "gpu" else None)
 
 
 def check_inputs(hw: Iterable[str], gpu_stack: str | None = None) -> list[HardwareSpec]:
@@ -172,16 +183,20 @@ def check_inputs(hw: Iterable[str], gpu_stack: str | None = None) -> list[Hardwa
 
 def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: str | None = None,
             overrides: Mapping[str, Mapping[str, float]] | None = None, overrides_from: str = "",
-            known: Mapping[tuple[str, str], SimResult] | None = None) -> list[Row]:
+            known: Mapping[tuple[str, str], SimResult] | None = None,
+            progress: Callable[[int, int], None] | None = None) -> list[Row]:
     """Simulate ``w`` on each device at its best fidelity (roofline only when not ``cycle``).
 
     ``overrides``: preset -> {"power_w": W, "price_usd": $} from an assumptions file (named by
-    ``overrides_from``); ``known``: results already simulated, by (hw, fidelity), reused.
+    ``overrides_from``); ``known``: results already simulated, by (hw, fidelity), reused;
+    ``progress(done, total)``: called before each device and after the last.
     """
     specs = check_inputs(hw, gpu_stack)
-    rows = []
+    rows: list[Row] = []
     w_fpga = None
     for spec in specs:
+        if progress is not None:
+            progress(len(rows), len(specs))
         o = (overrides or {}).get(spec.name, {})
         spec = _with_overrides(spec, o.get("power_w"), o.get("price_usd"), overrides_from)
         fidelity = best_fidelity(spec, cycle)
@@ -202,6 +217,8 @@ def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: st
             r = _run_or_bound(spec, workload, fidelity, options, w_fpga or w)
         rows.append(row_from_result(spec, r, _source(spec, r.fidelity, gpu_stack, r, cycle),
                                     power_overridden=o.get("power_w") is not None))
+    if progress is not None:
+        progress(len(rows), len(specs))
     return rows
 
 
@@ -249,7 +266,8 @@ def markdown(rows: list[Row], *, title: str, command: str, headline_md: str = ""
               "## Power and price sources", "",
               "| device | power | price |", "|---|---|---|"]
     lines += [f"| {r.hw} | {r.power_source} | {r.price_source} |" for r in rows]
-    lines += ["", "![decode tokens/s, tokens/J, tokens/s per k$](compare.png)", ""]
+    lines += ["", "![prefill ms, decode ms/token, decode tokens/s, tokens/J, tokens/s per k$]"
+              "(compare.png)", ""]
     notes = [f"- {r.hw}: {n}" for r in rows for n in r.notes]
     notes += [f"- {r.hw}: does not fit in memory" for r in rows if not r.fits_memory]
     if notes:
@@ -259,35 +277,46 @@ def markdown(rows: list[Row], *, title: str, command: str, headline_md: str = ""
     return "\n".join(lines)
 
 
-def plot(rows: list[Row], path: Path, title: str) -> None:
-    """Three bar panels (decode tokens/s, tokens/J, tokens/s per k$); colour = fidelity."""
-    import matplotlib
+_PANELS = (  # (label, value of a row); units in the label (reports.labels)
+    (label("prefill_ms"), lambda r: r.prefill_ms),
+    (label("decode_ms_per_token"), lambda r: r.decode_ms_per_token),
+    (label("decode_tokens_per_s"), lambda r: r.decode_tokens_per_s),
+    (label("tokens_per_j"), lambda r: r.tokens_per_j),
+    ("decode throughput per price (tokens/s per k$)",
+     lambda r: r.tokens_per_s_per_usd and r.tokens_per_s_per_usd * 1e3),
+)
+_FIDELITY_COLOURS = {"cycle": "tab:blue", "calibrated": "tab:green", "roofline": "tab:gray"}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    colours = {"cycle": "tab:blue", "calibrated": "tab:green", "roofline": "tab:gray"}
-    panels = (("decode tokens/s", lambda r: r.decode_tokens_per_s),
-              ("decode tokens/J", lambda r: r.tokens_per_j),
-              ("tokens/s per k$", lambda r: r.tokens_per_s_per_usd and
-               r.tokens_per_s_per_usd * 1e3))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=110)
-    names = [r.hw for r in rows]
-    for ax, (label, get) in zip(axes, panels, strict=True):
+def plot(rows: list[Row], title: str) -> Figure:
+    """Five bar panels: latency (prefill ms, decode ms/token), decode tokens/s, tokens/J,
+    tokens/s per k$; colour = fidelity, the legend lists the fidelities shown."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, any backend
+    from matplotlib.patches import Rectangle
+
+    fig = Figure(figsize=(13, 7.5), dpi=110)
+    axes = fig.subplots(2, 3).ravel()
+    names = [r.label for r in rows]
+    colour = [_FIDELITY_COLOURS.get(r.fidelity, "tab:orange") for r in rows]
+    for ax, (text, get) in zip(axes, _PANELS, strict=False):
         vals = [get(r) for r in rows]
-        bars = ax.bar(names, [v or 0.0 for v in vals],
-                      color=[colours.get(r.fidelity, "tab:orange") for r in rows])
+        bars = ax.bar(names, [v or 0.0 for v in vals], color=colour)
         for bar, v in zip(bars, vals, strict=True):
             ax.annotate("n/a" if v is None else f"{v:.3g}", (bar.get_x() + bar.get_width() / 2,
                         bar.get_height()), ha="center", va="bottom", fontsize=7)
-        ax.set_title(label, fontsize=10)
-        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", fontsize=8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
-    fig.legend(handles, list(colours), loc="upper right", fontsize=8, title="fidelity")
+        ax.set_ylabel(text, fontsize=9)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        for t in ax.get_xticklabels():
+            t.set_horizontalalignment("right")
+    legend_ax = axes[-1]
+    legend_ax.axis("off")
+    used = list(dict.fromkeys(r.fidelity for r in rows))  # only the fidelities a bar uses
+    handles = [Rectangle((0, 0), 1, 1, color=_FIDELITY_COLOURS.get(f, "tab:orange"))
+               for f in used]
+    legend_ax.legend(handles, used, loc="center", title="fidelity", fontsize=9)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 0.93, 1))
-    fig.savefig(path)
-    plt.close(fig)
+    fig.tight_layout()
+    return fig
 
 
 def write_compare(out: Path, rows: list[Row], *, workload: dict[str, Any], command: str,
@@ -303,7 +332,7 @@ def write_compare(out: Path, rows: list[Row], *, workload: dict[str, Any], comma
     if headline is not None:
         data["headline"] = headline
     (out / f"{stem}.json").write_text(json.dumps(data, indent=1))
-    plot(rows, out / f"{stem}.png", title)
+    plot(rows, title).savefig(out / f"{stem}.png")
     md = markdown(rows, title=title, command=command, headline_md=headline_md)
     path = out / f"{stem}.md"
     path.write_text(md.replace("compare.png", f"{stem}.png"))

@@ -118,7 +118,21 @@ def _speculative(hw: str, model: str, prefill: int, decode: int,
 
 
 def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decode: int = 512,
-               cycle: bool = True, echo: Callable[[str], None] = print) -> Path:
+               cycle: bool = True, echo: Callable[[str], None] = print,
+               progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write the demo report under ``out``; ``progress(done, total)`` after each simulation
+    step (one per preset's roofline row, cycle-level and speculative row, and the
+    comparison)."""
+    presets = list_presets()
+    total = len(presets) + (3 if cycle else 0) + 3
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
     out.mkdir(parents=True, exist_ok=True)
     last = prefill + decode - 1
     echo(f"tracing {model}: prefill {prefill}, decode at contexts {prefill}..{last}")
@@ -127,24 +141,28 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
     # with an INT8 KV cache; GPUs and HADES run the FP16 model (HF/vLLM baselines).
     w_fpga = w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
     rows: list[tuple[SimResult, str]] = []
-    for name in list_presets():
+    for name in presets:
         spec = load_preset(name)
         fpga = spec.kind == "flightllm"
         r = run(spec, w_fpga if fpga else w, "roofline")
         rows.append((r, "W4 KV8 / roofline" if fpga else "FP16 / roofline"))
+        step()
     roofline = [r for r, _ in rows]
     cycled: list[SimResult] = []
     if cycle:
         echo("cycle-level simulators: flightllm-u280 (the slowest, ~20 s for 512 steps), hades")
-        cycled = [run(load_preset("flightllm-u280"), w, "cycle"),
-                  run(load_preset("hades"), w, "cycle")]
+        for hw in ("flightllm-u280", "hades"):
+            cycled.append(run(load_preset(hw), w, "cycle"))
+            step()
         rows += zip(cycled, ("artifact setting / cycle", "FP16 / cycle"), strict=True)
         rows.append((_speculative("hades", model, prefill, decode), "FP16 spec / cycle"))
+        step()
     # Each device at its best fidelity, reusing the runs above (the calibrated GPU model runs
     # here once it exists). The VHK158 is left out: its cycle run would add ~20 s to the demo;
     # `llmcosim compare` includes it.
     known = {(r.hw, r.fidelity): r for r in roofline + cycled}
     compared = compare(DEMO_COMPARE_HW, w, cycle=cycle, known=known)
+    step()
     for c in compared:
         echo(f"  {c.hw:17s} best: {c.fidelity:10s} {c.decode_tokens_per_s:9.1f} tokens/s  "
              f"{c.tokens_per_j or 0:6.3f} tokens/J  ({c.source.split(':')[0]})")
@@ -152,8 +170,10 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
                   workload={"model": model, "prefill": prefill, "decode": decode, "batch": 1,
                             "dtype": "float16"})
     rows.append((_speculative("gpu-a100", model, prefill, decode), "FP16 spec / roofline"))
+    step()
     rows.append((_speculative("gpu-a100", model, prefill, decode, "calibrated"),
                  "FP16 spec / calibrated"))
+    step()
     assert w.decode_first is not None
     tot = w.decode_first.totals()
     summary = (f"Decode graph: {tot.nodes} ops, {tot.params / 1e9:.2f} G parameters "

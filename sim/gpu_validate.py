@@ -13,6 +13,7 @@ and prefills of that machine are the held-out check.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,7 +31,10 @@ from sim.gpu_calibrate import (
 from sim.gpu_model import chip
 from sim.gpu_steps import predict_prefill, predict_step
 
-__all__ = ["TARGET_MAX", "TARGET_MEDIAN", "ClassError", "validate", "validate_own"]
+__all__ = ["TARGET_MAX", "TARGET_MEDIAN", "ClassError", "validate", "validate_all",
+           "validate_own"]
+
+Tick = Callable[[], None] | None  # called once per whole-model point predicted (the slow part)
 
 TARGET_MEDIAN, TARGET_MAX = 0.10, 0.25  # the issue's bar on held-out points
 
@@ -68,7 +72,7 @@ def _label(r: dict[str, Any]) -> str:
 
 
 def validate(fit_on: str | None = None, steps: bool = True, only: str | None = None,
-             others: bool = False) -> dict[str, Any]:
+             others: bool = False, tick: Tick = None) -> dict[str, Any]:
     """Errors per class on held-out data, for every measured device (or ``only`` one, or
     with ``others`` every one but the fitted device: the transfer alone)."""
     c = default_calibration(fit_on, steps)
@@ -90,50 +94,78 @@ def validate(fit_on: str | None = None, steps: bool = True, only: str | None = N
         out += [_summary(b.device, g, v) for g, v in sorted(groups.items())]
         out.append(_summary(b.device, "all per-op", [p for v in groups.values() for p in v]))
         if steps:
-            out += _steps(b, c, (bw, peak, l2, sm_hz), points)
+            out += _steps(b, c, (bw, peak, l2, sm_hz), points, tick)
     return {"fit_on": c.device, "calibration": c, "classes": out, "points": points}
 
 
-def validate_own(steps: bool = True) -> dict[str, Any]:
+def validate_own(steps: bool = True, tick: Tick = None) -> dict[str, Any]:
     """Every measured device fitted on its own data (as ``--hw gpu-h100``/``gpu-h200``
     simulate): its held-out per-op rows and, with ``steps``, its whole-model steps."""
     out: list[ClassError] = []
     points: list[dict[str, Any]] = []
     cals = {}
     for device in baselines():
-        res = validate(device, steps, only=device)
+        res = validate(device, steps, only=device, tick=tick)
         out += res["classes"]
         points += res["points"]
         cals[device] = res["calibration"]
     return {"fit_on": "own", "calibrations": cals, "classes": out, "points": points}
 
 
-def _steps(b: Baseline, c, dev: tuple[float, ...], points: list[dict[str, Any]]
-           ) -> list[ClassError]:
-    groups: dict[str, list[tuple[float, str]]] = {}
+def validate_all(fit_on: str | None = None, steps: bool = True,
+                 progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`validate_own` and the transfer check ``validate(fit_on, others=True)``, with
+    ``progress(done, total)`` over the whole-model points of both (each traces a graph)."""
+    fitted = default_calibration(fit_on, steps).device
+    total = sum(len(_step_rows(b)) * (1 + (b.device != fitted))
+                for b in baselines().values()) if steps else 0
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    own = validate_own(steps, tick)
+    return own, validate(fit_on, steps, others=True, tick=tick)
+
+
+def _step_rows(b: Baseline) -> list[tuple[str, dict[str, Any]]]:
+    """The whole-model points of ``b`` that are held out: ("step", row) or ("prefill", row)."""
+    eager_steps, eager_prefill = fastest_eager(b)
     # eager time is host-bound: each machine's host time per torch call is fitted on its own
     # LLaMA-2-7B q = 1 eager steps, which are therefore not held out
+    rows = [r for r in b.steps if r["mode"] != "eager"] + eager_steps
+    return [("step", r) for r in rows if not is_host_fit(r)] + \
+        [("prefill", r) for r in eager_prefill]
+
+
+def _steps(b: Baseline, c, dev: tuple[float, ...], points: list[dict[str, Any]],
+           tick: Tick = None) -> list[ClassError]:
+    groups: dict[str, list[tuple[float, str]]] = {}
     host = fit_host(b)
     if host is not None:
         c = replace(c, host_s_per_call=host)
-    eager_steps, eager_prefill = fastest_eager(b)
-    for r in [r for r in b.steps if r["mode"] != "eager"] + eager_steps:
-        if is_host_fit(r):
-            continue
-        p = predict_step(r, c, *dev)
-        mode = "graph" if r["mode"] == "cuda_graph" else "eager"
-        # eager steps are host-bound: their fastest repeat over every run (fastest_eager)
-        measured = r["median_s"] if mode == "graph" else r["min_s"]
-        groups.setdefault(f"step {mode}", []).append(
-            (p / measured - 1, f"{r['model']} q={r['shape']['q']} c={r['shape']['context']}"))
-        points.append({"device": b.device, "op": f"step {mode}", "model": r["model"],
-                       "shape": r["shape"], "measured_s": measured, "model_s": p})
-    for r in eager_prefill:
-        p = predict_prefill(r, c, *dev)
-        groups.setdefault("prefill eager", []).append(
-            (p / r["min_s"] - 1, f"{r['model']} prefill {r['shape']['tokens']}"))
-        points.append({"device": b.device, "op": "prefill eager", "model": r["model"],
-                       "shape": r["shape"], "measured_s": r["min_s"], "model_s": p})
+    for what, r in _step_rows(b):
+        if what == "prefill":
+            p = predict_prefill(r, c, *dev)
+            groups.setdefault("prefill eager", []).append(
+                (p / r["min_s"] - 1, f"{r['model']} prefill {r['shape']['tokens']}"))
+            points.append({"device": b.device, "op": "prefill eager", "model": r["model"],
+                           "shape": r["shape"], "measured_s": r["min_s"], "model_s": p})
+        else:
+            p = predict_step(r, c, *dev)
+            mode = "graph" if r["mode"] == "cuda_graph" else "eager"
+            # eager steps are host-bound: their fastest repeat over every run (fastest_eager)
+            measured = r["median_s"] if mode == "graph" else r["min_s"]
+            groups.setdefault(f"step {mode}", []).append(
+                (p / measured - 1, f"{r['model']} q={r['shape']['q']} c={r['shape']['context']}"))
+            points.append({"device": b.device, "op": f"step {mode}", "model": r["model"],
+                           "shape": r["shape"], "measured_s": measured, "model_s": p})
+        if tick is not None:
+            tick()
     by_model: dict[str, list[tuple[float, str]]] = {}
     for e, label in groups.get("step graph", []):
         by_model.setdefault(label.split()[0], []).append((e, label))

@@ -32,17 +32,19 @@ class Simulator:
     fn: SimulateFn
     description: str
     options: frozenset[str] = frozenset()  # keyword options fn accepts beyond (spec, workload)
+    reports_progress: bool = False  # fn takes progress=(done, total) callback
 
 
 _REGISTRY: dict[str, list[Simulator]] = {}  # fidelity -> simulators (disjoint kinds)
 
 
 def register(fidelity: str, fn: SimulateFn, *, kinds: set[str] | None = None,
-             description: str = "", options: tuple[str, ...] = ()) -> None:
+             description: str = "", options: tuple[str, ...] = (),
+             reports_progress: bool = False) -> None:
     """Add a simulator; one fidelity name may have one simulator per hardware kind."""
     sims = _REGISTRY.setdefault(fidelity, [])
     new = Simulator(fidelity, frozenset(kinds) if kinds else None, fn, description,
-                    frozenset(options))
+                    frozenset(options), reports_progress)
     sims[:] = [s for s in sims if s.kinds is not None and new.kinds is not None
                and not s.kinds & new.kinds] + [new]
 
@@ -71,14 +73,15 @@ def best_fidelity(kind: str, speculative: bool = False) -> str:
     return "roofline"
 
 
-def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline",
-        **options: Any) -> SimResult:
+def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline", *,
+        progress: Callable[[int, int], None] | None = None, **options: Any) -> SimResult:
     """Simulate ``workload`` on ``spec`` at ``fidelity``; UserError for unknown combinations.
 
     ``fidelity="best"`` picks :func:`best_fidelity` for the hardware's kind. A speculative
     workload (``mapping.spec_workload``) runs its speculation schedule; options are
     simulator-specific (FlightLLM cycle: ``compression``, a compression config, and
-    ``trace``, a Perfetto output path).
+    ``trace``, a Perfetto output path). ``progress(done, total)`` reaches the simulators that
+    report it (FlightLLM cycle: programs simulated); the others finish in seconds and ignore it.
     """
     _load_builtins()
     if fidelity == BEST:
@@ -94,7 +97,10 @@ def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline",
         raise UserError(f"--fidelity {fidelity} on {spec.kind} hardware takes no option "
                         f"{', '.join(sorted(given - sim.options))}; it takes: "
                         f"{', '.join(sorted(sim.options)) or 'none'}")
-    return sim.fn(spec, workload, **{k: options[k] for k in given})
+    kwargs = {k: options[k] for k in given}
+    if progress is not None and sim.reports_progress:
+        kwargs["progress"] = progress
+    return sim.fn(spec, workload, **kwargs)
 
 
 def _load_builtins() -> None:
@@ -104,9 +110,11 @@ def _load_builtins() -> None:
     from sim.hades.simulate import simulate_cycle as hades_simulate
 
     register("roofline", _roofline, description="per-op max(FLOPs/peak, bytes/bandwidth)")
-    register("cycle", lambda spec, w, compression=None, trace=None, decode_bucket=None:
-             flightllm_simulate(spec, w, compression, trace, decode_bucket),
+    register("cycle", lambda spec, w, compression=None, trace=None, decode_bucket=None,
+             progress=None: flightllm_simulate(spec, w, compression, trace, decode_bucket,
+                                               progress),
              kinds={"flightllm"}, options=("compression", "trace", "decode_bucket"),
+             reports_progress=True,
              description="FlightLLM cycle-level: ISA program on HBM/MPE/SFU unit models")
     register("cycle", hades_simulate, kinds={"hades"},
              description="HADES event-driven simulator (speculation rounds over its units)")

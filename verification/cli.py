@@ -52,6 +52,7 @@ def _verify(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from llmcosim.progress import TaskProgress
     from verification.blocks import default_configs
     from verification.runner import SIMULATORS, run_config, simulator_env
 
@@ -68,22 +69,30 @@ def _verify(args) -> int:
                          else "left")
     failed, notes = 0, []
     console = Console(width=max(Console().width, 120))
-    for cfg in default_configs(args.block):
-        res = run_config(cfg, sim=args.sim, vectors=args.vectors, seed=args.seed,
-                         waves=args.waves)
-        failed += not res.passed
-        table.add_row(cfg.block, cfg.describe(), str(res.vectors), str(res.cycles),
-                      f"{_fmt(res.latency)}/{res.expect_latency}",
-                      f"{_fmt(res.ii)}/{res.expect_ii}",
-                      f"{res.wall_s:.1f}", "[green]pass" if res.passed else "[red]FAIL")
-        if not res.passed:
-            notes.append(f"{cfg.slug}: {res.message}")
-        if res.waves is not None:
-            notes.append(f"{cfg.slug}: waves {res.waves}")
+    configs = default_configs(args.block)
+    with TaskProgress(f"rtl verify ({args.sim})", "configurations", verb="verified") as bar:
+        for i, cfg in enumerate(configs):
+            bar(i, len(configs))
+            res = run_config(cfg, sim=args.sim, vectors=args.vectors, seed=args.seed,
+                             waves=args.waves)
+            failed += not res.passed
+            _add_row(table, notes, cfg, res)
+        bar(len(configs), len(configs))
     console.print(table)
     for note in notes:
         console.print(note, highlight=False, soft_wrap=True)
     return 1 if failed else 0
+
+
+def _add_row(table, notes: list[str], cfg, res) -> None:
+    table.add_row(cfg.block, cfg.describe(), str(res.vectors), str(res.cycles),
+                  f"{_fmt(res.latency)}/{res.expect_latency}",
+                  f"{_fmt(res.ii)}/{res.expect_ii}",
+                  f"{res.wall_s:.1f}", "[green]pass" if res.passed else "[red]FAIL")
+    if not res.passed:
+        notes.append(f"{cfg.slug}: {res.message}")
+    if res.waves is not None:
+        notes.append(f"{cfg.slug}: waves {res.waves}")
 
 
 def _fmt(values: list[int]) -> str:
@@ -94,6 +103,7 @@ def _synth(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from llmcosim.progress import TaskProgress
     from sim.blocks.csd_chain import check_csd_params, parse_pattern
     from verification.blocks import BlockConfig
     from verification.synth import synthesize
@@ -103,7 +113,8 @@ def _synth(args) -> int:
         raise ValueError(f"--block {args.block!r}: synth supports csd_chain only")
     check_csd_params(args.chain, parse_pattern(args.pattern))
     cfg = BlockConfig.of("csd_chain", chain=args.chain, pattern=args.pattern)
-    rep = synthesize(cfg)
+    with TaskProgress(f"rtl synth {cfg.slug}", "Yosys synth_xilinx", opaque=True):
+        rep = synthesize(cfg)
     table = Table(title=f"llmcosim rtl synth — Yosys synth_xilinx (UltraScale+) {cfg.slug}")
     for col in ("DSP48E2", "model DSP48", "LUT", "FF", "CARRY", "RAM", "yosys s"):
         table.add_column(col, justify="right")

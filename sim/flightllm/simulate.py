@@ -7,8 +7,8 @@ Prefill runs the program for ceil128(P) tokens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -135,8 +135,18 @@ def _ceil(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
+def _decode_buckets(w: Workload, bucket: int) -> list[int]:
+    """The context each decode pass's program is compiled for, pass by pass."""
+    if not w.decode_tokens:
+        return []
+    if w.decode_first.context == w.decode_last.context:  # one pass: its own context
+        return [w.decode_first.context]
+    return [_ceil(c + 1, bucket) - 1 for c in w.decode_contexts]
+
+
 def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = None,
-             trace: str | None = None, decode_bucket: int | None = None) -> SimResult:
+             trace: str | None = None, decode_bucket: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> SimResult:
     """Prefill + decode of ``w`` (raw traced graphs) on ``spec``.
 
     ``trace``: write a Perfetto trace of the prefill pass and the first decode pass there.
@@ -144,6 +154,8 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
     program compiled for ceil(p + i + 1, bucket) keys (length-adaptive compilation). The
     prefill runs at its own length: its MM tiles are 128 rows either way, so the bucket's
     padded program differs only in the SFU's rows.
+    ``progress(done, total)`` is called after each program is simulated (the prefill's and one
+    per decode bucket), the unit of the simulator's time.
     """
     decode_bucket = DECODE_BUCKET if decode_bucket is None else decode_bucket
     if decode_bucket < 1:
@@ -154,8 +166,13 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         check_batch_buffers(w.decode_first, arch_of(spec))
     prefill_s, extra, counts = 0.0, {}, {}
     traced: list[tuple[str, PassResult]] = []
+    buckets = _decode_buckets(w, decode_bucket)
+    total = (w.prefill is not None) + len(set(buckets))
+    tick = progress or (lambda done, total: None)
+    tick(0, total)
     if w.prefill is not None:
         p = simulate_graph(spec, w.prefill, periodic=not trace)  # a trace needs the program
+        tick(1, total)
         prefill_s = p.seconds
         traced.append((f"prefill {w.prefill_tokens}", p))
         extra["prefill_busy"] = p.busy
@@ -163,14 +180,14 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         extra["prefill_dsp_dense_utilisation"] = p.dsp_dense_utilisation
         counts.update({f"prefill_{k}": v for k, v in p.counts.items()})
     decode_s = 0.0
-    if w.decode_tokens:
-        run = lru_cache(maxsize=None)(lambda c: simulate_graph(
-            spec, w.decode_at(c), periodic=not (trace and c == buckets[0])))
-        if w.decode_first.context == w.decode_last.context:  # one pass: its own context
-            buckets = [w.decode_first.context]
-        else:
-            buckets = [_ceil(c + 1, decode_bucket) - 1 for c in w.decode_contexts]
-        res = [run(c) for c in buckets]
+    if buckets:
+        done: dict[int, PassResult] = {}  # each bucket's program is simulated once
+        for c in buckets:
+            if c not in done:   # a traced pass needs its program: simulated whole
+                done[c] = simulate_graph(spec, w.decode_at(c),
+                                         periodic=not (trace and c == buckets[0]))
+                tick((w.prefill is not None) + len(done), total)
+        res = [done[c] for c in buckets]
         decode_s = sum(r.seconds for r in res)
         last = res[-1]
         traced.append((f"decode (context {buckets[0]})", res[0]))
