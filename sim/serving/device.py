@@ -23,6 +23,7 @@ from sim.spec import HardwareSpec
 __all__ = ["DeviceServe", "default_fidelity", "kv_budget_tokens", "serve_device"]
 
 _DEFAULT_FIDELITY = {"gpu": "calibrated"}   # every other kind: roofline
+_TABLES: dict[tuple, PassTable] = {}         # in-process memo (several rates, one table)
 
 
 def default_fidelity(kind: str) -> str:
@@ -64,9 +65,14 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
     prefill, decode = sources or default_sources(entry)
     longest = max(r.prompt_tokens for r in requests)
     max_ctx = max(r.prompt_tokens + r.output_tokens for r in requests)
-    table = build_table(spec, fid, prefill, decode,
-                        max_tokens=max(cfg.token_budget, longest), max_batch=cfg.max_batch,
-                        max_context=max_ctx, graph_pass=gp)
+    key = (spec, entry.name, fid, max(cfg.token_budget, longest), cfg.max_batch, max_ctx,
+           sources is None)
+    table = _TABLES.get(key)
+    if table is None:
+        table = build_table(spec, fid, prefill, decode, max_tokens=key[3],
+                            max_batch=cfg.max_batch, max_context=max_ctx, graph_pass=gp)
+        if sources is None:   # tables from the trace cache are reused across runs
+            _TABLES[key] = table
     budget = cfg.kv_budget_tokens or kv_budget_tokens(spec, table)
     c = SchedulerConfig(cfg.token_budget, cfg.max_batch, budget)
     run = simulate_serving(table, requests, c)
