@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -76,31 +77,49 @@ class PassTable:
     def _tok(self, arr: np.ndarray, t: float) -> float:
         return float(np.interp(t, self.tokens, arr))
 
-    def _dec(self, arr: np.ndarray, batch: int, ctx: float) -> float:
-        """Bilinear in (batch, context); linear extrapolation in context beyond the grid."""
-        bs, cs = self.batches, self.contexts
-        i = min(max(bisect.bisect_right(bs, batch) - 1, 0), len(bs) - 2)
+    @cached_property
+    def _lut(self) -> tuple[list[float], ...]:
+        """The token curves at every whole token count (list indexing is ~50x faster than
+        np.interp on one scalar, and the scheduler asks once per iteration)."""
+        t = np.arange(int(self.tokens[-1]) + 1, dtype=float)
+        return tuple(np.interp(t, self.tokens, a).tolist()
+                     for a in (self.dense_s, self.dense_j, self.pre_attn_s, self.pre_attn_j))
+
+    @cached_property
+    def _dec_rows(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Decode attention per whole batch size (linear between grid batches): (s, J) rows
+        over the context grid."""
+        bs = np.array(self.batches, dtype=float)
+        out = []
+        for arr in (self.dec_attn_s, self.dec_attn_j):
+            rows = [np.array([np.interp(b, bs, arr[:, j]) for j in range(arr.shape[1])])
+                    for b in range(self.batches[-1] + 1)]
+            out.append(rows)
+        return out[0], out[1]
+
+    def _dec(self, rows: list[np.ndarray], batch: int, ctx: float) -> float:
+        """Linear in the context between grid points, extrapolated past the last one."""
+        cs = self.contexts
         j = min(max(bisect.bisect_right(cs, ctx) - 1, 0), len(cs) - 2)
-        fb = (batch - bs[i]) / (bs[i + 1] - bs[i])
-        fc = (ctx - cs[j]) / (cs[j + 1] - cs[j])
-        lo = arr[i, j] + (arr[i, j + 1] - arr[i, j]) * fc
-        hi = arr[i + 1, j] + (arr[i + 1, j + 1] - arr[i + 1, j]) * fc
-        return float(lo + (hi - lo) * fb)
+        row = rows[batch]
+        return float(row[j] + (row[j + 1] - row[j]) * (ctx - cs[j]) / (cs[j + 1] - cs[j]))
 
     def iteration(self, n_decode: int, ctx_sum: float,
                   chunks: list[tuple[int, int]]) -> tuple[float, float]:
         """(seconds, joules) of one iteration: ``n_decode`` decode tokens whose caches hold
         ``ctx_sum`` tokens in all, plus prefill ``chunks`` of (tokens, cached before)."""
+        dense_s, dense_j, pre_s, pre_j = self._lut
         t = n_decode + sum(c for c, _ in chunks)
-        s, j = self._tok(self.dense_s, t), self._tok(self.dense_j, t)
+        s, j = dense_s[t], dense_j[t]
         if n_decode:
             ctx = ctx_sum / n_decode
-            s += self._dec(self.dec_attn_s, n_decode, ctx)
-            j += self._dec(self.dec_attn_j, n_decode, ctx)
+            rows_s, rows_j = self._dec_rows
+            s += self._dec(rows_s, n_decode, ctx)
+            j += self._dec(rows_j, n_decode, ctx)
         for c, c0 in chunks:
             share = c / (c0 + c)
-            s += share * self._tok(self.pre_attn_s, c0 + c)
-            j += share * self._tok(self.pre_attn_j, c0 + c)
+            s += share * pre_s[c0 + c]
+            j += share * pre_j[c0 + c]
         return s, j
 
 

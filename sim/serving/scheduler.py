@@ -92,18 +92,21 @@ def _admit(waiting: deque, running: list, cfg: SchedulerConfig, reserved: int,
 
 def _plan(running: list, budget: int) -> tuple[list, float, list]:
     """Decoders (and their summed contexts), then prompt chunks within the token budget."""
-    decoders = [r for r in running if r.prefilled == r.req.prompt_tokens]
-    ctx_sum = float(sum(r.context for r in decoders))
-    left, chunks = budget - len(decoders), []
+    decoders, ctx_sum, prefilling = [], 0, []
     for r in running:
+        if r.prefilled == r.req.prompt_tokens:
+            decoders.append(r)
+            ctx_sum += r.prefilled + r.generated - 1   # RequestRecord.context, inlined
+        else:
+            prefilling.append(r)
+    left, chunks = budget - len(decoders), []
+    for r in prefilling:
         if left <= 0:
             break
-        todo = r.req.prompt_tokens - r.prefilled
-        if todo:
-            c = min(todo, left)
-            chunks.append((r, c))
-            left -= c
-    return decoders, ctx_sum, chunks
+        c = min(r.req.prompt_tokens - r.prefilled, left)
+        chunks.append((r, c))
+        left -= c
+    return decoders, float(ctx_sum), chunks
 
 
 def simulate_serving(table: PassTable, requests: list[Request],
