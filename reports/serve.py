@@ -74,8 +74,9 @@ def write_serve(out: Path, devices: list[dict[str, Any]], series: dict[str, Any]
                                                 "kv_series": series}, indent=1))
     plot_kv(series, out / "serve_kv.png", f"{setup['model']}: KV-cache occupancy")
     lines = [f"# Serving {setup['model']}", "", f"`{command}`", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(table_row(m)) + " |" for m in devices]
+             "| arrivals | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+    lines += [f"| {m.get('arrivals', '')} | " + " | ".join(table_row(m)) + " |"
+              for m in devices]
     lines += ["", "Setup: " + ", ".join(f"{k} {v}" for k, v in setup.items()), "",
               "TTFT: arrival to the end of the iteration that runs the last prompt chunk. "
               "TPOT: (completion - first token) / (outputs - 1). Goodput: requests per second "
