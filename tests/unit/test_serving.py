@@ -210,3 +210,31 @@ def test_cli_bad_inputs_exit_2(capsys):
     assert "--rate" in capsys.readouterr().err
     assert main(["serve", "--rate", "1/s", "--slo", "p99=1s"]) == 2
     assert "unknown SLO key" in capsys.readouterr().err
+
+
+def test_far_below_capacity_poisson_ttft_is_the_prefill():
+    """Poisson at ~1/1000 of capacity: every arrival finds the device idle (checked), so each
+    TTFT is the prefill of its prompt in one iteration (prompts <= the token budget)."""
+    rate = _capacity_rate() / 1000
+    reqs = poisson_requests(rate, 60, *SHORT, seed=11)
+    d = _serve(reqs, SchedulerConfig(token_budget=512, max_batch=16))
+    for rec in d.run.records:
+        assert rec.admitted_s == rec.req.arrival_s
+        ttft = rec.first_token_s - rec.req.arrival_s
+        assert ttft == pytest.approx(d.table.prefill_s(rec.req.prompt_tokens), rel=1e-9)
+
+
+def test_arrival_during_an_iteration_waits_at_most_that_iteration():
+    """The one-iteration alignment: a request arriving while another decodes starts at the
+    end of the running iteration, never later."""
+    first = Request(0, 0.0, 64, 50)
+    probe = _serve([first])
+    t_first = probe.run.records[0].first_token_s
+    step = float(probe.run.iter_s[1])              # a decode iteration of the first request
+    arrival = t_first + 0.4 * step                 # mid-way through that iteration
+    d = _serve([first, Request(1, arrival, 32, 5)])
+    rec = d.run.records[1]
+    wait = rec.admitted_s - arrival
+    assert wait == pytest.approx(0.6 * step, rel=1e-6)
+    ends = d.run.iter_start + d.run.iter_s
+    assert rec.admitted_s in set(ends.tolist())    # admitted exactly at an iteration end
