@@ -143,12 +143,13 @@ def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: D
     up to ``max_context`` (two traces per batch, the rest interpolated)."""
     gp = graph_pass or (lambda g: g)
     tokens = token_grid(max_tokens)
-    rows, energy = [], True
+    rows, energy, weight_bytes = [], True, 0.0
     for t in tokens:
         g = gp(prefill(t))
         res = run(spec, Workload(g.model, 1, t, 0, g, None, None), fidelity)
         energy &= res.energy_j is not None
         rows.append(_split(res, "prefill"))
+        weight_bytes = float(sum(p.bytes for p in g.params))   # as stored after graph_pass
     pre = np.array(rows)
     batches = sorted({1 << k for k in range(max_batch.bit_length()) if 1 << k < max_batch}
                      | {max_batch})
@@ -166,11 +167,9 @@ def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: D
             dec[bi, ci] = attn_s, attn_j
             if b == 1 and ci == 0:
                 kv_per_token = float(g.totals().kv_write_bytes)
-    first = gp(prefill(tokens[0]))
     return PassTable(spec.name, fidelity, np.array(tokens, dtype=float), pre[:, 0], pre[:, 2],
                      pre[:, 1], pre[:, 3], tuple(batches), tuple(contexts), dec[:, :, 0],
-                     dec[:, :, 1], float(sum(p.bytes for p in first.params)), kv_per_token,
-                     energy)
+                     dec[:, :, 1], weight_bytes, kv_per_token, energy)
 
 
 def default_sources(model, dtype: str = "float16") -> tuple[PrefillFn, DecodeFn]:
