@@ -37,6 +37,7 @@ from models.errors import UserError
 from models.request import parse_tree
 from sweeps.expr import Expr, parse_expr
 from sweeps.sampling import Axis, grid, latin_hypercube, random_samples
+from sweeps.serving import SERVING_METRICS
 
 __all__ = ["INPUTS", "Point", "SweepSpec", "load_sweep", "parse_sweep"]
 
@@ -324,8 +325,15 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
     if not isinstance(cons, list):
         raise UserError(f"{where}: sweep.constraints must be a list of expression strings")
     known = set(INPUTS) | set(field_types) | set(_DERIVED)
+    if "rate" in sec["serving"]:   # serving outputs: checked on each row after simulating
+        known |= set(SERVING_METRICS)
     constraints = tuple(parse_expr(c, f"{where}: sweep.constraints[{i}]", known)
                         for i, c in enumerate(cons))
+    for c in constraints:
+        if c.names & set(SERVING_METRICS) and c.names - set(SERVING_METRICS):
+            raise UserError(f"{where}: sweep.constraints {c.text!r}: a rule on serving "
+                            "metrics is checked after simulating and may name only them "
+                            f"({', '.join(SERVING_METRICS)}); write input rules separately")
     out = Path(sw.get("out", f"results/{name}.db"))
     return SweepSpec(name=name, out=out, sampling=sampling, samples=samples, seed=seed,
                      axes=tuple(axes), fixed=fixed, constraints=constraints,

@@ -78,3 +78,29 @@ def test_serving_sweep_records_metrics_and_filters(tmp_path, monkeypatch):
     assert len(where(df, "ttft_p99_ms < 1e9 and rate < 2")) == 2
     front = pareto(df, "goodput,-energy_per_request_j")
     assert 1 <= len(front) <= 4
+
+
+def test_constraints_on_serving_metrics_filter_after_simulating(tmp_path, monkeypatch):
+    monkeypatch.setattr(device, "default_sources", lambda entry: SOURCES)
+    free = parse_sweep(SERVING)
+    run_sweep(free, db=tmp_path / "a.db", workers=1, cache=False, progress=False)
+    ref, _ = load(tmp_path / "a.db")
+    cut = float(ref.ttft_p99_ms.median())
+    text = SERVING.replace('name = "serve_toy"',
+                           f'name = "serve_toy"\nconstraints = ["ttft_p99_ms <= {cut!r}"]')
+    run_sweep(parse_sweep(text), db=tmp_path / "b.db", workers=1, cache=False, progress=False)
+    df, _ = load(tmp_path / "b.db")
+    kept = df[df.status == "ok"]
+    gone = df[df.status == "filtered"]
+    assert len(kept) == (ref.ttft_p99_ms <= cut).sum() and len(gone) >= 1
+    assert (gone.ttft_p99_ms > cut).all()            # metrics kept on filtered rows
+    assert gone.error.str.contains("after simulating").all()
+
+
+def test_serving_constraints_name_only_serving_metrics():
+    with pytest.raises(UserError, match="may name only them"):
+        parse_sweep(SERVING.replace('name = "serve_toy"',
+                                    'name = "serve_toy"\nconstraints = ["goodput > batch"]'))
+    with pytest.raises(UserError, match="unknown name 'goodput'"):
+        parse_sweep(BASE.replace('name = "serve_toy"',
+                                 'name = "serve_toy"\nconstraints = ["goodput > 1"]'))
