@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from models.errors import UserError
-from models.graph import Graph, Node, OpKind, Param, Phase
+from models.graph import Phase
 from models.workload import Workload
 from models.zoo import get_model
 from sim.registry import run
@@ -30,34 +30,8 @@ from sim.serving.requests import (
 )
 from sim.serving.scheduler import SchedulerConfig
 from sim.spec import load_preset
+from tests.unit.serving_graphs import SOURCES, toy_pass
 
-H, LAYERS = 512, 2
-
-
-def _pass(batch: int, tokens: int, context: int, phase: Phase) -> Graph:
-    """One pass of ``batch`` x ``tokens`` new tokens over ``context`` cached ones."""
-    n, keys, nodes = batch * tokens, context + tokens, []
-    params = [Param(f"l{i}.w", (4 * H, H), "float16") for i in range(LAYERS)]
-    for i in range(LAYERS):
-        b = f"l{i}"
-        nodes += [
-            Node(f"{b}/linear", OpKind.LINEAR, "aten.linear", ("x",), ((batch, tokens, H),),
-                 (batch, tokens, 4 * H), "float16", flops=2 * 4 * H * H * n,
-                 weight_bytes=2 * 4 * H * H, act_bytes=2 * 5 * H * n, layer=i,
-                 weights=(f"l{i}.w",)),
-            Node(f"{b}/kv", OpKind.KV_APPEND, "aten.cat", (f"{b}/linear",),
-                 ((batch, tokens, H),), (batch, keys, H), "float16",
-                 kv_write_bytes=2 * 2 * H * n, layer=i),
-            Node(f"{b}/qk", OpKind.MATMUL, "aten.matmul", (f"{b}/linear", f"{b}/kv"),
-                 ((batch, tokens, H), (batch, keys, H)), (batch, tokens, keys), "float16",
-                 flops=2 * 2 * H * n * keys, kv_read_bytes=2 * 2 * H * batch * context,
-                 layer=i),
-        ]
-    return Graph("toy", phase, batch, tokens, context, "float16", tuple(nodes), tuple(params))
-
-
-SOURCES = (lambda t: _pass(1, t, 0, Phase.PREFILL),
-           lambda b, c: _pass(b, 1, c, Phase.DECODE))
 SPEC = load_preset("hades")
 ENTRY = get_model("llama2-7b")  # names the model; its graphs here are the toy ones
 SHORT = (LengthDist("lognormal", 60, 0.6, min=4, max=400),
@@ -104,7 +78,7 @@ def test_light_load_ttft_is_the_prompt_prefill_time():
         ttft = rec.first_token_s - rec.req.arrival_s
         assert rec.admitted_s == rec.req.arrival_s          # zero queueing
         if p <= budget:
-            g = _pass(1, p, 0, Phase.PREFILL)
+            g = toy_pass(1, p, 0, Phase.PREFILL)
             direct = run(SPEC, Workload("toy", 1, p, 0, g, None, None), "roofline").prefill_ms
             assert ttft == pytest.approx(direct / 1e3, rel=1e-9)
         else:
@@ -118,7 +92,7 @@ def test_decode_iteration_matches_the_simulator_at_grid_points():
                         max_context=400)
     for b in (1, 4, 8):
         c = table.contexts[-1]
-        g = _pass(b, 1, c, Phase.DECODE)
+        g = toy_pass(b, 1, c, Phase.DECODE)
         res = run(SPEC, Workload("toy", b, c, 1, None, g, g), "roofline")
         got, _ = table.iteration(b, float(b * c), [])
         assert got == pytest.approx(res.decode_ms_per_token / 1e3, rel=1e-9)

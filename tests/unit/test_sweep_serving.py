@@ -11,7 +11,7 @@ import sim.serving.device as device
 from models.errors import UserError
 from sweeps import parse_sweep, run_sweep
 from sweeps.analysis import load, pareto, where
-from tests.unit.test_serving import SOURCES
+from tests.unit.serving_graphs import SOURCES
 
 BASE = """
 [sweep]
