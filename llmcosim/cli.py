@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmcosim.fmt import eng, ms
+from llmcosim.serve import add_serve_parser
 from models.errors import UserError
 from models.request import parse_tree
 from models.zoo import ZOO, ModelEntry, entry_from_config_file, get_model
@@ -324,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     from llmcosim.compare import add_compare_parser
 
     add_compare_parser(sub)  # compare: devices side by side, a paper's headline ratios
+    add_serve_parser(sub)  # serve: continuous-batching serving simulation (sim/serving)
     _add_optional_commands(sub)
     return p
 

@@ -25,7 +25,7 @@ __all__ = ["best", "export", "load", "metric_names", "pareto", "pareto_mask", "s
 
 ALIASES = {"tokens_per_s": "decode_tokens_per_s", "throughput": "decode_tokens_per_s"}
 _MAXIMISE = ("per_s", "per_j", "per_usd", "fits_memory", "speedup", "mean_accepted",
-             "tokens_per_pass")
+             "tokens_per_pass", "goodput", "slo_attainment")
 
 
 def load(db: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:

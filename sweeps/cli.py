@@ -133,7 +133,12 @@ def _show(args: argparse.Namespace, db: str) -> int:
         rows = ok
         title = "designs"
         metrics = ["decode_tokens_per_s", "tokens_per_j"]
-    cols = [*axes, *[m for m in metrics if m not in axes], "total_ms", "fits_memory"]
+    serving = "goodput" in rows.columns and rows["goodput"].notna().any()
+    if serving:   # [serving] points (sweeps/serving.py): their metrics, not decode's
+        metrics = [*metrics, "goodput", "ttft_p99_ms", "tpot_p99_ms", "energy_per_request_j"]
+        metrics = [m for m in metrics if m not in ("decode_tokens_per_s", "tokens_per_j")]
+    cols = [*axes, *[m for m in metrics if m not in axes],
+            *(() if serving else ("total_ms", "fits_memory"))]
     cols = list(dict.fromkeys(c for c in cols if c in rows.columns))
     t = Table(title=title)
     for c in cols:
@@ -142,8 +147,9 @@ def _show(args: argparse.Namespace, db: str) -> int:
         t.add_row(*(_fmt(r[c]) for c in cols))
     out.print(t)
     if not args.pareto and not args.best and axes and len(ok):
-        sens = sensitivity(ok, axes, "decode_tokens_per_s")
-        out.print("sensitivity of decode_tokens_per_s (max/min of the mean over each axis): "
+        key = "goodput" if serving else "decode_tokens_per_s"
+        sens = sensitivity(ok, axes, key)
+        out.print(f"sensitivity of {key} (max/min of the mean over each axis): "
                   + ", ".join(f"{a} {v:.2f}x" for a, v in sens.items()))
     return 0
 

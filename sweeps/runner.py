@@ -20,7 +20,7 @@ from sweeps.spec import Point, SweepSpec
 from sweeps.store import Store
 from sweeps.worker import code_version, env_of, resolve_spec, result_cache_dir
 
-__all__ = ["SweepSummary", "plan", "run_sweep"]
+__all__ = ["SweepSummary", "after_run", "plan", "run_sweep"]
 
 
 @dataclass
@@ -98,16 +98,33 @@ def run_sweep(spec: SweepSpec, *, db: str | Path | None = None, workers: int | N
         runnable, settled = plan(spec, todo)
         store.record(settled)
         interrupted = _dispatch(store, runnable, workers, backend, address, cache_dir, chunk,
-                                progress, spec.name)
+                                progress, spec.name, spec.constraints)
         counts = store.counts()
         ran = len(store.finished()) - len(done) - len(settled)   # fewer when interrupted
     return SweepSummary(path, len(points), len(points) - len(todo), ran, counts,
                         time.perf_counter() - t0, interrupted)
 
 
+def after_run(constraints: tuple, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of points whose serving metrics break a constraint become ``filtered`` (their
+    metrics kept); rules on inputs were checked by :func:`plan` before running."""
+    from sweeps.serving import SERVING_METRICS
+
+    out = []
+    for r in rows:
+        env = {k: r[k] for k in SERVING_METRICS if r.get(k) is not None}
+        broken = [c.text for c in constraints if r.get("status") == "ok"
+                  and c.names <= set(SERVING_METRICS) and c.holds(env) is False]
+        if broken:
+            r = {**r, "status": "filtered",
+                 "error": f"constraint {broken[0]!r} does not hold (after simulating)"}
+        out.append(r)
+    return out
+
+
 def _dispatch(store: Store, points: list[Point], workers: int, backend: str,
               address: str | None, cache_dir: str | None, chunk: int | None, progress: bool,
-              name: str) -> bool:
+              name: str, constraints: tuple = ()) -> bool:
     """Run ``points`` and record rows as chunks finish; True when stopped by Ctrl-C."""
     if not points:
         return False
@@ -122,6 +139,7 @@ def _dispatch(store: Store, points: list[Point], workers: int, backend: str,
             try:
                 for rows in be.run(_chunks(points, be.workers, chunk), cache_dir,
                                    code_version()):
+                    rows = after_run(constraints, rows)
                     store.record(rows)
                     bar.advance(rows)
             except KeyboardInterrupt:
@@ -131,6 +149,7 @@ def _dispatch(store: Store, points: list[Point], workers: int, backend: str,
                          "them)")
                 try:
                     for rows in be.drain():
+                        rows = after_run(constraints, rows)
                         store.record(rows)
                         bar.advance(rows)
                 except KeyboardInterrupt:

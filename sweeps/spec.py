@@ -11,6 +11,11 @@ A sweep file has four tables (every key optional except ``hardware.preset``)::
                    [[linear]] rules)
     [speculation]  gamma, alpha ("0.8" or "0.9,0.8,0.7"), tree ("chain", a .toml file or
                    inline parents), draft (zoo model): any of them turns speculation on
+    [serving]      rate ("2/s", "120/min" or per second), requests (lengths TOML or JSONL
+                   trace), num_requests, requests_seed, slo ("ttft=500ms,tpot=50ms"),
+                   token_budget: a rate turns the point into a serving run (llmcosim serve;
+                   workload.batch is then the most requests running at once, prefill and
+                   decode are unused) with goodput, TTFT/TPOT percentiles, ... as columns
     [[points]]     sampling = "list": one table per point (keys as above; preset or hw)
 
 Any value may be a scalar (fixed), a list (an axis over those values) or a range table
@@ -32,6 +37,7 @@ from models.errors import UserError
 from models.request import parse_tree
 from sweeps.expr import Expr, parse_expr
 from sweeps.sampling import Axis, grid, latin_hypercube, random_samples
+from sweeps.serving import SERVING_METRICS
 
 __all__ = ["INPUTS", "Point", "SweepSpec", "load_sweep", "parse_sweep"]
 
@@ -40,19 +46,28 @@ SAMPLINGS = ("grid", "random", "lhs", "list")
 INPUTS: dict[str, Any] = {"hw": None, "model": "llama2-7b", "prefill": 128, "decode": 512,
                           "batch": 1, "dtype": "float16", "weight_bits": None, "kv_bits": None,
                           "fidelity": "roofline", "gamma": None, "alpha": None, "tree": None,
-                          "draft": None, "sparsity": None, "keep": None}
+                          "draft": None, "sparsity": None, "keep": None, "rate": None,
+                          "requests": None, "num_requests": None, "requests_seed": None,
+                          "slo": None, "token_budget": None}
+# [serving] defaults once a rate is given (those of `llmcosim serve`)
+SERVING_DEFAULTS: dict[str, Any] = {"requests": "configs/serving/sharegpt_like.toml",
+                                    "num_requests": 200, "requests_seed": 0,
+                                    "slo": "ttft=500ms,tpot=50ms", "token_budget": 512}
 # Inputs added after the first release: left out of the content hash while unset, so points
 # of older sweeps keep their hashes (and --resume keeps working).
 _LATER = ("gamma", "alpha", "tree", "draft", "sparsity", "keep", "tree_parents",
-          "sparsity_digest")
+          "sparsity_digest", "rate", "requests", "num_requests", "requests_seed", "slo",
+          "token_budget", "requests_digest")
 _SECTIONS = {
     "sweep": ("name", "out", "sampling", "samples", "seed", "fidelity", "constraints", "cache"),
     "workload": ("model", "prefill", "decode", "batch", "dtype"),
     "compression": ("weight_bits", "kv_bits", "sparsity", "keep"),
     "speculation": ("gamma", "alpha", "tree", "draft"),
+    "serving": ("rate", "requests", "num_requests", "requests_seed", "slo", "token_budget"),
 }
+_SERVING_INT = ("num_requests", "requests_seed", "token_budget")
 SPECULATION = _SECTIONS["speculation"]
-_FLOAT_INPUTS = ("alpha", "keep")   # may be ranges
+_FLOAT_INPUTS = ("alpha", "keep", "rate")   # may be ranges
 _INT_INPUTS = ("prefill", "decode", "batch")
 _BITS = ("weight_bits", "kv_bits")
 _DERIVED = ("kind", "peak_ops_per_s", "mem_bytes_per_s", "mem_capacity_bytes", "power_w")
@@ -82,10 +97,21 @@ class Point:
     keep: float | None = None         # kept fraction of the config's [[linear]] rules
     tree_parents: tuple[int, ...] | None = None   # the tree's content
     sparsity_digest: str = ""                     # content hash of the sparsity file
+    rate: float | None = None         # serving: Poisson requests per second (None: no serving)
+    requests: str | None = None       # serving: lengths TOML or JSONL trace
+    num_requests: int | None = None
+    requests_seed: int | None = None
+    slo: str | None = None            # serving: "ttft=500ms,tpot=50ms"
+    token_budget: int | None = None   # serving: tokens per iteration
+    requests_digest: str = ""         # content hash of the requests file
 
     @property
     def speculative(self) -> bool:
         return any(getattr(self, k) is not None for k in SPECULATION)
+
+    @property
+    def serving(self) -> bool:
+        return self.rate is not None
 
     @property
     def key(self) -> str:
@@ -158,7 +184,18 @@ class SweepSpec:
                      gamma=None if parents or v["gamma"] is None else int(v["gamma"]),
                      alpha=alpha, tree=tree, draft=v["draft"], sparsity=sparsity, keep=keep,
                      tree_parents=parents,
-                     sparsity_digest=_sparsity_digest(sparsity) if sparsity else "")
+                     sparsity_digest=_sparsity_digest(sparsity) if sparsity else "",
+                     **_serving_fields(v))
+
+
+def _serving_fields(v: dict[str, Any]) -> dict[str, Any]:
+    """The [serving] inputs of a point: all None without a rate, defaults filled with one."""
+    if v.get("rate") is None:
+        return {}
+    out = {k: v.get(k) if v.get(k) is not None else d for k, d in SERVING_DEFAULTS.items()}
+    req = str(out["requests"])
+    digest = _file_digest(req, ".jsonl") or _file_digest(req, ".toml")
+    return {"rate": float(v["rate"]), **out, "requests_digest": digest}
 
 
 def _file_digest(path: str, suffix: str = ".json") -> str:
@@ -217,12 +254,13 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{where}: malformed TOML: {e}") from None
-    allowed = ("sweep", "hardware", "workload", "compression", "speculation", "points")
+    allowed = ("sweep", "hardware", "workload", "compression", "speculation", "serving",
+               "points")
     for key in data:
         if key not in allowed:
             raise UserError(f"{where}: unknown table [{key}]; allowed: {', '.join(allowed)}")
     sec = {s: data.get(s, {}) for s in ("sweep", "workload", "compression", "speculation",
-                                         "hardware")}
+                                         "serving", "hardware")}
     for s, keys in _SECTIONS.items():
         if not isinstance(sec[s], dict):
             raise UserError(f"{where}: [{s}] must be a table")
@@ -252,6 +290,7 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
     raw.update(sec["workload"])
     raw.update(sec["compression"])
     raw.update(sec["speculation"])
+    raw.update(sec["serving"])
     raw.update(hw)
 
     fixed: dict[str, Any] = dict(INPUTS)
@@ -286,8 +325,15 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
     if not isinstance(cons, list):
         raise UserError(f"{where}: sweep.constraints must be a list of expression strings")
     known = set(INPUTS) | set(field_types) | set(_DERIVED)
+    if "rate" in sec["serving"]:   # serving outputs: checked on each row after simulating
+        known |= set(SERVING_METRICS)
     constraints = tuple(parse_expr(c, f"{where}: sweep.constraints[{i}]", known)
                         for i, c in enumerate(cons))
+    for c in constraints:
+        if c.names & set(SERVING_METRICS) and c.names - set(SERVING_METRICS):
+            raise UserError(f"{where}: sweep.constraints {c.text!r}: a rule on serving "
+                            "metrics is checked after simulating and may name only them "
+                            f"({', '.join(SERVING_METRICS)}); write input rules separately")
     out = Path(sw.get("out", f"results/{name}.db"))
     return SweepSpec(name=name, out=out, sampling=sampling, samples=samples, seed=seed,
                      axes=tuple(axes), fixed=fixed, constraints=constraints,
@@ -350,7 +396,7 @@ def _axis(where: str, loc: str, key: str, value: Any, types: dict[str, type],
     if "values" in value:
         return _axis(where, loc, key, list(value["values"]), types, sampling)
     if types.get(key) not in (int, float) and key not in (*_INT_INPUTS, "gamma",
-                                                          *_FLOAT_INPUTS):
+                                                          *_FLOAT_INPUTS, *_SERVING_INT):
         raise UserError(f"{where}: {loc}: a range needs a numeric input; give a list instead")
     if "min" not in value or "max" not in value:
         raise UserError(f"{where}: {loc}: a range needs min and max")
@@ -366,7 +412,7 @@ def _axis(where: str, loc: str, key: str, value: Any, types: dict[str, type],
     if steps is not None and (not isinstance(steps, int) or steps < 1):
         raise UserError(f"{where}: {loc}.steps must be a whole number >= 1 (got {steps!r})")
     integer = bool(value.get("integer", types.get(key) is int or key in (*_INT_INPUTS,
-                                                                         "gamma")))
+                                                                         "gamma", *_SERVING_INT)))
     return Axis(key, lo=lo, hi=hi, steps=steps, log=scale == "log", integer=integer)
 
 
@@ -415,6 +461,8 @@ def _value(where: str, loc: str, key: str, v: Any, types: dict[str, type]) -> An
             raise UserError(f"{where}: {loc} = {v!r}: expected a kept fraction in [{lo:g}, 1] "
                             "(the sparsest CSD-Chain pattern is 2:16) or \"none\"")
         return float(v)
+    if key in _SECTIONS["serving"]:
+        return _serving_value(where, loc, key, v)
     if key in _INT_INPUTS:
         if not isinstance(v, int) or isinstance(v, bool) or v < (0 if key != "batch" else 1):
             raise UserError(f"{where}: {loc} = {v!r}: expected a whole number >= "
@@ -443,3 +491,30 @@ def _value(where: str, loc: str, key: str, v: Any, types: dict[str, type]) -> An
             raise UserError(f"{where}: {loc} = {v!r}: must be a whole number")
         return int(x)
     return float(x)
+
+
+def _serving_value(where: str, loc: str, key: str, v: Any) -> Any:
+    """A [serving] value, checked as `llmcosim serve` checks its flag."""
+    from sim.serving.metrics import parse_slo
+    from sim.serving.requests import parse_rate
+
+    try:
+        if key == "rate":
+            if isinstance(v, bool) or not isinstance(v, int | float | str):
+                raise UserError(f"{v!r}: expected a rate such as 2, 0.5 or \"120/min\"")
+            return parse_rate(v)
+        if key == "slo":
+            if not isinstance(v, str):
+                raise UserError(f"{v!r}: expected text such as \"ttft=500ms,tpot=50ms\"")
+            parse_slo(v)
+            return v.replace(" ", "")
+        if key == "requests":
+            if not isinstance(v, str) or not Path(v).is_file():
+                raise UserError(f"{v!r}: expected an existing lengths .toml or .jsonl trace")
+            return v
+        low = 0 if key == "requests_seed" else 1
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise UserError(f"{v!r}: expected a whole number >= {low}")
+        return v
+    except UserError as e:
+        raise UserError(f"{where}: {loc} = {e}") from None

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sweeps.serving import SERVING_METRICS
 from sweeps.spec import INPUTS, Point
 
 __all__ = ["FINISHED", "Store"]
@@ -22,13 +23,16 @@ FINISHED = ("ok", "failed", "filtered")
 _INPUT_COLS = {"hw": "TEXT", "model": "TEXT", "prefill": "INTEGER", "decode": "INTEGER",
                "batch": "INTEGER", "dtype": "TEXT", "weight_bits": "INTEGER",
                "kv_bits": "INTEGER", "fidelity": "TEXT", "gamma": "INTEGER", "alpha": "TEXT",
-               "tree": "TEXT", "draft": "TEXT", "sparsity": "TEXT", "keep": "REAL"}
+               "tree": "TEXT", "draft": "TEXT", "sparsity": "TEXT", "keep": "REAL",
+               "rate": "REAL", "requests": "TEXT", "num_requests": "INTEGER",
+               "requests_seed": "INTEGER", "slo": "TEXT", "token_budget": "INTEGER"}
 _OUTPUT_COLS = {"kind": "TEXT", "prefill_ms": "REAL", "decode_ms_per_token": "REAL",
                 "decode_tokens_per_s": "REAL", "total_ms": "REAL", "energy_j": "REAL",
                 "tokens_per_j": "REAL", "fits_memory": "INTEGER", "memory_bytes": "REAL",
                 "peak_ops_per_s": "REAL", "mem_bytes_per_s": "REAL", "price_usd": "REAL",
                 "mean_accepted": "REAL", "tokens_per_pass": "REAL", "speedup": "REAL",
                 "baseline_tokens_per_s": "REAL", "draft_target_cost_ratio": "REAL",
+                **{k: "REAL" for k in SERVING_METRICS},
                 "result": "TEXT", "wall_s": "REAL", "cached": "INTEGER",
                 "code_version": "TEXT", "finished_at": "REAL"}
 assert set(_INPUT_COLS) == set(INPUTS)

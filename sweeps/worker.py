@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sweeps.serving import SERVING_METRICS
 from sweeps.spec import Point
 
 __all__ = ["EXTRA_METRICS", "METRICS", "code_version", "env_of", "evaluate", "evaluate_chunk",
@@ -209,6 +210,15 @@ def _simulate(point: Point, spec: Any) -> Any:
     return run(spec, w, fid)
 
 
+def _serving_result(point: Point, spec: Any) -> dict[str, Any]:
+    """A serving point's row: SimResult's columns empty, the serving metrics filled."""
+    from sweeps.serving import serve_point
+
+    out = serve_point(point, spec)
+    return {**dict.fromkeys(METRICS), "fits_memory": True, "counts": {}, "breakdown_ms": {},
+            "extra": {"serving": out["summary"]}, "notes": [], "serving": out["serving"]}
+
+
 def _load(point: Point) -> Any:
     from models.cache import get_workload
 
@@ -250,7 +260,10 @@ def _program_key(point: Point, spec: Any, version: str) -> str:
                        point.weight_bits, point.kv_bits,
                        *((k, getattr(point, k)) for k in ("gamma", "alpha", "tree_parents",
                                                           "draft", "sparsity",
-                                                          "sparsity_digest", "keep")
+                                                          "sparsity_digest", "keep", "rate",
+                                                          "requests", "requests_digest",
+                                                          "num_requests", "requests_seed",
+                                                          "slo", "token_budget")
                          if getattr(point, k) not in (None, ""))],
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
@@ -291,10 +304,13 @@ def evaluate(point: Point, cache_dir: str | None = None,
         result = _cached(path)
         if result is not None:
             row["cached"] = 1
+        elif point.serving:   # a [serving] point: llmcosim serve's metrics (sweeps/serving.py)
+            result = _serving_result(point, spec)
         else:
             result = _simulate(point, spec).to_dict()
-            if path is not None:
-                _store(path, result)
+        if row["cached"] == 0 and path is not None:
+            _store(path, result)
+        row.update({m: result.get("serving", {}).get(m) for m in SERVING_METRICS})
         row.update({m: result[m] for m in METRICS})
         row["fits_memory"] = int(bool(result["fits_memory"]))
         extra = result.get("extra") or {}

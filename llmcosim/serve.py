@@ -1,0 +1,125 @@
+"""``llmcosim serve``: serving simulation (continuous batching) on several devices (wiring only).
+
+The requests, scheduler and metrics live in ``sim/serving/``, the report in ``reports/serve.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from models.errors import UserError
+
+__all__ = ["add_serve_parser", "cmd_serve"]
+
+_out = Console(width=None if sys.stdout.isatty() else 220)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("serve", help="serving simulation: Poisson or traced requests, "
+                       "continuous batching, TTFT/TPOT percentiles, goodput, KV occupancy")
+    s.add_argument("--hw", default="hades,flightllm-u280,gpu-h100",
+                   help="comma-separated presets (default hades,flightllm-u280,gpu-h100)")
+    s.add_argument("--model", default="llama2-7b", help="zoo name or config.json path")
+    s.add_argument("--requests", default="configs/serving/sharegpt_like.toml",
+                   help="length distributions (.toml) or a JSONL trace of {arrival_s, "
+                   "prompt_tokens, output_tokens} (default configs/serving/sharegpt_like.toml)")
+    s.add_argument("--rate", help="Poisson arrival rate(s): 2/s, 120/min, 0.5 (per second); "
+                   "comma-separated for several runs (needed with a .toml)")
+    s.add_argument("--num-requests", type=_int, default=500, help="requests (default 500; "
+                   "with a trace: its first N)")
+    s.add_argument("--seed", type=_int, default=0, help="random seed (default 0)")
+    s.add_argument("--slo", default="ttft=500ms,tpot=50ms",
+                   help="SLOs for goodput (default ttft=500ms,tpot=50ms)")
+    s.add_argument("--token-budget", type=_int, default=512,
+                   help="tokens per iteration, decodes plus prompt chunks (default 512)")
+    s.add_argument("--max-batch", type=_int, default=64,
+                   help="requests running at once (default 64)")
+    s.add_argument("--kv-budget", type=_int, default=None, help="KV-cache tokens (default: "
+                   "memory capacity minus weights, over the per-token KV bytes)")
+    s.add_argument("--fidelity", default=None, help="one fidelity for every device (default: "
+                   "calibrated on GPUs, roofline on FlightLLM and HADES)")
+    s.add_argument("--out", default=None, help="directory for serve.md, serve.json, serve_kv.png")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_serve)
+
+
+def _requests(args: argparse.Namespace) -> list[tuple[str, list]]:
+    """(arrivals label, requests) per run."""
+    from sim.serving.requests import load_lengths, load_trace, parse_rate, poisson_requests
+
+    if args.requests.endswith(".jsonl") or args.requests.endswith(".json"):
+        if args.rate:
+            raise UserError("--rate does not apply to a JSONL trace (its arrival_s are used)")
+        return [(f"trace {args.requests}", load_trace(args.requests, args.num_requests))]
+    if not args.rate:
+        raise UserError("--rate is needed with a length distribution (e.g. --rate 2/s)")
+    lengths = load_lengths(args.requests)
+    rates = [(r, parse_rate(r)) for r in args.rate.split(",")]
+    return [(f"Poisson {r.strip()} ({v:g} req/s)",
+             poisson_requests(v, args.num_requests, *lengths, args.seed)) for r, v in rates]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from models.zoo import entry_from_config_file, get_model
+    from reports.compare import parse_hw_list
+    from reports.serve import COLUMNS, kv_series, table_row, write_serve
+    from sim.serving.device import serve_device
+    from sim.serving.metrics import parse_slo
+    from sim.serving.requests import check_lengths
+    from sim.serving.scheduler import SchedulerConfig
+    from sim.spec import load_preset
+
+    entry = entry_from_config_file(args.model) if args.model.endswith(".json") \
+        else get_model(args.model)
+    slo = parse_slo(args.slo)
+    specs = [load_preset(n) for n in parse_hw_list(args.hw)]
+    cfg = SchedulerConfig(args.token_budget, args.max_batch, args.kv_budget or 0)
+    cfg.check()
+    if args.kv_budget is not None and args.kv_budget < 1:
+        raise UserError(f"--kv-budget must be >= 1 token, got {args.kv_budget}")
+    runs = _requests(args)
+    for _, reqs in runs:
+        check_lengths(reqs, entry.name, entry.max_positions)
+    devices, series = [], {}
+    for label, reqs in runs:
+        for spec in specs:
+            d = serve_device(spec, entry, reqs, cfg, slo, args.fidelity)
+            d.metrics["arrivals"] = label
+            devices.append(d.metrics)
+            series.setdefault(label, {})[spec.name] = kv_series(d.run)
+    setup = {"model": entry.name, "arrivals": "; ".join(lab for lab, _ in runs),
+             "requests": len(runs[0][1]), "seed": args.seed,
+             "token_budget": args.token_budget, "max_batch": args.max_batch,
+             "slo": args.slo, "requests_file": args.requests}
+    if args.json:
+        print(json.dumps({"setup": setup, "devices": devices}))
+    else:
+        for label, _ in runs:
+            t = Table(title=f"{entry.name}, {label}, {setup['requests']} requests, SLO {args.slo}")
+            for col in COLUMNS:
+                t.add_column(col, overflow="fold")
+            for m in devices:
+                if m["arrivals"] == label:
+                    t.add_row(*table_row(m))
+            _out.print(t)
+    if args.out:
+        command = "llmcosim " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["serve"] \
+            else "llmcosim serve"
+        path = write_serve(Path(args.out), devices, series, setup, command)
+        if not args.json:
+            _out.print(f"report written to {path}", highlight=False)
+    return 0
