@@ -10,6 +10,8 @@ device, ``batched_mm`` experts) must agree within 1%.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import transformers
@@ -117,3 +119,27 @@ def test_two_layer_replication_equals_full_trace():
     full = trace(TINY_MIXTRAL, "decode", context=16, batch=4, full=True)
     assert dict(fast.meta)["layers_exported"] == 2
     assert fast.nodes == full.nodes and fast.params == full.params
+
+
+def test_cli_trace_summary_and_simulate_show_the_moe(tmp_path, capsys, monkeypatch):
+    from llmcosim.cli import main
+
+    monkeypatch.setenv("LLMCOSIM_CACHE", str(tmp_path / "cache"))
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"model_type": "mixtral", **TINY_MIXTRAL.config}))
+    assert main(["trace", str(cfg), "--context", "64", "--batch", "8", "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert all(row in out for row in ("experts", "linear (router)", "reduction (topk)"))
+    counts = tmp_path / "counts.json"
+    counts.write_text(json.dumps({"counts": [[8, 8, 0, 0]]}))   # 8 tokens x top-2: exact
+    assert main(["simulate", "--hw", "gpu-h100", "--model", str(cfg), "--prefill", "16",
+                 "--decode", "4", "--batch", "8", "--routing", str(counts), "--json"]) == 0
+    hot = json.loads(capsys.readouterr().out)
+    assert main(["simulate", "--hw", "gpu-h100", "--model", str(cfg), "--prefill", "16",
+                 "--decode", "4", "--batch", "8", "--json"]) == 0
+    uniform = json.loads(capsys.readouterr().out)
+    # 2 experts read per layer instead of 4 (1 - (1/2)^8 of them): less decode traffic
+    assert hot["counts"]["decode_bytes"] < uniform["counts"]["decode_bytes"]
+    assert main(["simulate", "--hw", "flightllm-u280", "--model", str(cfg), "--prefill", "16",
+                 "--decode", "4"]) == 2
+    assert "--fidelity roofline" in capsys.readouterr().err
