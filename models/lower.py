@@ -302,8 +302,10 @@ class _Lowerer:
         if name == "topk":
             self.top_k = int(n.args[1])
             raw.attrs.update(moe="topk", top_k=self.top_k)
-        elif raw.kind is OpKind.LINEAR and _ROUTER_CLASS_RE.search(raw.module_class):
-            raw.attrs["moe"] = "router"
+        elif raw.kind in (OpKind.LINEAR, OpKind.MATMUL) \
+                and _ROUTER_CLASS_RE.search(raw.module_class):
+            raw.attrs.pop("role", None)   # not attention: a MATMUL when the router casts
+            raw.attrs["moe"] = "router"   # its weight first (DeepSeek-V3's float32 gate)
 
     def _cat(self, n: torch.fx.Node, args: list[_Val], out: torch.Tensor) -> bool:
         """KV-cache appends and cache fills are cats; True when handled here."""
