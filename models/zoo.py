@@ -107,6 +107,16 @@ _ENTRIES = [
         "shared_expert_intermediate_size": 5632, "num_experts_per_tok": 4, "num_experts": 60,
         "norm_topk_prob": False},
         "Qwen/Qwen1.5-MoE-A2.7B config.json", ("qwen-moe",)),
+    # Fine-grained experts: 128 experts of width 768, top-8, no shared expert (30.5B params).
+    ModelEntry("qwen3-30b-a3b", "Qwen3MoeConfig", {
+        "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144,
+        "num_hidden_layers": 48, "num_attention_heads": 32, "num_key_value_heads": 4,
+        "head_dim": 128, "max_position_embeddings": 40960, "rope_theta": 1000000.0,
+        "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "hidden_act": "silu",
+        "attention_bias": False, "use_sliding_window": False, "decoder_sparse_step": 1,
+        "mlp_only_layers": [], "moe_intermediate_size": 768, "num_experts_per_tok": 8,
+        "num_experts": 128, "norm_topk_prob": True},
+        "Qwen/Qwen3-30B-A3B config.json"),
 ]
 
 ZOO: Mapping[str, ModelEntry] = {e.name: e for e in _ENTRIES}

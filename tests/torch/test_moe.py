@@ -35,7 +35,8 @@ TINY_QWEN_MOE = ModelEntry("tiny-qwen-moe", "Qwen2MoeConfig", {
 
 
 @pytest.mark.parametrize(("name", "expected"), [("mixtral-8x7b", 46_702_792_704),
-                                                ("qwen1.5-moe-a2.7b", None)])
+                                                ("qwen1.5-moe-a2.7b", None),
+                                                ("qwen3-30b-a3b", None)])
 def test_params_match_transformers(name, expected):
     n_params = sum(p.numel() for p in build_model(get_model(name)).parameters())
     if expected is not None:
