@@ -104,6 +104,14 @@ def _routed(g, args: argparse.Namespace):  # g: a Graph or a Workload
     return g.map(lambda x: route(x, routing)) if hasattr(g, "map") else route(g, routing)
 
 
+def _spec_pass(args: argparse.Namespace, compress: Callable):
+    """The per-graph pass of a speculative run: compression, then ``--routing``."""
+    bits = args.weight_bits or args.kv_bits
+    if not bits and args.routing is None:
+        return None
+    return lambda g: _routed(compress(g) if bits else g, args)
+
+
 # -- hw -------------------------------------------------------------------------------------
 def cmd_hw(args: argparse.Namespace) -> int:
     from sim.spec import list_presets, load_preset
@@ -180,7 +188,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                            prefill=args.prefill, decode=args.decode, batch=args.batch,
                            dtype=args.dtype, fidelity=args.fidelity, trace_out=args.trace,
                            use_cache=not args.no_cache,
-                           graph_pass=compress if args.weight_bits or args.kv_bits else None)
+                           graph_pass=_spec_pass(args, compress))
     else:
         w = get_workload(entry, prefill=args.prefill, decode=args.decode, batch=args.batch,
                          dtype=args.dtype, use_cache=not args.no_cache)
