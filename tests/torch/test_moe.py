@@ -17,7 +17,7 @@ import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.graph import OpKind
+from models.graph import Graph, OpKind
 from models.trace import build_model, trace
 from models.zoo import ModelEntry, get_model
 
@@ -120,6 +120,7 @@ def test_two_layer_replication_equals_full_trace():
     full = trace(TINY_MIXTRAL, "decode", context=16, batch=4, full=True)
     assert dict(fast.meta)["layers_exported"] == 2
     assert fast.nodes == full.nodes and fast.params == full.params
+    assert Graph.from_json(fast.to_json()) == fast
 
 
 def test_cli_trace_summary_and_simulate_show_the_moe(tmp_path, capsys, monkeypatch):

@@ -167,3 +167,23 @@ def test_flightllm_cycle_flow_refuses_moe():
     with pytest.raises(UserError, match="--fidelity roofline"):
         refuse_moe(moe_like())
     refuse_moe(decoder_like())  # dense graphs pass
+
+
+def test_roofline_reads_the_routed_experts_and_says_so():
+    from models.workload import Workload
+    from sim.roofline import op_bounds, simulate
+    from sim.spec import load_preset
+
+    g = route(moe_like(tokens=16))
+    w = Workload("toy-moe", 16, 0, 1, None, g, g)
+    gpu = load_preset("gpu-h100")
+    res = simulate(gpu, w)
+    assert res.counts["decode_bytes"] == g.totals().compulsory_bytes
+    ex = [b for b in op_bounds(gpu, g) if b.kind is OpKind.EXPERTS]
+    d = E * (1 - (1 - K / E) ** 16)
+    assert ex[0].memory_s == pytest.approx(round(d * EXPERT_BYTES) / gpu.mem_bytes_per_s)
+    assert any(f"{d:.2f} experts' weights read" in note for note in res.notes)
+    fl = simulate(load_preset("flightllm-u280"), w)
+    assert any("roofline only" in note for note in fl.notes)
+    assert not any("experts" in note for note in simulate(gpu, Workload(
+        "toy", 1, 0, 1, None, decoder_like(), decoder_like())).notes)
