@@ -183,6 +183,7 @@ class _Lowerer:
         self.params: dict[str, Param] = {}
         self.past: list[str] = []
         self.top_k = 0                  # k of the last top-k seen (the router before experts)
+        self.experts_k: dict[str, int] = {}  # experts module -> k of the top-k before it
 
     # -- placeholders ----------------------------------------------------------------------
     def placeholders(self) -> None:
@@ -287,6 +288,8 @@ class _Lowerer:
                    experts=_experts_of(n))
         self._cost(raw, name, n, args, res)
         self._tag_moe(raw, name, n)
+        if raw.experts:
+            self.experts_k.setdefault(raw.experts, self.top_k)
         elementwise = kind in (OpKind.ELEMENTWISE, OpKind.DATA)
         res.rotary = _ROTARY_CLASS_RE.search(cls) is not None or (
             elementwise and any(a.rotary for a in args))
@@ -459,7 +462,8 @@ class _Lowerer:
         experts = {p.shape[0] for p in params}
         last = group[-1].out
         tokens = last.numel // max(last.shape[-1], 1)
-        if len(experts) != 1 or not self.top_k:
+        top_k = self.experts_k.get(where, 0)
+        if len(experts) != 1 or not top_k:
             raise LoweringError(f"experts module {where} of {self.model!r}: expected "
                                 f"parameters stacked over one expert axis after a top-k "
                                 f"router, got shapes {[p.shape for p in params]}")
@@ -467,12 +471,12 @@ class _Lowerer:
         gemms = tuple((p.shape[2], p.shape[1]) for p in params if len(p.shape) == 3)
         flops = 2 * sum(k * n for k, n in gemms)
         traced = sum(r.flops for r in group if r.kind in (OpKind.MATMUL, OpKind.LINEAR))
-        if traced != tokens * self.top_k * flops:
+        if traced != tokens * top_k * flops:
             raise LoweringError(f"experts module {where} of {self.model!r}: its GEMMs do "
                                 f"{traced} FLOPs, not tokens x top-k x per-expert "
-                                f"({tokens} x {self.top_k} x {flops}); weights laid out as "
+                                f"({tokens} x {top_k} x {flops}); weights laid out as "
                                 f"{[p.shape for p in params]} are not (E, N, K)")
-        return {"moe": "experts", "num_experts": e, "top_k": self.top_k, "tokens": tokens,
+        return {"moe": "experts", "num_experts": e, "top_k": top_k, "tokens": tokens,
                 "expert_bytes": sum(p.bytes for p in params) // e, "expert_flops": flops,
                 "expert_gemms": gemms,
                 "aten_ops": ",".join(r.op.removeprefix("aten.") for r in group)}
