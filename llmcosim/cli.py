@@ -16,6 +16,7 @@ from rich.table import Table
 from llmcosim.fmt import eng, ms
 from llmcosim.serve import add_serve_parser
 from models.errors import UserError
+from models.graph import OpKind
 from models.request import parse_tree
 from models.zoo import ZOO, ModelEntry, entry_from_config_file, get_model
 
@@ -61,6 +62,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     g = get_graph(entry, args.phase, tokens=args.tokens, context=args.context,
                   batch=args.batch, dtype=args.dtype, tree=_tree(args.tree),
                   use_cache=not args.no_cache)
+    g = _routed(g, args)
     tot = g.totals()
     if args.out:
         out = Path(args.out)
@@ -77,8 +79,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
         for col in ("kind", "ops", "FLOPs", "weight bytes", "KV bytes", "activation bytes"):
             t.add_column(col, justify="right" if col != "kind" else "left")
         rows: dict[str, list[float]] = {}
-        for n in g.nodes:
-            r = rows.setdefault(n.kind.value, [0, 0, 0, 0, 0])
+        for n in g.nodes:  # MoE router linears and top-k get rows of their own
+            moe = n.attr.get("moe") if n.kind is not OpKind.EXPERTS else None
+            r = rows.setdefault(n.kind.value + (f" ({moe})" if moe else ""), [0, 0, 0, 0, 0])
             r[0] += 1
             r[1] += n.flops
             r[2] += n.weight_bytes
@@ -90,6 +93,24 @@ def cmd_trace(args: argparse.Namespace) -> int:
                   eng(tot.kv_read_bytes + tot.kv_write_bytes, "B"), eng(tot.act_bytes, "B"))
         _out.print(t)
     return 0
+
+
+def _routed(g, args: argparse.Namespace):  # g: a Graph or a Workload
+    """``g`` under ``--routing`` (MoE models; uniform is what tracing already applied)."""
+    if getattr(args, "routing", None) is None:
+        return g
+    from models.moe import parse_routing, route
+
+    routing = parse_routing(args.routing)
+    return g.map(lambda x: route(x, routing)) if hasattr(g, "map") else route(g, routing)
+
+
+def _spec_pass(args: argparse.Namespace, compress: Callable):
+    """The per-graph pass of a speculative run: compression, then ``--routing``."""
+    bits = args.weight_bits or args.kv_bits
+    if not bits and args.routing is None:
+        return None
+    return lambda g: _routed(compress(g) if bits else g, args)
 
 
 # -- hw -------------------------------------------------------------------------------------
@@ -167,12 +188,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                            prefill=args.prefill, decode=args.decode, batch=args.batch,
                            dtype=args.dtype, fidelity=args.fidelity, trace_out=args.trace,
                            use_cache=not args.no_cache,
-                           graph_pass=compress if args.weight_bits or args.kv_bits else None)
+                           graph_pass=_spec_pass(args, compress))
     else:
         w = get_workload(entry, prefill=args.prefill, decode=args.decode, batch=args.batch,
                          dtype=args.dtype, use_cache=not args.no_cache)
         if (args.weight_bits or args.kv_bits) and "compression" not in fl:
             w = w.map(compress)  # FlightLLM cycle: the compression config carries the bits
+        w = _routed(w, args)
         if args.gpu_stack is not None:
             if spec.kind != "gpu" or fidelity not in ("calibrated", "best"):
                 raise UserError("--gpu-stack applies to --fidelity calibrated on a GPU preset")
@@ -245,6 +267,8 @@ def _add_workload_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=_positive, default=1, help="sequences per pass (default 1)")
     p.add_argument("--dtype", default="float16", help="float16 (default), bfloat16, float32")
     p.add_argument("--no-cache", action="store_true", help="trace again, ignore cached graphs")
+    p.add_argument("--routing", default=None, help="mixture-of-experts routing: uniform "
+                   "(default), zipf:S (skewed), or a .json/.jsonl of per-expert token counts")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,8 @@ def _scaled(nbytes: int, bits: int, dtype: str) -> int:
 
 
 def quantize(g: Graph, *, weight_bits: int | None = None, kv_bits: int | None = None) -> Graph:
-    """``g`` with linear weights stored at ``weight_bits`` and the KV cache at ``kv_bits``."""
+    """``g`` with linear (and MoE expert) weights stored at ``weight_bits`` and the KV cache at
+    ``kv_bits``."""
     check_bits("weight-bits", weight_bits)
     check_bits("kv-bits", kv_bits)
     param_dtype = {p.name: p.dtype for p in g.params}
@@ -40,10 +41,12 @@ def quantize(g: Graph, *, weight_bits: int | None = None, kv_bits: int | None = 
     for n in g.nodes:
         upd: dict[str, object] = {}
         attrs: dict[str, object] = {}
-        if weight_bits is not None and n.kind is OpKind.LINEAR and n.weights:
+        if weight_bits is not None and n.kind in (OpKind.LINEAR, OpKind.EXPERTS) and n.weights:
             dt = param_dtype.get(n.weights[0], g.dtype)
             upd["weight_bytes"] = _scaled(n.weight_bytes, weight_bits, dt)
             attrs["weight_bits"] = weight_bits
+            if n.kind is OpKind.EXPERTS:  # one expert's bytes, for models.moe.route
+                attrs["expert_bytes"] = _scaled(n.attr["expert_bytes"], weight_bits, dt)
             quantized.update(n.weights)
         if kv_bits is not None and (n.kv_read_bytes or n.kv_write_bytes):
             upd["kv_read_bytes"] = _scaled(n.kv_read_bytes, kv_bits, g.dtype)

@@ -52,7 +52,7 @@ def _code_stamp() -> str:
     here = Path(__file__).parent
     h = hashlib.sha256()
     for name in ("trace.py", "lower.py", "replicate.py", "graph.py", "request.py",
-                 "host_calls.py"):
+                 "host_calls.py", "moe.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:12]
 

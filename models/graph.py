@@ -9,7 +9,8 @@ Byte accounting (per node, at the node's storage dtype unless a mapping pass set
 ``attrs["weight_bits"]``/``attrs["kv_bits"]``):
 
 - ``weight_bytes``: parameter bytes this op streams (a linear reads its whole weight; an
-  embedding reads only the gathered rows).
+  embedding reads only the gathered rows; a mixture-of-experts ``EXPERTS`` node reads the
+  experts its tokens are routed to, as ``models.moe.route`` sets it).
 - ``act_bytes``: activation bytes read and written if the op ran alone (unfused).
 - ``kv_read_bytes`` / ``kv_write_bytes``: KV-cache traffic (attention reads the cache,
   ``KV_APPEND`` writes the new rows).
@@ -74,6 +75,7 @@ class OpKind(StrEnum):
     REDUCTION = "reduction"      # mean, sum, max, cumsum ...
     KV_APPEND = "kv_append"      # write the new K or V rows into the cache
     DATA = "data"                # copies, concatenation, index creation: no arithmetic
+    EXPERTS = "experts"          # a mixture-of-experts block's expert FFNs (models.moe)
 
 
 class Phase(StrEnum):

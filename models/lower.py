@@ -4,6 +4,15 @@ Each ATen op is looked up in the op tables below; an op in no table fails with a
 names it, the model and where to add a lowering. Views are transparent (they move no data);
 the ops of one norm or activation module become one node; RoPE is recognised by data flow
 from the rotary-embedding module; attention reads of the cache are counted as KV bytes.
+
+Mixture-of-experts blocks: ``models.trace`` builds the model with transformers'
+``batched_mm`` experts implementation (``integrations/moe.py``): each (token, pick) pair
+gathers its expert's weights and runs a batched GEMV, so the exported program has static
+shapes whatever the routing (the default loop over hit experts needs ``nonzero``, which the
+meta device cannot answer). All ops inside a module whose class ends in ``Experts`` (with its
+activation) become one ``OpKind.EXPERTS`` node recording E, k, tokens, one expert's bytes and
+GEMMs (``_Lowerer._experts_attrs``); ``models.moe.route`` then sets the weight bytes a routing
+reads. The router's gate linear is tagged ``moe="router"`` and ``topk`` ``moe="topk"``.
 """
 
 from __future__ import annotations
@@ -76,6 +85,8 @@ _LAYER_RE = re.compile(r"\.(\d+)(?:\.|$)")
 _NORM_CLASS_RE = re.compile(r"norm", re.IGNORECASE)
 _ACT_CLASS_RE = re.compile(r"(activation|silu|gelu|relu|swish)$", re.IGNORECASE)
 _ROTARY_CLASS_RE = re.compile(r"rotary", re.IGNORECASE)
+_EXPERTS_CLASS_RE = re.compile(r"experts$", re.IGNORECASE)   # MixtralExperts, Qwen2MoeExperts
+_ROUTER_CLASS_RE = re.compile(r"router$", re.IGNORECASE)     # MixtralTopKRouter, ...
 
 
 @dataclass
@@ -116,6 +127,7 @@ class _Raw:
     kv_write_bytes: int = 0
     weights: list[str] = field(default_factory=list)
     attrs: dict[str, Any] = field(default_factory=dict)
+    experts: str = ""               # path of the enclosing experts module (MoE), if any
 
 
 def _dtype_name(dt: torch.dtype) -> str:
@@ -139,6 +151,17 @@ def _module_of(fx_node: torch.fx.Node) -> tuple[str, str]:
     return ("" if path == "m" else path.removeprefix("m.")), cls_name.rsplit(".", 1)[-1]
 
 
+def _experts_of(fx_node: torch.fx.Node) -> str:
+    """Path of the innermost module on the stack whose class is an MoE experts collection."""
+    stack = fx_node.meta.get("nn_module_stack") or {}
+    found = ""
+    for path, cls in stack.values():
+        cls_name = cls if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
+        if _EXPERTS_CLASS_RE.search(cls_name.rsplit(".", 1)[-1]):
+            found = path.removeprefix("m.")
+    return found
+
+
 def _layer_of(module: str) -> int:
     m = _LAYER_RE.search(module)
     return int(m.group(1)) if m else -1
@@ -159,6 +182,8 @@ class _Lowerer:
         self.raws: list[_Raw] = []
         self.params: dict[str, Param] = {}
         self.past: list[str] = []
+        self.top_k = 0                  # k of the last top-k seen (the router before experts)
+        self.experts_k: dict[str, int] = {}  # experts module -> k of the top-k before it
 
     # -- placeholders ----------------------------------------------------------------------
     def placeholders(self) -> None:
@@ -259,8 +284,12 @@ class _Lowerer:
             res.producer = None
             self.vals[n] = res
             return
-        raw = _Raw(n.name, kind, str(n.target), args, res, 0, module, cls)
+        raw = _Raw(n.name, kind, str(n.target), args, res, 0, module, cls,
+                   experts=_experts_of(n))
         self._cost(raw, name, n, args, res)
+        self._tag_moe(raw, name, n)
+        if raw.experts:
+            self.experts_k.setdefault(raw.experts, self.top_k)
         elementwise = kind in (OpKind.ELEMENTWISE, OpKind.DATA)
         res.rotary = _ROTARY_CLASS_RE.search(cls) is not None or (
             elementwise and any(a.rotary for a in args))
@@ -270,6 +299,16 @@ class _Lowerer:
             raw.kind = OpKind.ROPE
         self.raws.append(raw)
         self.vals[n] = res
+
+    def _tag_moe(self, raw: _Raw, name: str, n: torch.fx.Node) -> None:
+        """Router gate linears and top-k selections carry ``moe`` (and ``top_k``) attrs."""
+        if name == "topk":
+            self.top_k = int(n.args[1])
+            raw.attrs.update(moe="topk", top_k=self.top_k)
+        elif raw.kind in (OpKind.LINEAR, OpKind.MATMUL) \
+                and _ROUTER_CLASS_RE.search(raw.module_class):
+            raw.attrs.pop("role", None)   # not attention: a MATMUL when the router casts
+            raw.attrs["moe"] = "router"   # its weight first (DeepSeek-V3's float32 gate)
 
     def _cat(self, n: torch.fx.Node, args: list[_Val], out: torch.Tensor) -> bool:
         """KV-cache appends and cache fills are cats; True when handled here."""
@@ -333,7 +372,8 @@ class _Lowerer:
         for r in self.raws:
             group_kind = self._group_kind(r)
             prev = groups[-1] if groups else None
-            if (group_kind is not None and prev and prev[0].module == r.module
+            if (group_kind is not None and prev
+                    and (prev[0].experts or prev[0].module) == (r.experts or r.module)
                     and self._group_kind(prev[0]) is group_kind):
                 prev.append(r)
             else:
@@ -354,6 +394,8 @@ class _Lowerer:
 
     @staticmethod
     def _group_kind(r: _Raw) -> OpKind | None:
+        if r.experts:
+            return OpKind.EXPERTS
         if _NORM_CLASS_RE.search(r.module_class):
             return OpKind.NORM
         if _ACT_CLASS_RE.search(r.module_class):
@@ -388,6 +430,11 @@ class _Lowerer:
         attrs = dict(first.attrs)
         if len(group) > 1:
             attrs["aten_ops"] = ",".join(r.op.removeprefix("aten.") for r in group)
+        weight_bytes = sum(r.weight_bytes for r in group)
+        module = first.experts or first.module
+        if kind is OpKind.EXPERTS:
+            attrs = self._experts_attrs(group, weights)
+            weight_bytes = attrs["num_experts"] * attrs["expert_bytes"]  # all, until routed
         return Node(
             name=name, kind=kind,
             op=first.module_class if len(group) > 1 else first.op,
@@ -395,13 +442,44 @@ class _Lowerer:
             in_shapes=tuple(a.shape for a in ext if a.producer),
             out_shape=last.out.shape, dtype=last.out.dtype,
             flops=sum(r.flops for r in group),
-            weight_bytes=sum(r.weight_bytes for r in group),
+            weight_bytes=weight_bytes,
             act_bytes=sum(a.nbytes for a in act_in) + last.out.nbytes,
             kv_read_bytes=sum(r.kv_read_bytes for r in group),
             kv_write_bytes=sum(r.kv_write_bytes for r in group),
-            layer=_layer_of(first.module), module=first.module, weights=tuple(weights),
+            layer=_layer_of(module), module=module, weights=tuple(weights),
             attrs=tuple(sorted(attrs.items())),
         )
+
+    def _experts_attrs(self, group: list[_Raw], weights: list[str]) -> dict[str, Any]:
+        """E, k, tokens, one expert's bytes, FLOPs and GEMMs of an experts node.
+
+        The experts' weights are (E, N, K) parameters (biases (E, N)); one token through one
+        expert multiplies a K-vector by each (N, K) matrix. The traced GEMMs must add up to
+        tokens x k x that, which checks both the layout read here and k.
+        """
+        where = group[0].experts
+        params = [self.params[w] for w in weights]
+        experts = {p.shape[0] for p in params}
+        last = group[-1].out
+        tokens = last.numel // max(last.shape[-1], 1)
+        top_k = self.experts_k.get(where, 0)
+        if len(experts) != 1 or not top_k:
+            raise LoweringError(f"experts module {where} of {self.model!r}: expected "
+                                f"parameters stacked over one expert axis after a top-k "
+                                f"router, got shapes {[p.shape for p in params]}")
+        (e,) = experts
+        gemms = tuple((p.shape[2], p.shape[1]) for p in params if len(p.shape) == 3)
+        flops = 2 * sum(k * n for k, n in gemms)
+        traced = sum(r.flops for r in group if r.kind in (OpKind.MATMUL, OpKind.LINEAR))
+        if traced != tokens * top_k * flops:
+            raise LoweringError(f"experts module {where} of {self.model!r}: its GEMMs do "
+                                f"{traced} FLOPs, not tokens x top-k x per-expert "
+                                f"({tokens} x {top_k} x {flops}); weights laid out as "
+                                f"{[p.shape for p in params]} are not (E, N, K)")
+        return {"moe": "experts", "num_experts": e, "top_k": top_k, "tokens": tokens,
+                "expert_bytes": sum(p.bytes for p in params) // e, "expert_flops": flops,
+                "expert_gemms": gemms,
+                "aten_ops": ",".join(r.op.removeprefix("aten.") for r in group)}
 
 
 def lower(ep: ExportedProgram, model: str, phase: Phase, *, batch: int, tokens: int,

@@ -22,6 +22,7 @@ import transformers  # noqa: E402
 from models.errors import UserError  # noqa: E402
 from models.graph import Graph, OpKind, Phase  # noqa: E402
 from models.lower import lower  # noqa: E402
+from models.moe import route  # noqa: E402
 from models.replicate import replicate_layers  # noqa: E402
 from models.request import DTYPES, TraceRequest, tree_depths  # noqa: E402
 from models.zoo import ModelEntry, get_model  # noqa: E402
@@ -52,7 +53,9 @@ def build_model(entry: ModelEntry, dtype: str = "float16", *,
     """The causal-LM model of ``entry`` on ``meta``, eager attention (FLOPs visible as matmuls;
     ``attn="sdpa"`` as HF runs on GPUs, for counting host calls).
 
-    ``layers`` builds a shallower copy (the first ``layers`` decoder layers).
+    ``layers`` builds a shallower copy (the first ``layers`` decoder layers). Mixture-of-experts
+    models run transformers' ``batched_mm`` experts (static shapes on meta: ``models.lower``);
+    the option is inert for dense models.
     """
     cfg = _config(entry)
     if layers is not None:
@@ -63,7 +66,8 @@ def build_model(entry: ModelEntry, dtype: str = "float16", *,
     with torch.device("meta"):
         try:
             model = transformers.AutoModelForCausalLM.from_config(
-                cfg, attn_implementation=attn, dtype=_DTYPES[dtype])
+                cfg, attn_implementation=attn, dtype=_DTYPES[dtype],
+                experts_implementation="batched_mm")
         except ValueError as e:
             raise UserError(f"model {entry.name!r} is not a decoder-only causal LM that "
                             f"transformers can build: {e}") from None
@@ -201,8 +205,9 @@ def export(entry: ModelEntry, req: TraceRequest, *,
     except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"tracing {entry.name!r} ({req.phase.value}) failed in torch: {first} "
-                        "(models are run on the meta device, so data-dependent control flow "
-                        "such as mixture-of-experts routing is not supported yet)") from e
+                        "(models are run on the meta device, so data-dependent control flow is "
+                        "not supported; mixture-of-experts blocks are, where transformers "
+                        "implements them with its experts interface)") from e
     finally:
         fx_config.do_not_emit_stack_traces = saved
 
@@ -244,5 +249,6 @@ def trace(model: str | ModelEntry, phase: str | Phase = Phase.DECODE, *,
         graph = _mark_tree(graph)
     if stack:
         graph = replicate_layers(graph, stack[1], stack[0])
+    graph = route(graph)  # MoE: uniform routing until a pass says otherwise (models.moe)
     log.debug("traced %s %s in %.2f s", entry.name, req.phase.value, time.perf_counter() - t0)
     return graph

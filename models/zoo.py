@@ -90,6 +90,33 @@ _ENTRIES = [
         "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,
         "activation_function": "gelu_new", "tie_word_embeddings": True},
         "openai-community/gpt2 config.json (124M)", ("gpt2-124m",)),
+    # Mixture of experts: 8 experts, top-2, in every layer (46.7B parameters, ~12.9B active).
+    ModelEntry("mixtral-8x7b", "MixtralConfig", _llama(
+        hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=8, max_position_embeddings=32768, rope_theta=1000000.0,
+        num_local_experts=8, num_experts_per_tok=2, sliding_window=None),
+        "mistralai/Mixtral-8x7B-v0.1 config.json", ("mixtral",)),
+    # Mixture of experts with a shared expert (DeepSeekMoE-style): 60 routed experts, top-4,
+    # plus one always-on expert of 4 x the routed width behind a sigmoid gate (14.3B params).
+    ModelEntry("qwen1.5-moe-a2.7b", "Qwen2MoeConfig", {
+        "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632,
+        "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
+        "max_position_embeddings": 8192, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": False, "hidden_act": "silu", "use_sliding_window": False,
+        "decoder_sparse_step": 1, "moe_intermediate_size": 1408,
+        "shared_expert_intermediate_size": 5632, "num_experts_per_tok": 4, "num_experts": 60,
+        "norm_topk_prob": False},
+        "Qwen/Qwen1.5-MoE-A2.7B config.json", ("qwen-moe",)),
+    # Fine-grained experts: 128 experts of width 768, top-8, no shared expert (30.5B params).
+    ModelEntry("qwen3-30b-a3b", "Qwen3MoeConfig", {
+        "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144,
+        "num_hidden_layers": 48, "num_attention_heads": 32, "num_key_value_heads": 4,
+        "head_dim": 128, "max_position_embeddings": 40960, "rope_theta": 1000000.0,
+        "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "hidden_act": "silu",
+        "attention_bias": False, "use_sliding_window": False, "decoder_sparse_step": 1,
+        "mlp_only_layers": [], "moe_intermediate_size": 768, "num_experts_per_tok": 8,
+        "num_experts": 128, "norm_topk_prob": True},
+        "Qwen/Qwen3-30B-A3B config.json"),
 ]
 
 ZOO: Mapping[str, ModelEntry] = {e.name: e for e in _ENTRIES}

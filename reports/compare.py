@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mapping.compression import quantize
 from models.errors import UserError
+from models.graph import OpKind
 from models.workload import Workload
 from reports.labels import label
 from sim.registry import fidelities, run
@@ -200,6 +201,10 @@ def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: st
         o = (overrides or {}).get(spec.name, {})
         spec = _with_overrides(spec, o.get("power_w"), o.get("price_usd"), overrides_from)
         fidelity = best_fidelity(spec, cycle)
+        g0 = w.prefill or w.decode_first
+        if fidelity == "cycle" and spec.kind == "flightllm" and g0 is not None \
+                and any(n.kind is OpKind.EXPERTS for n in g0.nodes):
+            fidelity = "roofline"  # FlightLLM's cycle flow maps dense layers only (refuse_moe)
         options: dict[str, Any] = {}
         if spec.kind == "gpu" and gpu_stack is not None:
             if fidelity != "calibrated":

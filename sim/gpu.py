@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.errors import UserError
+from models.graph import OpKind
 from models.workload import Workload
 from sim.gpu_calibrate import PRESET_OF_DEVICE, baselines, default_calibration
 from sim.gpu_model import STACKS, GPUCalibration, chip, kernels, step_time_s, step_times_s
@@ -70,6 +71,9 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
     own = PRESET_OF_DEVICE.get(c.device) == spec.name  # calibrated on this very GPU
     energy = decode_energy = None
     notes = [f"calibrated on {c.source}; {spec.name} datasheet bandwidth and peak"]
+    if first is not None and any(n.kind is OpKind.EXPERTS for n in first.nodes):
+        notes.append("mixture of experts: expert FFNs timed as grouped GEMMs on the dense GEMM "
+                     "curve (an extrapolation: no MoE kernel was measured)")
     if stack == "hf-eager":
         calls = dict(first.meta).get("eager_torch_calls") if first is not None else None
         notes.append(f"HF eager: host-bound at {c.host_s_per_call * 1e6:.1f} us per torch call x "

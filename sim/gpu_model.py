@@ -32,6 +32,16 @@ values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
   :func:`norm_chain`, ``_legacy``) takes the longer of its bytes and its elements at
   ``legacy_elems_per_clk`` per SM and clock (it is bound on the chip, not by HBM).
 
+Mixture-of-experts (``OpKind.EXPERTS``, :func:`expert_kernels`): one grouped GEMM per expert
+matrix (gate/up, down), as vLLM's fused MoE kernel runs them: the d distinct experts the
+routing reaches (``distinct_experts``, ``models.moe``) each have their weights read once and
+the T x k (token, pick) rows split evenly over them, timed with the linear curve as one GEMM of
+``T k / d`` rows against the d experts' matrices side by side (same FLOPs and weight bytes).
+This is an extrapolation from dense GEMM measurements: no MoE kernel was measured, and a
+grouped GEMM's smaller per-expert tiles may run below the dense efficiency. The gating between
+them (gather, activation x up, routing weights, sum over k) counts as three elementwise kernels
+moving the block's input and output and each GEMM output twice.
+
 L2 reuse: a kernel that reads what the kernel just before it wrote (the residual add's sum
 read by the next norm, a chain of RoPE kernels, SiLU's output in the measured ``silu(x) * x``)
 reads it from L2, not HBM, when the writer's whole footprint (what it reads and writes) fits
@@ -66,7 +76,7 @@ import numpy as np
 from models.graph import Graph, Node, OpKind
 
 __all__ = ["HF_RMSNORM_OPS", "SMALL_COLS", "STACKS", "GPUCalibration", "Kernels", "kernel_times",
-           "chip", "kernels", "norm_chain", "norm_values_per_thread", "odd_keys",
+           "chip", "expert_kernels", "kernels", "norm_chain", "norm_values_per_thread", "odd_keys",
            "reduce_values_per_thread", "small_columns", "step_time_s", "step_times_s"]
 
 STACKS = ("graph", "hf-eager")
@@ -260,6 +270,13 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             continue
         if i in fused:
             continue
+        if n.kind is OpKind.EXPERTS:
+            rows, bpe, row = expert_kernels(n, es)
+            lin.extend(rows)
+            lin_b.extend(bpe)
+            small.append(row)
+            prev, prev_foot = n.name, float(n.total_bytes)
+            continue
         if n.kind is OpKind.LINEAR:
             k = n.in_shapes[0][-1]
             nn = n.out_shape[-1]
@@ -284,6 +301,20 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
                    f(ab, dtype=np.float64), f(af, dtype=np.float64), f(odd, dtype=np.float64),
                    *cols,
                    int(dict(g.meta).get("eager_torch_calls", 0)))
+
+
+def expert_kernels(n: Node, es: int) -> tuple[list[tuple[float, float, float]], list[float],
+                                             dict[str, float]]:
+    """An experts node as GEMM rows (m, k, n), their weight bytes per element, and one small-op
+    row for its gating kernels (see the module doc)."""
+    a = n.attr
+    pairs = a["tokens"] * a["top_k"]                     # (token, pick) rows
+    d = max(float(a.get("distinct_experts", a["num_experts"])), 1e-9)  # unrouted: all
+    gemms = a["expert_gemms"]
+    per_elem = a["expert_bytes"] / max(sum(k * m for k, m in gemms), 1)
+    rows = [(pairs / d, float(k), float(m) * d) for k, m in gemms]
+    moved = n.act_bytes + 2 * pairs * sum(m for _, m in gemms) * es
+    return rows, [per_elem] * len(rows), {"bytes": moved, "elem": 3}
 
 
 SMALL_COLS = ("bytes", "red_bytes", "elem", "red", "norm", "norm_bytes", "red_values",

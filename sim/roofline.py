@@ -18,7 +18,7 @@ from models.workload import Workload
 from sim.result import SimResult, result_from_times
 from sim.spec import HardwareSpec
 
-__all__ = ["OpBound", "graph_bound_s", "op_bounds", "simulate"]
+__all__ = ["OpBound", "graph_bound_s", "moe_notes", "op_bounds", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,23 @@ def _decode_matrix(spec: HardwareSpec, w: Workload) -> np.ndarray:
     return np.maximum(flops / peak[:, None], nbytes / spec.mem_bytes_per_s)
 
 
+def moe_notes(spec: HardwareSpec, w: Workload) -> tuple[str, ...]:
+    """What a mixture-of-experts workload's weight traffic assumes (empty for dense models)."""
+    out = []
+    for phase, g in (("prefill", w.prefill), ("decode", w.decode_first)):
+        ex = [n.attr for n in g.nodes if n.kind is OpKind.EXPERTS] if g is not None else []
+        if ex:
+            a = ex[0]
+            mean = sum(x.get("distinct_experts", x["num_experts"]) for x in ex) / len(ex)
+            out.append(f"{phase}: {a['tokens']} tokens routed top-{a['top_k']} of "
+                       f"{a['num_experts']} experts ({a.get('routing', 'unrouted')}): "
+                       f"{mean:.2f} experts' weights read per MoE layer")
+    if out and spec.kind == "flightllm":
+        out.append("FlightLLM's cycle-level flow does not map mixture-of-experts layers: "
+                   "roofline only")
+    return tuple(out)
+
+
 def simulate(spec: HardwareSpec, w: Workload) -> SimResult:
     """Roofline prefill + decode of ``w`` on ``spec``."""
     breakdown: dict[str, dict[str, float]] = {}
@@ -105,4 +122,5 @@ def simulate(spec: HardwareSpec, w: Workload) -> SimResult:
             * w.decode_tokens
     power_note = "board/TDP power x time" if spec.power_w else "not published"
     return result_from_times(spec, w, "roofline", prefill_s, decode_s, breakdown_ms=breakdown,
-                             counts=counts, extra={"power_source": power_note})
+                             counts=counts, extra={"power_source": power_note},
+                             notes=moe_notes(spec, w))

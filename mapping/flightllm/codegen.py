@@ -37,7 +37,7 @@ from mapping.flightllm.replicate import Period, layer_ranges, signature, snapsho
 from models.errors import UserError
 from models.graph import Graph, Node, OpKind
 
-__all__ = ["generate"]
+__all__ = ["generate", "refuse_moe"]
 
 _FUSABLE = (OpKind.ACTIVATION, OpKind.ELEMENTWISE, OpKind.ROPE)
 _CASTS = ("aten.to.", "aten._to_copy", "aten.type_as", "aten.clone", "aten.contiguous")
@@ -487,12 +487,21 @@ def _step(gen: _Gen, n: Node, pending_qk: Node | None) -> Node | None:
     return pending_qk
 
 
+def refuse_moe(g: Graph) -> None:
+    """UserError for mixture-of-experts graphs: FlightLLM (and this code generator) maps dense
+    decoder layers only; an ``EXPERTS`` node would otherwise be skipped without a trace."""
+    if any(n.kind is OpKind.EXPERTS for n in g.nodes):
+        raise UserError(f"FlightLLM's cycle-level flow maps dense layers only, and {g.model} "
+                        "has mixture-of-experts layers; run it with --fidelity roofline")
+
+
 def generate(g: Graph, arch: Arch, replicate: bool = True) -> Program:
     """The instruction program of one forward pass of (compressed) ``g`` on ``arch``.
 
     ``replicate``: layers identical to the previous one are copied (``replicate.py``; the
     result is the same program, checked by tests), not generated op by op.
     """
+    refuse_moe(g)
     gen = _Gen(g, arch)
     pending: Node | None = None
     ranges = layer_ranges(g) if replicate and g.nodes else []

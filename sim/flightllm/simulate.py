@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mapping.flightllm.codegen import generate
+from mapping.flightllm.codegen import generate, refuse_moe
 from mapping.flightllm.compression import CompressionConfig, apply_compression
 from mapping.flightllm.decode import check_batch_buffers
 from mapping.flightllm.isa import Program, Queue, storage_bytes
@@ -160,6 +160,9 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
     decode_bucket = DECODE_BUCKET if decode_bucket is None else decode_bucket
     if decode_bucket < 1:
         raise UserError(f"--decode-bucket must be at least 1, got {decode_bucket}")
+    for g in (w.prefill, w.decode_first):
+        if g is not None:
+            refuse_moe(g)
     w = w.map(lambda g: apply_compression(g, cfg))
     check_fits(spec, w)
     if w.decode_tokens and w.batch > 1:   # before the prefill: the batch must fit its buffers

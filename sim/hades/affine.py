@@ -20,6 +20,8 @@ __all__ = ["FIELDS", "PE_KINDS", "SFU_PASSES", "AffineGraph"]
 
 FIELDS = ("flops", "weight_bytes", "act_bytes", "kv_read_bytes", "kv_write_bytes",
           "k_dim", "n_dim", "rows", "outer", "elems")
+# A mixture-of-experts EXPERTS node is not tiled here (its GEMMs are spread over the experts
+# the routing reaches): it runs at the PE array's peak, no faster, plus its weight traffic.
 PE_KINDS = (OpKind.LINEAR, OpKind.MATMUL, OpKind.ATTENTION)
 # SFU passes over the elements of an op: softmax = max, exp+sum, scale; norm = sum of squares,
 # scale; the rest one pass. (Our SFU design, docs/hades.md; RTL: sim/blocks/sfu.py.)

@@ -19,7 +19,7 @@ from sim.hades.spec import HadesSpec
 from sim.hades.units import pass_cost, pass_times, sampling_cycles
 from sim.perfetto import TraceWriter
 from sim.result import SimResult, result_from_times
-from sim.roofline import graph_bound_s
+from sim.roofline import graph_bound_s, moe_notes
 from sim.roofline import simulate as roofline_simulate
 from sim.spec import HardwareSpec
 
@@ -143,7 +143,8 @@ def simulate_cycle(spec: HadesSpec, w: Workload) -> SimResult:
     energy = energy_j(spec, counts, prefill_s + decode_s)
     extra = {"energy_breakdown_j": energy, "area_mm2": area_mm2(spec),
              "decode_bound_ms": bound_s * 1e3}
-    return _result(spec, w, "cycle", prefill_s, decode_s, energy["total"], extra, counts, {})
+    return _result(spec, w, "cycle", prefill_s, decode_s, energy["total"], extra, counts, {},
+                   moe_notes(spec, w))
 
 
 def speculative_roofline(spec: HardwareSpec, w: SpeculativeWorkload) -> SimResult:
