@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmcosim.fmt import eng, ms
+from models.argparser import StrictParser
 from models.errors import UserError
 from models.request import parse_tree
 from models.zoo import ZOO, ModelEntry, entry_from_config_file, get_model
@@ -239,7 +240,8 @@ def _add_workload_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llmcosim", description=__doc__.splitlines()[0])
+    # every subcommand's parser is a StrictParser too (argparse builds them as type(p))
+    p = StrictParser(prog="llmcosim", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("models", help="list the model zoo")

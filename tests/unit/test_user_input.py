@@ -1,0 +1,90 @@
+"""What a new user hits (issue 21): typos, wrong files, empty files, each one clear line."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from llmcosim.cli import build_parser, main
+from models.argparser import StrictParser, closest_flag
+
+
+def _run(argv: list[str], capsys) -> str:
+    """The one-line error of a CLI run that must fail with status 2."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+# -- 7: no abbreviations, the closest flag named -------------------------------------------
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["simulate", "--hw", "gpu-a100", "--model", "gpt2", "--prefil", "12"], "--prefill"),
+    (["simulate", "--hw", "gpu-a100", "--model", "gpt2", "--prefill=12", "--jsn"], "--json"),
+    (["trace", "gpt2", "--contxt", "4"], "--context"),
+    (["trace", "gpt2", "--sum"], "--summary"),            # a prefix is no longer accepted
+    (["compile", "--hw", "flightllm-u280", "--model", "gpt2", "--cont", "4"], "--context"),
+    (["sweep", "show", "x.db", "--paret", "a,b"], "--pareto"),
+    (["report", "sweep", "x.db", "--ou", "d"], "--out"),
+    (["rtl", "verify", "--blck", "csd_chain"], "--block"),
+    (["gpu-baseline", "validate", "--no-step"], "--no-steps"),
+    (["compare", "--model", "gpt2", "--hw", "gpu-a100", "--prefil", "8"], "--prefill"),
+])
+def test_abbreviations_are_errors_naming_the_closest_flag(capsys, argv, hint):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {argv[-2] if argv[-1][0] != '-' else argv[-1]}" in err
+    assert f"(did you mean {hint}?)" in err
+
+
+def test_every_parser_of_the_cli_is_strict():
+    """Every parser and subparser, however deep, refuses abbreviations."""
+    seen, todo = 0, [build_parser()]
+    while todo:
+        p = todo.pop()
+        assert isinstance(p, StrictParser) and p.allow_abbrev is False, p.prog
+        seen += 1
+        for a in p._actions:
+            if a.choices and isinstance(a.choices, dict):
+                todo.extend(a.choices.values())
+    assert seen > 15
+
+
+def test_closest_flag():
+    flags = ["--prefill", "--decode", "--prefix-cache", "-h"]
+    assert closest_flag("--prefil", flags) == "--prefill"
+    assert closest_flag("--decod=5", flags) == "--decode"
+    assert closest_flag("--zzzzzz", flags) is None
+
+
+# -- 5: sweep show / export / report on a file that is no results database -----------------
+@pytest.mark.parametrize("command", [["sweep", "show"], ["report", "sweep"]])
+@pytest.mark.parametrize(("content", "message"), [
+    ("readme", "is not a sweep results database"),
+    ("", "is not a sweep results database (an SQLite file with tables 'meta' and 'points'"),
+    ("other-sqlite", "it has tables other"),
+    (None, "does not exist"),
+    ("dir", "is a directory"),
+])
+def test_sweep_readers_refuse_what_is_not_a_results_db(tmp_path, capsys, command, content,
+                                                       message):
+    path = tmp_path / "r.db"
+    if content == "dir":
+        path.mkdir()
+    elif content == "other-sqlite":
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE other (x)")
+    elif content is not None:
+        path.write_text(content)
+    err = _run([*command, str(path)], capsys)
+    assert message in err and str(path) in err
+
+
+def test_sweep_export_of_a_text_file(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    err = _run(["sweep", "export", str(tmp_path / "notes.txt"), str(tmp_path / "o.csv")], capsys)
+    assert "is not a sweep results database" in err
+    assert not (tmp_path / "o.csv").exists()
