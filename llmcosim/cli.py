@@ -17,7 +17,7 @@ from llmcosim.fmt import eng, ms
 from models.argparser import StrictParser
 from models.errors import UserError
 from models.request import parse_tree
-from models.zoo import ZOO, ModelEntry, entry_from_config_file, get_model
+from models.zoo import ZOO, ModelEntry, get_model
 
 __all__ = ["build_parser", "main"]
 
@@ -26,7 +26,7 @@ _out = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def _entry(name: str) -> ModelEntry:
-    return entry_from_config_file(name) if name.endswith(".json") else get_model(name)
+    return get_model(name)  # a zoo name, a config.json or a directory holding one
 
 
 def _positive(text: str) -> int:

@@ -93,12 +93,11 @@ def _print_tables(rows, results, assumptions) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from models.cache import get_workload
-    from models.zoo import entry_from_config_file, get_model
+    from models.zoo import get_model
     from reports.compare import check_inputs, compare, parse_hw_list, write_compare
     from reports.headline import headline, headline_markdown, load_assumptions
 
-    entry = entry_from_config_file(args.model) if args.model.endswith(".json") \
-        else get_model(args.model)
+    entry = get_model(args.model)
     names = parse_hw_list(args.hw)
     check_inputs(names, args.gpu_stack)   # bad presets fail before any tracing
     a = load_assumptions(args.assumptions) if args.assumptions else None

@@ -163,6 +163,8 @@ class SweepSpec:
 
 def _file_digest(path: str, suffix: str = ".json") -> str:
     p = Path(path)
+    if suffix == ".json" and p.is_dir() and (p / "config.json").is_file():
+        p, path = p / "config.json", str(p / "config.json")  # a model directory
     if path.endswith(suffix) and p.is_file():
         return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
     return ""

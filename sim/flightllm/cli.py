@@ -307,9 +307,9 @@ def _spec(name: str) -> FlightLLMSpec:
 
 
 def _entry(name: str):
-    from models.zoo import entry_from_config_file, get_model
+    from models.zoo import get_model
 
-    return entry_from_config_file(name) if name.endswith(".json") else get_model(name)
+    return get_model(name)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
 
 from llmcosim.cli import build_parser, main
 from models.argparser import StrictParser, closest_flag
+from models.errors import UserError
 
 
 def _run(argv: list[str], capsys) -> str:
@@ -88,3 +90,32 @@ def test_sweep_export_of_a_text_file(tmp_path, capsys):
     err = _run(["sweep", "export", str(tmp_path / "notes.txt"), str(tmp_path / "o.csv")], capsys)
     assert "is not a sweep results database" in err
     assert not (tmp_path / "o.csv").exists()
+
+
+# -- 6 and 2: models named by path or directory, and what they are called ------------------
+def test_unknown_model_hint_names_what_exists(capsys):
+    err = _run(["simulate", "--hw", "gpu-a100", "--model", "llama9"], capsys)
+    assert "--config" not in err
+    assert "(or give a Hugging Face config.json path, or a directory holding one, as the " \
+           "model)" in err
+
+
+def test_a_directory_is_a_model_and_names_come_from_the_config(tmp_path):
+    from models.zoo import get_model
+
+    d = tmp_path / "my-model"
+    d.mkdir()
+    cfg = {"model_type": "llama", "hidden_size": 64}
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert get_model(str(d)).name == "my-model (llama)"
+    assert get_model(str(d / "config.json")).name == "my-model (llama)"
+    (tmp_path / "other.json").write_text(json.dumps(cfg))
+    assert get_model(str(tmp_path / "other.json")).name == "other (llama)"
+    (d / "config.json").write_text(json.dumps({**cfg, "_name_or_path": "meta-llama/Llama-3"}))
+    e = get_model(str(d))
+    assert e.name == "meta-llama/Llama-3" and "_name_or_path" not in e.config
+    (d / "config.json").write_text(json.dumps({**cfg, "_name_or_path": "/home/me/ckpt/v2/"}))
+    assert get_model(str(d)).name == "v2"
+    with pytest.raises(UserError, match=r"^no config.json in '.*empty'"):
+        (tmp_path / "empty").mkdir()
+        get_model(str(tmp_path / "empty"))
