@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.errors import UserError
+from models.errors import UserError, empty
 
 __all__ = ["ZOO", "ModelEntry", "config_name", "entry_from_config_file", "get_model"]
 
@@ -125,7 +125,11 @@ def entry_from_config_file(path: str | Path) -> ModelEntry:
                             "Hugging Face config.json)")
         p = p / "config.json"
     try:
-        cfg = json.loads(p.read_text())
+        text = p.read_text()
+        if not text.strip():
+            raise UserError(empty("config file", p, "a Hugging Face config.json with "
+                                  "model_type"))
+        cfg = json.loads(text)
     except FileNotFoundError:
         raise UserError(f"config file {str(p)!r} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.errors import UserError
+from models.errors import UserError, empty
 from models.request import parse_tree
 from sweeps.expr import Expr, parse_expr
 from sweeps.sampling import Axis, grid, latin_hypercube, random_samples
@@ -219,6 +219,9 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{where}: malformed TOML: {e}") from None
+    if not data:
+        raise UserError(empty("sweep file", where, "[hardware] preset = ... and the axes to "
+                              "sweep (configs/sweeps/*.toml)"))
     allowed = ("sweep", "hardware", "workload", "compression", "speculation", "points")
     for key in data:
         if key not in allowed:

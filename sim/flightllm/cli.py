@@ -38,7 +38,7 @@ from mapping.flightllm.compression import (
 )
 from mapping.flightllm.isa import decode, encode, listing, storage_bytes
 from mapping.flightllm.prefill import attention_counts, attention_groups
-from models.errors import UserError
+from models.errors import UserError, empty
 from models.graph import Graph, OpKind
 from sim.flightllm.simulate import DECODE_BUCKET, PREFILL_BUCKET, PassResult, simulate_graph
 from sim.flightllm.timing import arch_of
@@ -332,6 +332,9 @@ def disassemble(path: Path, start: int = 0, count: int = 0) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: no such file (compile writes core<i>.bin under --out)")
     raw = path.read_bytes()
+    if not raw:
+        raise UserError(empty("program", path, "32-bit FlightLLM instructions (compile writes "
+                              "core<i>.bin under --out)"))
     if len(raw) % 4:
         raise UserError(f"{path}: {len(raw)} bytes is not a whole number of 32-bit words")
     try:

@@ -119,3 +119,33 @@ def test_a_directory_is_a_model_and_names_come_from_the_config(tmp_path):
     with pytest.raises(UserError, match=r"^no config.json in '.*empty'"):
         (tmp_path / "empty").mkdir()
         get_model(str(tmp_path / "empty"))
+
+
+# -- 3: empty inputs say what was expected --------------------------------------------------
+@pytest.mark.parametrize(("name", "argv", "message"), [
+    ("e.toml", ["simulate", "--hw", "flightllm-u280", "--model", "llama2-7b", "--prefill", "8",
+                "--decode", "2", "--sparsity", "{f}"],
+     "--sparsity file '{f}' is empty: expected compression settings"),
+    ("e.toml", ["compile", "--hw", "flightllm-u280", "--model", "llama2-7b", "--sparsity", "{f}",
+                "--out", "{d}/prog"], "--sparsity file '{f}' is empty: expected"),
+    ("e.bin", ["disasm", "{f}"], "program '{f}' is empty: expected 32-bit FlightLLM "
+                                 "instructions (compile writes core<i>.bin under --out)"),
+    ("e.toml", ["trace", "llama-68m", "--phase", "verify", "--tree", "{f}"],
+     "--tree: tree file '{f}' is empty: expected parents = [-1, 0, 0, 1, ...]"),
+    ("e.jsonl", ["simulate", "--hw", "hades", "--model", "llama2-7b", "--acceptance", "{f}"],
+     "--acceptance file '{f}' is empty: expected one JSON object per round and line"),
+    ("e.toml", ["sweep", "{f}"], "sweep file '{f}' is empty: expected [hardware] preset"),
+    ("e.toml", ["hw", "{f}"], "hardware file '{f}' is empty: expected kind = "),
+    ("e.toml", ["compare", "--assumptions", "{f}", "--out", "{d}/c"],
+     "assumptions file '{f}' is empty: expected"),
+    ("config.json", ["simulate", "--hw", "gpu-a100", "--model", "{f}"],
+     "config file '{f}' is empty: expected a Hugging Face config.json with model_type"),
+])
+@pytest.mark.parametrize("content", ["", "# only a comment\n\n"])
+def test_empty_inputs_say_what_was_expected(tmp_path, capsys, name, argv, message, content):
+    f = tmp_path / name
+    f.write_text(content if not name.endswith((".bin", ".json")) else "")
+    argv = [a.format(f=f, d=tmp_path) for a in argv]
+    err = _run(argv, capsys)
+    assert message.format(f=f) in err
+    assert not (tmp_path / "prog").exists() and not (tmp_path / "c").exists()
