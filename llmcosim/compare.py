@@ -40,7 +40,8 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--hw", default=",".join(DEFAULT_HW),
                    help=f"comma-separated presets (default {','.join(DEFAULT_HW)})")
     s.add_argument("--out", default="reports/out",
-                   help="directory for compare.md/.json/.png (default reports/out)")
+                   help="directory for compare.md/.json/.png, headline.md/.json/.png with "
+                   "--assumptions (default reports/out), or a NAME.md path for NAME.*")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     s.add_argument("--assumptions", help="a paper's stated inputs and headline ratios "
                    "(configs/compare/flightllm_paper.toml): recompute the ratios; its power and "
@@ -91,6 +92,15 @@ def _print_tables(rows, results, assumptions) -> None:
             _out.print(f"  hangs on: {h}", highlight=False)
 
 
+def _out_files(out: str, stem: str) -> tuple[Path, str]:
+    """(directory, file stem) of ``--out``: a directory (``stem``.md/.json/.png in it: a
+    headline run does not overwrite a plain compare's files) or a ``NAME.md`` path."""
+    p = Path(out)
+    if p.suffix == ".md":
+        return p.parent, p.stem
+    return p, stem
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from models.cache import get_workload
     from models.zoo import get_model
@@ -130,7 +140,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         _print_tables(rows, results, a)
     if rows:
-        path = write_compare(Path(args.out), rows, workload=workload, command=command,
+        out, stem = _out_files(args.out, "headline" if a else "compare")
+        path = write_compare(out, rows, stem=stem, workload=workload, command=command,
                              headline=[r.to_dict() for r in results] if a else None,
                              headline_md=md)
         if not args.json:

@@ -149,3 +149,22 @@ def test_empty_inputs_say_what_was_expected(tmp_path, capsys, name, argv, messag
     err = _run(argv, capsys)
     assert message.format(f=f) in err
     assert not (tmp_path / "prog").exists() and not (tmp_path / "c").exists()
+
+
+# -- 9: compare --assumptions keeps its own files --------------------------------------------
+def test_compare_with_assumptions_does_not_overwrite_a_plain_compare(monkeypatch, tmp_path):
+    from tests.unit.test_compare import PAPER, _cache_gpt2
+
+    _cache_gpt2(monkeypatch, tmp_path)
+    base = ["compare", "--model", "gpt2", "--prefill", "8", "--decode", "4", "--no-cycle",
+            "--hw", "gpu-v100s,flightllm-u280", "--json"]
+    assert main([*base, "--out", str(tmp_path / "r")]) == 0
+    plain = (tmp_path / "r" / "compare.json").read_text()
+    assert main([*base, "--assumptions", str(PAPER), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "compare.json").read_text() == plain       # untouched
+    assert "headline" not in json.loads(plain)
+    assert "headline" in json.loads((tmp_path / "r" / "headline.json").read_text())
+    assert (tmp_path / "r" / "headline.md").is_file()
+    # --out NAME.md: where the user says
+    assert main([*base, "--assumptions", str(PAPER), "--out", str(tmp_path / "x" / "v2.md")]) == 0
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["v2.json", "v2.md", "v2.png"]
