@@ -53,7 +53,7 @@ def _verify(args) -> int:
     from rich.table import Table
 
     from verification.blocks import default_configs
-    from verification.runner import SIMULATORS, run_config, simulator_env
+    from verification.runner import SIMULATORS, build_root, run_config, simulator_env
 
     _check_block(args.block)
     if args.sim not in SIMULATORS:
@@ -61,6 +61,8 @@ def _verify(args) -> int:
     if args.vectors < 1:
         raise ValueError(f"--vectors {args.vectors}: must be at least 1")
     simulator_env(args.sim)
+    print(f"building in {build_root() / args.sim} (set LLMCOSIM_CACHE to move it)",
+          file=sys.stderr)
     table = Table(title=f"llmcosim rtl verify — {args.sim}, seed {args.seed}")
     for col in ("block", "config", "vectors", "cycles", "latency (meas/model)",
                 "II (meas/model)", "wall s", "result"):
