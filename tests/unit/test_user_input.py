@@ -168,3 +168,16 @@ def test_compare_with_assumptions_does_not_overwrite_a_plain_compare(monkeypatch
     # --out NAME.md: where the user says
     assert main([*base, "--assumptions", str(PAPER), "--out", str(tmp_path / "x" / "v2.md")]) == 0
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["v2.json", "v2.md", "v2.png"]
+
+
+# -- 11: demo for any model: a draft with the target's vocabulary, or no spec rows ---------
+def test_demo_draft_shares_the_vocabulary_or_is_none():
+    from models.zoo import ZOO
+    from reports.demo import demo_draft
+
+    assert demo_draft(ZOO["llama2-7b"]) == "llama-68m"
+    assert demo_draft(ZOO["opt-6.7b"]) is None        # vocab 50272: no OPT draft in the zoo
+    assert demo_draft(ZOO["llama-68m"]) is None       # nothing smaller drafts for the draft
+    for e in ZOO.values():
+        d = demo_draft(e)
+        assert d is None or ZOO[d].config["vocab_size"] == e.config["vocab_size"]
