@@ -109,7 +109,7 @@ def get_model(name: str) -> ModelEntry:
     key = _ALIASES.get(name.lower(), name.lower())
     if key in ZOO:
         return ZOO[key]
-    if name.endswith(".json") or Path(name).exists():
+    if name.strip() and (name.endswith(".json") or Path(name).exists()):
         return entry_from_config_file(name)
     raise UserError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)} (or give a "
                     "Hugging Face config.json path, or a directory holding one, as the model)")

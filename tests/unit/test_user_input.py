@@ -98,6 +98,7 @@ def test_unknown_model_hint_names_what_exists(capsys):
     assert "--config" not in err
     assert "(or give a Hugging Face config.json path, or a directory holding one, as the " \
            "model)" in err
+    assert "unknown model ''" in _run(["simulate", "--hw", "gpu-a100", "--model", ""], capsys)
 
 
 def test_a_directory_is_a_model_and_names_come_from_the_config(tmp_path):
