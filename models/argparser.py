@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -55,6 +56,11 @@ class StrictParser(argparse.ArgumentParser):
                    and a.split("=", 1)[0] not in self._option_string_actions]
         if unknown and not self._subparsers and "unrecognized" not in message:
             message = f"{self._unrecognized(unknown)}; {message}"
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:  # a misspelt command or choice: name the closest one too
+            choices = re.findall(r"'([^']*)'", bad.group(2)) or bad.group(2).split(", ")
+            close = difflib.get_close_matches(bad.group(1), choices, n=1)
+            message += f" (did you mean {close[0]}?)" if close else ""
         super().error(message)
 
     def _unrecognized(self, extras: list[str]) -> str:

@@ -42,6 +42,17 @@ def test_abbreviations_are_errors_naming_the_closest_flag(capsys, argv, hint):
     assert f"(did you mean {hint}?)" in err
 
 
+@pytest.mark.parametrize(("argv", "hint"), [(["simulat"], "simulate"),
+                                             (["rtl", "verfy"], "verify"),
+                                             (["simulate", "--hw", "gpu-a100", "--model", "gpt2",
+                                               "--gpu-stack", "hf-eagr"], "hf-eager")])
+def test_a_misspelt_command_or_choice_names_the_closest(capsys, argv, hint):
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err
+    assert "invalid choice" in err and err.rstrip().endswith(f"(did you mean {hint}?)")
+
+
 def test_every_parser_of_the_cli_is_strict():
     """Every parser and subparser, however deep, refuses abbreviations."""
     seen, todo = 0, [build_parser()]
