@@ -105,6 +105,10 @@ def _synth(args) -> int:
         raise ValueError(f"--block {args.block!r}: synth supports csd_chain only")
     check_csd_params(args.chain, parse_pattern(args.pattern))
     cfg = BlockConfig.of("csd_chain", chain=args.chain, pattern=args.pattern)
+    from verification.runner import build_root
+
+    print(f"synthesizing in {build_root() / 'synth' / cfg.slug} (set LLMCOSIM_CACHE to move "
+          "it)", file=sys.stderr)
     rep = synthesize(cfg)
     table = Table(title=f"llmcosim rtl synth — Yosys synth_xilinx (UltraScale+) {cfg.slug}")
     for col in ("DSP48E2", "model DSP48", "LUT", "FF", "CARRY", "RAM", "yosys s"):
