@@ -193,3 +193,17 @@ def test_demo_draft_shares_the_vocabulary_or_is_none():
     for e in ZOO.values():
         d = demo_draft(e)
         assert d is None or ZOO[d].config["vocab_size"] == e.config["vocab_size"]
+
+
+@pytest.mark.parametrize("content", ["", "{}", "\n"])
+def test_an_empty_workload_file_says_what_was_expected(tmp_path, content):
+    from sweeps.workloads import load_workload_file
+
+    f = tmp_path / "w.workload.json"
+    f.write_text(content)
+    with pytest.raises(UserError, match=r"workload file '.*w.workload.json' is empty: expected "
+                                        r"a JSON object of format 'llmcosim-workload-1'"):
+        load_workload_file(f)
+    f.write_text("[1, 2]")
+    with pytest.raises(UserError, match="not a workload file"):
+        load_workload_file(f)
