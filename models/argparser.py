@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -41,7 +42,7 @@ class StrictParser(argparse.ArgumentParser):
                          ) -> tuple[argparse.Namespace, list[str]]:
         # argparse runs a subcommand through its parser's parse_known_args and only
         # reports leftovers at the top; reporting them here names the subcommand's flags.
-        self._given = list(args) if args is not None else None
+        self._given = list(sys.argv[1:] if args is None else args)
         ns, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(self._unrecognized(extras))
