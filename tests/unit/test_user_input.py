@@ -207,3 +207,14 @@ def test_an_empty_workload_file_says_what_was_expected(tmp_path, content):
     f.write_text("[1, 2]")
     with pytest.raises(UserError, match="not a workload file"):
         load_workload_file(f)
+
+
+def test_a_sweep_whose_points_fail_says_why(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text('[sweep]\nname = "t"\nfidelity = "roofline"\n'
+                                     '[hardware]\npreset = ["gpu-a100", "hades"]\n'
+                                     '[workload]\nmodel = "no-such-model"\nprefill = 8\n'
+                                     'decode = 4\n')
+    assert main(["sweep", "s.toml", "--workers", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "failed (2 points): unknown model 'no-such-model'" in err
