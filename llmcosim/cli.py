@@ -43,7 +43,8 @@ def _tree(text: str | None) -> tuple[int, ...] | None:
 
 # -- models ---------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
-    t = Table(title="Model zoo (configs in models/zoo.py; any config.json via --model FILE)")
+    t = Table(title="Model zoo (configs in models/zoo.py; any config.json, or its folder, as "
+              "the model)")
     for col in ("name", "class", "layers", "hidden", "max positions", "source"):
         t.add_column(col)
     for e in ZOO.values():
@@ -248,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("trace", help="trace a model to the op-graph IR")
-    s.add_argument("model", help="zoo name (see `llmcosim models`) or a config.json path")
+    s.add_argument("model", help="zoo name (see `llmcosim models`), or a config.json or its folder")
     s.add_argument("--phase", default="decode", help="prefill, decode (default) or verify")
     s.add_argument("--tokens", type=_positive, default=None,
                    help="new tokens per pass (prefill default 128, verify 4, decode 1)")
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="simulate prefill + decode of a model on a device")
     s.add_argument("--hw", required=True, help="hardware preset (see `llmcosim hw`) or .toml")
-    s.add_argument("--model", required=True, help="zoo name or config.json path")
+    s.add_argument("--model", required=True, help="zoo name, or a config.json or its folder")
     s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
     s.add_argument("--fidelity", default=None,

@@ -34,7 +34,7 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("compare", help="one model on several devices at their best fidelity: "
                        "latency, tokens/s, tokens/J, tokens/s per $, with sources")
-    s.add_argument("--model", default="llama2-7b", help="zoo name or config.json path")
+    s.add_argument("--model", default="llama2-7b", help="zoo name, or a config.json or its folder")
     s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
     s.add_argument("--hw", default=",".join(DEFAULT_HW),

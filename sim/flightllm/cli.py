@@ -365,7 +365,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("compile", help="compile a FlightLLM instruction program")
     s.add_argument("--hw", required=True, help="FlightLLM preset (flightllm-u280/-vhk158)")
-    s.add_argument("--model", required=True, help="zoo name or config.json path")
+    s.add_argument("--model", required=True, help="zoo name, or a config.json or its folder")
     s.add_argument("--phase", default="decode", help="decode (default) or prefill")
     s.add_argument("--context", type=int, default=512, help="decode: cached tokens (512)")
     s.add_argument("--tokens", type=int, default=128, help="prefill: tokens (128)")
@@ -383,7 +383,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_disasm)
     s = sub.add_parser("ablate", help="FlightLLM ablations vs the paper's claims")
     s.add_argument("--hw", required=True, help="FlightLLM preset")
-    s.add_argument("--model", required=True, help="zoo name or config.json path")
+    s.add_argument("--model", required=True, help="zoo name, or a config.json or its folder")
     s.add_argument("--sparsity", help="compression TOML (default: the artifact's setup)")
     s.add_argument("--prefill", type=int, default=128, help="prefill tokens (128)")
     s.add_argument("--context", type=int, default=512, help="decode context (512)")
