@@ -9,12 +9,12 @@ the sim/blocks model at K = 256.
 
 from __future__ import annotations
 
-import argparse
 from fractions import Fraction
 
 from rich.console import Console
 from rich.table import Table
 
+from models.argparser import StrictParser
 from sim.blocks.csd_chain import csd_chain_timing
 from verification.blocks import TIMING_K, BlockConfig
 from verification.runner import ensure_built, run_config
@@ -25,7 +25,7 @@ PATTERNS = {"dense": 16, "8:16": 8, "2:16": 2}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = StrictParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vectors", type=int, default=2000)
     ap.add_argument("--chain", type=int, default=16)
     args = ap.parse_args()

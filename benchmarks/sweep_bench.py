@@ -18,13 +18,13 @@ The tables of the local and Ray runs are compared (they must be identical).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
+from models.argparser import StrictParser
 from sweeps import Store, load_sweep, run_sweep
 from sweeps.worker import METRICS
 
@@ -42,7 +42,7 @@ def _warm(spec) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = StrictParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--spec", default="configs/sweeps/bench_1000.toml")
     ap.add_argument("--cycle-spec", default="configs/sweeps/u280_sparsity.toml")

@@ -6,7 +6,6 @@ Usage: python benchmarks/trace_bench.py [--repeat N] [--json out.json]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -15,6 +14,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from models.argparser import StrictParser
 
 __all__ = ["CASES", "measure"]
 
@@ -38,7 +39,7 @@ def measure(args: list[str]) -> tuple[float, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = StrictParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()

@@ -359,7 +359,8 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # runs alone on the GPU machines (no repo imports), so not models.argparser.StrictParser
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--out", required=True, help="JSON file to write")
     ap.add_argument("--model", default=None, help="zoo model for whole-model steps")
     ap.add_argument("--dtype", default="float16", choices=list(_DTYPES))

@@ -13,13 +13,13 @@ which it does not read (they are the evidence for its kernel types).
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
 import torch
 
 from kernels.measure import device_info, measure_attention, measure_elementwise, measure_linear
+from models.argparser import StrictParser
 
 __all__ = ["PROFILE_SCHEMA", "SCHEMA", "cases", "cases_l2", "probe", "probe_kernels", "probe_l2",
            "probe_verify"]
@@ -140,7 +140,7 @@ def probe_verify(device: torch.device, dry_run: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = StrictParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--what", choices=("small", "verify", "l2", "kernels"), default="small",
                     help="small kernels over rows and widths, GEMM/SDPA at q = 1..16, or the "

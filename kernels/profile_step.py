@@ -10,7 +10,6 @@ small kernels in a CUDA graph (the per-kernel cost inside a replayed step).
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 
 from kernels.measure import device_info, time_fn
 from kernels.measure_model import _eager_step, _quiet, build_model
+from models.argparser import StrictParser
 
 __all__ = ["profile_step"]
 
@@ -64,7 +64,7 @@ def chain(device: torch.device, n: int = 40) -> dict[str, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = StrictParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--layers", type=int, default=2)
     args = ap.parse_args()

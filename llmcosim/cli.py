@@ -15,10 +15,11 @@ from rich.table import Table
 
 from llmcosim.fmt import eng, ms
 from llmcosim.serve import add_serve_parser
+from models.argparser import StrictParser
 from models.errors import UserError
 from models.graph import OpKind
 from models.request import parse_tree
-from models.zoo import ZOO, ModelEntry, entry_from_config_file, get_model
+from models.zoo import ZOO, ModelEntry, get_model
 
 __all__ = ["build_parser", "main"]
 
@@ -27,7 +28,7 @@ _out = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def _entry(name: str) -> ModelEntry:
-    return entry_from_config_file(name) if name.endswith(".json") else get_model(name)
+    return get_model(name)  # a zoo name, a config.json or a directory holding one
 
 
 def _positive(text: str) -> int:
@@ -44,7 +45,8 @@ def _tree(text: str | None) -> tuple[int, ...] | None:
 
 # -- models ---------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
-    t = Table(title="Model zoo (configs in models/zoo.py; any config.json via --model FILE)")
+    t = Table(title="Model zoo (configs in models/zoo.py; any config.json, or its folder, as "
+              "the model)")
     for col in ("name", "class", "layers", "hidden", "max positions", "source"):
         t.add_column(col)
     for e in ZOO.values():
@@ -272,14 +274,15 @@ def _add_workload_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llmcosim", description=__doc__.splitlines()[0])
+    # every subcommand's parser is a StrictParser too (argparse builds them as type(p))
+    p = StrictParser(prog="llmcosim", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("models", help="list the model zoo")
     s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("trace", help="trace a model to the op-graph IR")
-    s.add_argument("model", help="zoo name (see `llmcosim models`) or a config.json path")
+    s.add_argument("model", help="zoo name (see `llmcosim models`), or a config.json or its folder")
     s.add_argument("--phase", default="decode", help="prefill, decode (default) or verify")
     s.add_argument("--tokens", type=_positive, default=None,
                    help="new tokens per pass (prefill default 128, verify 4, decode 1)")
@@ -298,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="simulate prefill + decode of a model on a device")
     s.add_argument("--hw", required=True, help="hardware preset (see `llmcosim hw`) or .toml")
-    s.add_argument("--model", required=True, help="zoo name or config.json path")
+    s.add_argument("--model", required=True, help="zoo name, or a config.json or its folder")
     s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
     s.add_argument("--fidelity", default=None,

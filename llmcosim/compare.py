@@ -34,13 +34,14 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("compare", help="one model on several devices at their best fidelity: "
                        "latency, tokens/s, tokens/J, tokens/s per $, with sources")
-    s.add_argument("--model", default="llama2-7b", help="zoo name or config.json path")
+    s.add_argument("--model", default="llama2-7b", help="zoo name, or a config.json or its folder")
     s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
     s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
     s.add_argument("--hw", default=",".join(DEFAULT_HW),
                    help=f"comma-separated presets (default {','.join(DEFAULT_HW)})")
     s.add_argument("--out", default="reports/out",
-                   help="directory for compare.md/.json/.png (default reports/out)")
+                   help="directory for compare.md/.json/.png, headline.md/.json/.png with "
+                   "--assumptions (default reports/out), or a NAME.md path for NAME.*")
     s.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     s.add_argument("--assumptions", help="a paper's stated inputs and headline ratios "
                    "(configs/compare/flightllm_paper.toml): recompute the ratios; its power and "
@@ -93,14 +94,22 @@ def _print_tables(rows, results, assumptions) -> None:
             _out.print(f"  hangs on: {h}", highlight=False)
 
 
+def _out_files(out: str, stem: str) -> tuple[Path, str]:
+    """(directory, file stem) of ``--out``: a directory (``stem``.md/.json/.png in it: a
+    headline run does not overwrite a plain compare's files) or a ``NAME.md`` path."""
+    p = Path(out)
+    if p.suffix == ".md":
+        return p.parent, p.stem
+    return p, stem
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from models.cache import get_workload
-    from models.zoo import entry_from_config_file, get_model
+    from models.zoo import get_model
     from reports.compare import check_inputs, compare, parse_hw_list, write_compare
     from reports.headline import headline, headline_markdown, load_assumptions
 
-    entry = entry_from_config_file(args.model) if args.model.endswith(".json") \
-        else get_model(args.model)
+    entry = get_model(args.model)
     names = parse_hw_list(args.hw)
     check_inputs(names, args.gpu_stack)   # bad presets fail before any tracing
     a = load_assumptions(args.assumptions) if args.assumptions else None
@@ -137,7 +146,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         _print_tables(rows, results, a)
     if rows:
-        path = write_compare(Path(args.out), rows, workload=workload, command=command,
+        out, stem = _out_files(args.out, "headline" if a else "compare")
+        path = write_compare(out, rows, stem=stem, workload=workload, command=command,
                              headline=[r.to_dict() for r in results] if a else None,
                              headline_md=md)
         if not args.json:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import UserError
+from models.errors import UserError, empty
 
 __all__ = [
     "Acceptance",
@@ -248,5 +248,6 @@ def load_trace(path: str | Path) -> TraceAcceptance:
                             f"({a}), got {g!r}")
         rounds.append((a, g, bool(obj.get("bonus_match", False))))
     if not rounds:
-        raise UserError(f"--acceptance file {str(p)!r} has no rounds")
+        raise UserError(empty("--acceptance file", p, 'one JSON object per round and line, '
+                              'such as {"accepted": 3}'))
     return TraceAcceptance(tuple(rounds), str(p))

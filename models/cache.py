@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -36,14 +37,17 @@ def _version(pkg: str) -> str:
 
 
 def _key(entry: ModelEntry, req: TraceRequest) -> str:
-    blob = json.dumps([FORMAT, entry.config_class, dict(entry.config), req.phase.value,
+    blob = json.dumps([FORMAT, entry.name, entry.config_class, dict(entry.config), req.phase.value,
                        req.tokens, req.context, req.batch, req.dtype, req.tree,
                        _version("torch"),
                        _version("transformers"), _version("llmcosim"), _code_stamp()],
                       sort_keys=True, default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
     tree = "-tree" if req.tree else ""
-    return (f"{entry.name}-{req.phase.value}{tree}-b{req.batch}-t{req.tokens}-c{req.context}-"
+    # a config's name may be a hub path or hold spaces ("google/gemma-2-2b", "m (llama)"):
+    # one flat file name (the digest keeps names that map alike apart)
+    name = re.sub(r"[^\w.+-]+", "_", entry.name)
+    return (f"{name}-{req.phase.value}{tree}-b{req.batch}-t{req.tokens}-c{req.context}-"
             f"{req.dtype}-{digest}")
 
 

@@ -6,21 +6,36 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UserError", "read_toml"]
+__all__ = ["UserError", "empty", "read_toml"]
 
 
 class UserError(ValueError):
     """Bad input: the message names the input and what is allowed."""
 
 
-def read_toml(path: str | Path, what: str, error: type[UserError] = UserError) -> dict[str, Any]:
-    """A user's TOML file as a dict; ``error`` naming ``what`` and the path otherwise."""
+def read_toml(path: str | Path, what: str, error: type[UserError] = UserError, *,
+              expected: str = "") -> dict[str, Any]:
+    """A user's TOML file as a dict; ``error`` naming ``what`` and the path otherwise.
+
+    An empty file (no keys) is an error too: every TOML input of llmcosim needs some key, and
+    an empty one would run as the defaults without a word; ``expected`` says what it holds.
+    """
     p = Path(path)
     try:
-        return tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise error(f"{what} {str(p)!r} does not exist") from None
     except IsADirectoryError:
         raise error(f"{what} {str(p)!r} is a directory, not a TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise error(f"{p}: malformed TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise error(f"{what} {str(p)!r} is not a text (TOML) file") from None
+    if not data:
+        raise error(empty(what, p, expected))
+    return data
+
+
+def empty(what: str, path: str | Path, expected: str) -> str:
+    """The message for an input file with nothing in it (one wording for every input)."""
+    return f"{what} {str(path)!r} is empty" + (f": expected {expected}" if expected else "")

@@ -88,7 +88,8 @@ def parse_tree(text: str, what: str = "--tree") -> tuple[int, ...]:
     """Parents inline (``"-1,0,0,1"``) or a TOML file with ``parents = [...]``; ``what`` names
     the input in errors. Structure is checked by :func:`check_tree` where the tree is used."""
     if text.endswith(".toml"):
-        data = read_toml(text, f"{what}: tree file")
+        data = read_toml(text, f"{what}: tree file",
+                         expected="parents = [-1, 0, 0, 1, ...] (configs/trees/)")
         parents = data.get("parents")
         if not isinstance(parents, list) or not all(isinstance(p, int) for p in parents):
             raise UserError(f"{what}: tree file {text!r} needs 'parents = [ints]'")

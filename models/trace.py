@@ -19,9 +19,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded, ever
 import torch  # noqa: E402  (HF_HUB_OFFLINE must be set before transformers is imported)
 import transformers  # noqa: E402
 
+from models.arch import check_decoder_only, unsupported  # noqa: E402
 from models.errors import UserError  # noqa: E402
 from models.graph import Graph, OpKind, Phase  # noqa: E402
-from models.lower import lower  # noqa: E402
+from models.lower import LoweringError, lower  # noqa: E402
 from models.moe import route  # noqa: E402
 from models.replicate import replicate_layers  # noqa: E402
 from models.request import DTYPES, TraceRequest, tree_depths  # noqa: E402
@@ -41,11 +42,14 @@ def _config(entry: ModelEntry) -> transformers.PretrainedConfig:
     if entry.config_class.startswith("auto:"):
         kwargs.pop("model_type", None)
         try:
-            return transformers.AutoConfig.for_model(entry.config_class[5:], **kwargs)
+            cfg = transformers.AutoConfig.for_model(entry.config_class[5:], **kwargs)
         except (ValueError, KeyError) as e:
             raise UserError(f"transformers {transformers.__version__} has no model type "
                             f"{entry.config_class[5:]!r}: {e}") from None
-    return getattr(transformers, entry.config_class)(**kwargs)
+    else:
+        cfg = getattr(transformers, entry.config_class)(**kwargs)
+    check_decoder_only(entry.name, cfg)
+    return cfg
 
 
 def build_model(entry: ModelEntry, dtype: str = "float16", *,
@@ -65,13 +69,26 @@ def build_model(entry: ModelEntry, dtype: str = "float16", *,
             text.layer_types = text.layer_types[:layers]
     with torch.device("meta"):
         try:
-            model = transformers.AutoModelForCausalLM.from_config(
-                cfg, attn_implementation=attn, dtype=_DTYPES[dtype],
-                experts_implementation="batched_mm")
+            model = _from_config(cfg, attn, _DTYPES[dtype])
         except ValueError as e:
-            raise UserError(f"model {entry.name!r} is not a decoder-only causal LM that "
-                            f"transformers can build: {e}") from None
+            raise unsupported(entry.name, entry.model_type, "build",
+                              f"transformers {transformers.__version__} cannot build it: {e}"
+                              ) from None
     return model.eval()
+
+
+def _from_config(cfg: transformers.PretrainedConfig, attn: str,
+                 dtype: torch.dtype) -> torch.nn.Module:
+    # experts as batched matmuls: fixed shapes on meta whatever the routing (models/lower.py)
+    kw = {"dtype": dtype, "experts_implementation": "batched_mm"}
+    try:
+        return transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation=attn, **kw)
+    except ValueError as e:
+        # a model without SDPA support (Gemma-2) runs eager in HF, as we build it then
+        if attn == "eager" or "attention implementation" not in str(e):
+            raise
+        return transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager",
+                                                             **kw)
 
 
 class _CachedForward(torch.nn.Module):
@@ -202,12 +219,11 @@ def export(entry: ModelEntry, req: TraceRequest, *,
             # transformers 5 renames past_key_values; older model classes only know that name
             warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
             return torch.export.export(wrapper, args, strict=False)
-    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError) as e:
+    except (RuntimeError, TypeError, ValueError, AssertionError, NotImplementedError,
+            AttributeError, KeyError, IndexError) as e:  # any config's model code may raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"tracing {entry.name!r} ({req.phase.value}) failed in torch: {first} "
-                        "(models are run on the meta device, so data-dependent control flow is "
-                        "not supported; mixture-of-experts blocks are, where transformers "
-                        "implements them with its experts interface)") from e
+        raise unsupported(entry.name, entry.model_type, req.phase.value,
+                          f"torch.export failed: {first}") from e
     finally:
         fx_config.do_not_emit_stack_traces = saved
 
@@ -243,8 +259,11 @@ def trace(model: str | ModelEntry, phase: str | Phase = Phase.DECODE, *,
             "eager_torch_calls": calls, "eager_torch_calls_in_cache": in_cache}
     if req.tree is not None:
         meta["tree_parents"] = tuple(req.tree)
-    graph = lower(ep, entry.name, req.phase, batch=req.batch, tokens=req.tokens,
-                  context=req.context, dtype=req.dtype, meta=meta)
+    try:
+        graph = lower(ep, entry.name, req.phase, batch=req.batch, tokens=req.tokens,
+                      context=req.context, dtype=req.dtype, meta=meta)
+    except LoweringError as e:
+        raise unsupported(entry.name, entry.model_type, req.phase.value, str(e)) from None
     if req.tree is not None:
         graph = _mark_tree(graph)
     if stack:

@@ -3,7 +3,8 @@
 Torch-free: an entry is the config class name and its keyword arguments, taken from the
 published ``config.json`` of each checkpoint (the source is named per entry). ``models.trace``
 turns an entry into a ``transformers`` model on the ``meta`` device. Any other decoder-only
-config can be traced from a ``config.json`` file without code changes (``--config``).
+config can be traced without code changes: pass its ``config.json`` path, or the directory
+holding it, wherever a model name goes (``get_model``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.errors import UserError
+from models.errors import UserError, empty
 
-__all__ = ["ZOO", "ModelEntry", "entry_from_config_file", "get_model"]
+__all__ = ["ZOO", "ModelEntry", "config_name", "entry_from_config_file", "get_model"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,12 @@ class ModelEntry:
             if key in self.config:
                 return int(self.config[key])
         return None
+
+    @property
+    def model_type(self) -> str:
+        """The Hugging Face ``model_type`` ("llama"); zoo entries name their class only."""
+        return str(self.config.get("model_type") or self.config_class.removeprefix("auto:")
+                   .removesuffix("Config").lower())
 
     @property
     def layers(self) -> int:
@@ -124,25 +131,51 @@ _ALIASES = {a: e.name for e in _ENTRIES for a in e.aliases}
 
 
 def get_model(name: str) -> ModelEntry:
-    """The zoo entry for ``name`` (or an alias); UserError listing the zoo otherwise."""
+    """The zoo entry for ``name`` (or an alias), or the model of a ``config.json`` path or of
+    a directory holding one; UserError listing the zoo otherwise."""
     key = _ALIASES.get(name.lower(), name.lower())
-    if key not in ZOO:
-        raise UserError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)} "
-                        "(or pass a Hugging Face config.json with --config)")
-    return ZOO[key]
+    if key in ZOO:
+        return ZOO[key]
+    if name.strip() and (name.endswith(".json") or Path(name).exists()):
+        return entry_from_config_file(name)
+    raise UserError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)} (or give a "
+                    "Hugging Face config.json path, or a directory holding one, as the model)")
 
 
 def entry_from_config_file(path: str | Path) -> ModelEntry:
-    """A zoo entry from a Hugging Face ``config.json`` (its ``model_type`` picks the class)."""
+    """A model from a Hugging Face ``config.json`` or the directory holding it (its
+    ``model_type`` picks the class); named as ``config_name`` says."""
     p = Path(path)
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise UserError(f"no config.json in {str(p)!r} (a model directory holds the "
+                            "Hugging Face config.json)")
+        p = p / "config.json"
     try:
-        cfg = json.loads(p.read_text())
+        text = p.read_text()
+        if not text.strip():
+            raise UserError(empty("config file", p, "a Hugging Face config.json with "
+                                  "model_type"))
+        cfg = json.loads(text)
     except FileNotFoundError:
         raise UserError(f"config file {str(p)!r} does not exist") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"config file {str(p)!r} is not valid JSON: {e}") from None
     if not isinstance(cfg, dict) or "model_type" not in cfg:
         raise UserError(f"config file {str(p)!r} has no 'model_type' (a Hugging Face config.json)")
+    name = config_name(p, cfg)
     cfg = {k: v for k, v in cfg.items() if k not in ("architectures", "transformers_version",
                                                      "torch_dtype", "dtype", "_name_or_path")}
-    return ModelEntry(p.stem, f"auto:{cfg['model_type']}", cfg, f"config file {p}")
+    return ModelEntry(name, f"auto:{cfg['model_type']}", cfg, f"config file {p}")
+
+
+def config_name(path: Path, cfg: Mapping[str, Any]) -> str:
+    """What a model from a config file is called in every output: the checkpoint the config
+    names (``_name_or_path``: "Qwen/Qwen2-0.5B"), else the file's folder (or the file's own
+    name when it is not ``config.json``) with the ``model_type``: "my-model (llama)"."""
+    named = str(cfg.get("_name_or_path") or "").strip().rstrip("/")
+    if named:
+        # a local path saved by save_pretrained says only where it was: keep its last part
+        return Path(named).name if named.startswith(("/", ".", "~")) else named
+    folder = path.resolve().parent.name if path.name == "config.json" else path.stem
+    return f"{folder or path.stem} ({cfg['model_type']})"

@@ -18,18 +18,36 @@ from pathlib import Path
 
 from mapping.compression import quantize
 from models.cache import get_workload
-from models.zoo import get_model
+from models.zoo import ZOO, ModelEntry, get_model
 from reports.compare import COLUMNS, DEFAULT_HW, Row, compare, table_cells, write_compare
 from sim.registry import run
 from sim.result import SimResult
 from sim.spec import list_presets, load_preset
 
-__all__ = ["breakdown_plot", "markdown", "write_demo"]
+__all__ = ["breakdown_plot", "demo_draft", "markdown", "write_demo"]
 
 # Speculation setting of the demo rows: SpecInfer's 68M draft, 4 draft tokens, acceptance 0.8
 # (Leviathan et al. report 0.5-0.9 for drafts ~100x smaller than the target).
 SPEC_DRAFT, SPEC_GAMMA, SPEC_ALPHA = "llama-68m", 4, "0.8"
 DEMO_COMPARE_HW = tuple(h for h in DEFAULT_HW if h != "flightllm-vhk158")
+
+
+def _vocab(entry: ModelEntry) -> int:
+    return int(entry.config.get("vocab_size", 0))
+
+
+def demo_draft(target: ModelEntry) -> str | None:
+    """The draft of the speculative rows: SpecInfer's llama-68m when it shares the target's
+    vocabulary (speculation compares token ids), else the smallest zoo model that does and is
+    smaller than the target; None when the zoo has none (OPT: no OPT draft in the zoo)."""
+    def size(e: ModelEntry) -> int:
+        return e.layers * e.hidden ** 2  # decoder weights ~ layers x hidden^2
+
+    same = [e for e in ZOO.values() if _vocab(e) == _vocab(target) and _vocab(e)
+            and e.name != target.name and size(e) < size(target)]
+    if any(e.name == SPEC_DRAFT for e in same):
+        return SPEC_DRAFT
+    return min(same, key=size).name if same else None
 
 
 def _row(r: SimResult, label: str) -> str:
@@ -40,7 +58,8 @@ def _row(r: SimResult, label: str) -> str:
 
 
 def markdown(rows: list[tuple[SimResult, str]], graph_summary: str,
-             compared: list[Row] | None = None) -> str:
+             compared: list[Row] | None = None, draft: str | None = SPEC_DRAFT,
+             notes: tuple[str, ...] = ()) -> str:
     r0 = rows[0][0]
     lines = [
         f"# {r0.model}: prefill {r0.prefill} tokens, decode {r0.decode} tokens, batch {r0.batch}",
@@ -60,9 +79,10 @@ def markdown(rows: list[tuple[SimResult, str]], graph_summary: str,
         "- **cycle** rows come from the cycle-level simulators: FlightLLM (its ISA program on "
         "HBM/MPE/SFU unit models, artifact compression: q/k 70% N:16 sparse, INT4 weights) and "
         "HADES (event-driven, our parameterised ASIC; docs/hades.md).",
-        f"- **spec** rows decode speculatively with draft {SPEC_DRAFT}, gamma {SPEC_GAMMA}, "
+        f"- **spec** rows decode speculatively with draft {draft}, gamma {SPEC_GAMMA}, "
         f"i.i.d. acceptance {SPEC_ALPHA}; on a GPU each pass is a roofline bound, or the "
-        "calibrated GPU model's step time (CUDA graphs).",
+        "calibrated GPU model's step time (CUDA graphs)." if draft else
+        "- no **spec** rows: no zoo model shares this model's vocabulary to draft for it.",
         "- Energy is power x time with the board power (FPGA), the TDP (GPU; a GPU we "
         "measured, at --fidelity calibrated: its measured board power) or HADES's per-action "
         "energy table.",
@@ -78,7 +98,8 @@ def markdown(rows: list[tuple[SimResult, str]], graph_summary: str,
                   " `llmcosim compare` adds the VHK158 at the cycle level (~20 s more); with "
                   "`--assumptions configs/compare/flightllm_paper.toml` it recomputes "
                   "FlightLLM's headline ratios (docs/compare.md).", ""]
-    notes = [f"- {r.hw} ({label}): {n}" for r, label in rows for n in r.notes]
+    notes = [*(f"- {n}" for n in notes),
+             *(f"- {r.hw} ({label}): {n}" for r, label in rows for n in r.notes)]
     if notes:
         lines += ["## Notes", "", *notes, ""]
     return "\n".join(lines)
@@ -108,11 +129,11 @@ def breakdown_plot(results: list[SimResult], path: Path) -> None:
     plt.close(fig)
 
 
-def _speculative(hw: str, model: str, prefill: int, decode: int,
+def _speculative(hw: str, model: str, draft: str, prefill: int, decode: int,
                  fidelity: str | None = None) -> SimResult:
     from sim.hades.speculate import speculate
 
-    return speculate(load_preset(hw), get_model(model), draft=SPEC_DRAFT, gamma=SPEC_GAMMA,
+    return speculate(load_preset(hw), get_model(model), draft=draft, gamma=SPEC_GAMMA,
                      alpha=SPEC_ALPHA, acceptance=None, tree=None, prefill=prefill,
                      decode=decode, fidelity=fidelity)
 
@@ -124,8 +145,7 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
     step (one per preset's roofline row, cycle-level and speculative row, and the
     comparison)."""
     presets = list_presets()
-    total = len(presets) + (3 if cycle else 0) + 3
-    done = 0
+    total = done = 0
 
     def step() -> None:
         nonlocal done
@@ -137,6 +157,15 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
     last = prefill + decode - 1
     echo(f"tracing {model}: prefill {prefill}, decode at contexts {prefill}..{last}")
     w = get_workload(model, prefill=prefill, decode=decode)
+    draft = demo_draft(get_model(model))
+    notes: tuple[str, ...] = ()
+    if draft is None:
+        notes = (f"speculative rows skipped: no zoo model shares {model}'s vocabulary of "
+                 f"{_vocab(get_model(model))} tokens (a draft must; {SPEC_DRAFT} has "
+                 f"{_vocab(ZOO[SPEC_DRAFT])})",)
+        echo(f"note: {notes[0]}")
+    # no draft: no speculative rows (one cycle-level, two GPU)
+    total = len(presets) + ((2 + bool(draft)) if cycle else 0) + 1 + 2 * bool(draft)
     # FlightLLM runs compressed models: the authors' artifact loads every linear weight as INT4
     # with an INT8 KV cache; GPUs and HADES run the FP16 model (HF/vLLM baselines).
     w_fpga = w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
@@ -155,8 +184,10 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
             cycled.append(run(load_preset(hw), w, "cycle"))
             step()
         rows += zip(cycled, ("artifact setting / cycle", "FP16 / cycle"), strict=True)
-        rows.append((_speculative("hades", model, prefill, decode), "FP16 spec / cycle"))
-        step()
+        if draft:
+            rows.append((_speculative("hades", model, draft, prefill, decode),
+                         "FP16 spec / cycle"))
+            step()
     # Each device at its best fidelity, reusing the runs above (the calibrated GPU model runs
     # here once it exists). The VHK158 is left out: its cycle run would add ~20 s to the demo;
     # `llmcosim compare` includes it.
@@ -169,11 +200,13 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
     write_compare(out, compared, stem="demo_compare", command="llmcosim demo",
                   workload={"model": model, "prefill": prefill, "decode": decode, "batch": 1,
                             "dtype": "float16"})
-    rows.append((_speculative("gpu-a100", model, prefill, decode), "FP16 spec / roofline"))
-    step()
-    rows.append((_speculative("gpu-a100", model, prefill, decode, "calibrated"),
-                 "FP16 spec / calibrated"))
-    step()
+    if draft:
+        rows.append((_speculative("gpu-a100", model, draft, prefill, decode),
+                     "FP16 spec / roofline"))
+        step()
+        rows.append((_speculative("gpu-a100", model, draft, prefill, decode, "calibrated"),
+                     "FP16 spec / calibrated"))
+        step()
     assert w.decode_first is not None
     tot = w.decode_first.totals()
     summary = (f"Decode graph: {tot.nodes} ops, {tot.params / 1e9:.2f} G parameters "
@@ -186,5 +219,5 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
     (out / "demo.json").write_text(json.dumps(data, indent=1, default=str))
     breakdown_plot(roofline, out / "demo_breakdown.png")
     path = out / "demo.md"
-    path.write_text(markdown(rows, summary, compared))
+    path.write_text(markdown(rows, summary, compared, draft, notes))
     return path

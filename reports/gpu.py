@@ -7,10 +7,10 @@ side by side (roofline, calibrated with CUDA graphs, calibrated HF eager).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
+from models.argparser import StrictParser
 from sim.gpu_validate import TARGET_MAX, TARGET_MEDIAN, validate, validate_own
 
 __all__ = ["write_gpu_report"]
@@ -125,7 +125,7 @@ def write_gpu_report(out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = StrictParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="reports/gpu.md")
     args = ap.parse_args(argv)
     print(write_gpu_report(Path(args.out)))

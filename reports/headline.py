@@ -73,7 +73,8 @@ def _range(where: str, raw: Any) -> Range:
 def load_assumptions(path: str | Path) -> Assumptions:
     """A paper's stated inputs and headline ratios (format: configs/compare/*.toml)."""
 
-    data = read_toml(path, "assumptions file")
+    data = read_toml(path, "assumptions file", expected="a paper's devices and [ratios] "
+                     "(configs/compare/flightllm_paper.toml)")
     p = str(path)
     allowed = ("title", "model", "baseline_stack", "model_stacks", "stacks", "devices", "ratios",
                "sources")

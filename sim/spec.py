@@ -287,7 +287,9 @@ def validate(spec: HardwareSpec, where: str = "<spec>") -> HardwareSpec:
 
 
 def load_spec(path: str | Path) -> HardwareSpec:
-    return spec_from_dict(read_toml(path, "hardware file", SpecError), str(path))
+    return spec_from_dict(read_toml(path, "hardware file", SpecError,
+                                    expected="kind = \"gpu\", \"flightllm\" or \"hades\" "
+                                    "and that device's fields (configs/hw/*.toml)"), str(path))
 
 
 def list_presets() -> list[str]:

@@ -97,10 +97,29 @@ def _run(args: argparse.Namespace, path: str) -> int:
     print(f"{spec.name}: {s.total} points ({counts}); ran {s.ran}"
           + (f", {s.skipped} already finished" if s.skipped else "")
           + f" in {s.wall_s:.1f} s ({s.points_per_s:.1f} points/s) -> {s.db}")
+    _print_failures(s.db, s.counts.get("failed", 0))
     if s.interrupted:
         print(f"interrupted: rerun with --resume to finish ({path})", file=sys.stderr)
         return 130
     return 0
+
+
+def _print_failures(db: Path, failed: int, most: int = 3) -> None:
+    """Why points failed (the distinct messages, most common first): a sweep whose every point
+    fails on one bad input must say so, not only count it."""
+    if not failed:
+        return
+    from collections import Counter
+
+    from sweeps.store import Store
+
+    with Store(db, readonly=True) as store:
+        errors = Counter(r["error"] or "?" for r in store.rows("failed"))
+    for msg, n in errors.most_common(most):
+        print(f"failed ({n} point{'s' * (n > 1)}): {msg}", file=sys.stderr)
+    if len(errors) > most:
+        print(f"... and {len(errors) - most} other error(s), in {db} (points.error)",
+              file=sys.stderr)
 
 
 def _show(args: argparse.Namespace, db: str) -> int:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.errors import UserError
+from models.errors import UserError, empty
 from models.request import parse_tree
 from sweeps.expr import Expr, parse_expr
 from sweeps.sampling import Axis, grid, latin_hypercube, random_samples
@@ -200,6 +200,8 @@ def _serving_fields(v: dict[str, Any]) -> dict[str, Any]:
 
 def _file_digest(path: str, suffix: str = ".json") -> str:
     p = Path(path)
+    if suffix == ".json" and p.is_dir() and (p / "config.json").is_file():
+        p, path = p / "config.json", str(p / "config.json")  # a model directory
     if path.endswith(suffix) and p.is_file():
         return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
     return ""
@@ -254,6 +256,9 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{where}: malformed TOML: {e}") from None
+    if not data:
+        raise UserError(empty("sweep file", where, "[hardware] preset = ... and the axes to "
+                              "sweep (configs/sweeps/*.toml)"))
     allowed = ("sweep", "hardware", "workload", "compression", "speculation", "serving",
                "points")
     for key in data:

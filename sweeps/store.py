@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from models.errors import UserError
 from sweeps.serving import SERVING_METRICS
 from sweeps.spec import INPUTS, Point
 
@@ -54,18 +55,40 @@ class Store:
         self.path = Path(path)
         if readonly:
             if not self.path.exists():
-                from models.errors import UserError
-
                 raise UserError(f"results database {str(self.path)!r} does not exist")
+            if self.path.is_dir():
+                raise UserError(f"results database {str(self.path)!r} is a directory, "
+                                "not a .db file")
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._check_schema()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: process crashes are safe
-            self.db.executescript(_SCHEMA)
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: process crashes are safe
+                self.db.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as e:  # --db names some other file
+                self.db.close()
+                raise UserError(f"results database {str(self.path)!r} is not an SQLite "
+                                f"file: {e}") from None
             self._add_missing_columns()
         self.db.row_factory = sqlite3.Row
+
+    def _check_schema(self) -> None:
+        """UserError unless the file is a results database (any other file: one line)."""
+        what = (f"{str(self.path)!r} is not a sweep results database (an SQLite file with "
+                "tables 'meta' and 'points', written by `llmcosim sweep SPEC.toml`)")
+        try:
+            tables = {r[0] for r in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:  # not SQLite at all, or a directory
+            self.db.close()
+            raise UserError(f"{what}: {e}") from None
+        if not {"meta", "points"} <= tables:
+            self.db.close()
+            raise UserError(what + (": it is empty" if not tables else
+                                    f": it has tables {', '.join(sorted(tables))}"))
 
     def _add_missing_columns(self) -> None:
         """A DB written by an older llmcosim gets the columns added since (NULL there)."""

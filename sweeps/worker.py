@@ -245,11 +245,9 @@ def _load(point: Point) -> Any:
 
 
 def _entry(point: Point) -> Any:
-    if point.model.endswith(".json"):
-        from models.zoo import entry_from_config_file
+    from models.zoo import get_model
 
-        return entry_from_config_file(point.model)
-    return point.model
+    return get_model(point.model)  # a zoo name, a config.json or a directory holding one
 
 
 def _program_key(point: Point, spec: Any, version: str) -> str:

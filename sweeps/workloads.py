@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.errors import UserError
+from models.errors import UserError, empty
 from models.graph import Graph
 from models.workload import Workload
 
@@ -37,13 +37,18 @@ def load_workload_file(path: str | Path, *, prefill: int | None = None,
                        decode: int | None = None, batch: int | None = None) -> Workload:
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        text = p.read_text()
+        data = json.loads(text) if text.strip() else None
     except FileNotFoundError:
         raise UserError(f"workload file {str(p)!r} does not exist") from None
     except ValueError as e:
         raise UserError(f"workload file {str(p)!r}: not JSON ({e})") from None
-    if data.get("format") != _FORMAT:
-        raise UserError(f"{p}: not a workload file (format {data.get('format')!r}, "
+    if not data:
+        raise UserError(empty("workload file", p, f"a JSON object of format {_FORMAT!r} "
+                              "(written by sweeps.workloads.save_workload_file)"))
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        raise UserError(f"{p}: not a workload file (format "
+                        f"{data.get('format') if isinstance(data, dict) else None!r}, "
                         f"expected {_FORMAT!r})")
     for name, want in (("prefill", prefill), ("decode", decode), ("batch", batch)):
         if want is not None and want != data[name]:

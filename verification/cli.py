@@ -54,7 +54,7 @@ def _verify(args) -> int:
 
     from llmcosim.progress import TaskProgress
     from verification.blocks import default_configs
-    from verification.runner import SIMULATORS, run_config, simulator_env
+    from verification.runner import SIMULATORS, build_root, run_config, simulator_env
 
     _check_block(args.block)
     if args.sim not in SIMULATORS:
@@ -62,6 +62,8 @@ def _verify(args) -> int:
     if args.vectors < 1:
         raise ValueError(f"--vectors {args.vectors}: must be at least 1")
     simulator_env(args.sim)
+    print(f"building in {build_root() / args.sim} (set LLMCOSIM_CACHE to move it)",
+          file=sys.stderr)
     table = Table(title=f"llmcosim rtl verify — {args.sim}, seed {args.seed}")
     for col in ("block", "config", "vectors", "cycles", "latency (meas/model)",
                 "II (meas/model)", "wall s", "result"):
@@ -113,6 +115,10 @@ def _synth(args) -> int:
         raise ValueError(f"--block {args.block!r}: synth supports csd_chain only")
     check_csd_params(args.chain, parse_pattern(args.pattern))
     cfg = BlockConfig.of("csd_chain", chain=args.chain, pattern=args.pattern)
+    from verification.runner import build_root
+
+    print(f"synthesizing in {build_root() / 'synth' / cfg.slug} (set LLMCOSIM_CACHE to move "
+          "it)", file=sys.stderr)
     with TaskProgress(f"rtl synth {cfg.slug}", "Yosys synth_xilinx", opaque=True):
         rep = synthesize(cfg)
     table = Table(title=f"llmcosim rtl synth — Yosys synth_xilinx (UltraScale+) {cfg.slug}")

@@ -1,7 +1,9 @@
 """Build and run the cocotb suites through ``cocotb_tools.runner`` (Icarus or Verilator).
 
-One build directory per simulator and configuration under ``build/rtl/`` (git-ignored), reused
-across runs: the Verilog is rewritten only when it changes, so neither simulator rebuilds.
+One build directory per simulator and configuration under :func:`build_root` (the cache
+directory, ``$LLMCOSIM_CACHE/rtl`` or ``~/.cache/llmcosim/rtl``: never the checkout, whatever
+the working directory), reused across runs: the Verilog is rewritten only when it changes, so
+neither simulator rebuilds.
 Each run gets its own test directory (vector file, result file, simulator log, waves).
 """
 
@@ -21,10 +23,18 @@ from pathlib import Path
 
 from verification.blocks import BlockConfig, Vectors, build_component, make_vectors
 
-__all__ = ["ROOT", "SIMULATORS", "RunResult", "ensure_built", "run_config", "write_verilog"]
+__all__ = ["ROOT", "SIMULATORS", "RunResult", "build_root", "ensure_built", "run_config",
+           "write_verilog"]
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build" / "rtl"
+ROOT = Path(__file__).resolve().parent.parent  # the package root, handed to the simulator
+
+
+def build_root() -> Path:
+    """Where RTL builds, runs and synthesis go: beside the traced-graph cache
+    (``models.cache.cache_dir``), read at call time so ``$LLMCOSIM_CACHE`` always applies."""
+    root = os.environ.get("LLMCOSIM_CACHE") or Path.home() / ".cache" / "llmcosim"
+    return Path(root) / "rtl"
+
 SIMULATORS = ("icarus", "verilator")
 TIMESCALE = ("1ns", "1ps")  # Amaranth emits no `timescale; the cocotb clock needs one
 TIMING_TXNS = 6
@@ -104,7 +114,7 @@ def _runner(sim: str):
 def ensure_built(cfg: BlockConfig, sim: str, waves: bool = False) -> Path:
     """Generate Verilog and build the simulation model of ``cfg``; returns the build dir."""
     simulator_env(sim)
-    bdir = BUILD / sim / (cfg.slug + ("-waves" if waves else ""))
+    bdir = build_root() / sim / (cfg.slug + ("-waves" if waves else ""))
     with _locked(bdir.parent / f".{bdir.name}.lock"):
         src = write_verilog(cfg, bdir / "top.v")
         args = ["--timing", "-Wno-fatal"] if sim == "verilator" else []
@@ -129,7 +139,7 @@ def run_config(cfg: BlockConfig, *, sim: str = "icarus", vectors: int = 200, see
     if mutate is not None:
         mutate(vec)
     bdir = ensure_built(cfg, sim, waves)
-    tdir = BUILD / "runs" / f"{sim}-{cfg.slug}-s{seed}-n{vectors}{tag}-p{os.getpid()}"
+    tdir = build_root() / "runs" / f"{sim}-{cfg.slug}-s{seed}-n{vectors}{tag}-p{os.getpid()}"
     tdir.mkdir(parents=True, exist_ok=True)
     spec = {"seed": seed, "inputs": vec.inputs, "output": vec.output, "expected": vec.expected,
             "expect_latency": vec.expect_latency, "expect_ii": vec.expect_ii,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sim.blocks.csd_chain import csd_chain_timing, parse_pattern
 from verification.blocks import BlockConfig
-from verification.runner import BUILD, write_verilog
+from verification.runner import build_root, write_verilog
 
 __all__ = ["SynthReport", "model_dsp48", "synthesize"]
 
@@ -63,7 +63,7 @@ def _count(stat: str, pattern: str) -> int:
 
 def synthesize(cfg: BlockConfig, *, timeout_s: float = 900) -> SynthReport:
     """Synthesize ``cfg`` with Yosys ``synth_xilinx`` and count DSP48E2, LUT, FF and CARRY."""
-    bdir = BUILD / "synth" / cfg.slug
+    bdir = build_root() / "synth" / cfg.slug
     src = write_verilog(cfg, bdir / "top.v")
     key = hashlib.sha256(src.read_bytes() + FAMILY.encode()).hexdigest()[:16]
     cache = bdir / f"report-{key}.json"

@@ -195,7 +195,8 @@ def load_config(path: str | Path) -> CompressionConfig:
     p = Path(path)
     if not p.exists() and (CONFIG_DIR / p.name).exists() and p.parent == Path("."):
         p = CONFIG_DIR / p.name
-    data = read_toml(p, "--sparsity file")
+    data = read_toml(p, "--sparsity file", expected="compression settings: weight_bits, "
+                     "[attention], [[linear]] rules (configs/sparsity/flightllm_qk70.toml)")
     return config_from_dict(data, str(p), p.resolve().parent)
 
 

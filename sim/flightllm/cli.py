@@ -39,7 +39,7 @@ from mapping.flightllm.compression import (
 )
 from mapping.flightllm.isa import decode, encode, listing, storage_bytes
 from mapping.flightllm.prefill import attention_counts, attention_groups
-from models.errors import UserError
+from models.errors import UserError, empty
 from models.graph import Graph, OpKind
 from sim.flightllm.simulate import DECODE_BUCKET, PREFILL_BUCKET, PassResult, simulate_graph
 from sim.flightllm.timing import arch_of
@@ -307,9 +307,9 @@ def _spec(name: str) -> FlightLLMSpec:
 
 
 def _entry(name: str):
-    from models.zoo import entry_from_config_file, get_model
+    from models.zoo import get_model
 
-    return entry_from_config_file(name) if name.endswith(".json") else get_model(name)
+    return get_model(name)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -332,6 +332,9 @@ def disassemble(path: Path, start: int = 0, count: int = 0) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: no such file (compile writes core<i>.bin under --out)")
     raw = path.read_bytes()
+    if not raw:
+        raise UserError(empty("program", path, "32-bit FlightLLM instructions (compile writes "
+                              "core<i>.bin under --out)"))
     if len(raw) % 4:
         raise UserError(f"{path}: {len(raw)} bytes is not a whole number of 32-bit words")
     try:
@@ -362,7 +365,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("compile", help="compile a FlightLLM instruction program")
     s.add_argument("--hw", required=True, help="FlightLLM preset (flightllm-u280/-vhk158)")
-    s.add_argument("--model", required=True, help="zoo name or config.json path")
+    s.add_argument("--model", required=True, help="zoo name, or a config.json or its folder")
     s.add_argument("--phase", default="decode", help="decode (default) or prefill")
     s.add_argument("--context", type=int, default=512, help="decode: cached tokens (512)")
     s.add_argument("--tokens", type=int, default=128, help="prefill: tokens (128)")
@@ -380,7 +383,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_disasm)
     s = sub.add_parser("ablate", help="FlightLLM ablations vs the paper's claims")
     s.add_argument("--hw", required=True, help="FlightLLM preset")
-    s.add_argument("--model", required=True, help="zoo name or config.json path")
+    s.add_argument("--model", required=True, help="zoo name, or a config.json or its folder")
     s.add_argument("--sparsity", help="compression TOML (default: the artifact's setup)")
     s.add_argument("--prefill", type=int, default=128, help="prefill tokens (128)")
     s.add_argument("--context", type=int, default=512, help="decode context (512)")

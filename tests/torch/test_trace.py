@@ -176,7 +176,7 @@ def test_any_decoder_config_traces_from_a_config_file(tmp_path):
                          timeout=300)
     assert run.returncode == 0, run.stderr
     g = type(trace("gpt2", "decode", context=2)).from_json(out)
-    assert g.model == "tiny-mistral" and g.context == 32
+    assert g.model == "tiny-mistral (mistral)" and g.context == 32  # file stem + model_type
     assert sum(n.kind is OpKind.KV_APPEND for n in g.nodes) == 6
 
 
