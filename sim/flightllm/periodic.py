@@ -1,12 +1,12 @@
-"""A pass of identical decoder layers from three short programs: simulate 2, 3 and 4 layers
+"""A pass of identical decoder layers from three short programs: simulate 1, 2 and 3 layers
 (plus the model's head and tail), extrapolate to all of them.
 
 Every layer of a decoder whose layers have the same ops on the same shapes compiles to the
 same instructions (``mapping.flightllm.replicate``), and the per-layer SYS barrier brings the
-cores back to the same state each layer, so from the second layer on each layer adds the same
-cycles, instructions, bytes and busy time. Each count ``X`` of the full pass is then
-``X(2) + (L - 2) (X(3) - X(2))``. The run checks this on the spot (``X(4) - X(3)`` must equal
-``X(3) - X(2)`` for the cycles and every count, else it simulates the whole pass), and
+cores back to the same state each layer, so each layer after the first adds the same cycles,
+instructions, bytes and busy time. Each count ``X`` of the full pass is then
+``X(1) + (L - 1) (X(2) - X(1))``. The run checks this on the spot (``X(3) - X(2)`` must equal
+``X(2) - X(1)`` for the cycles and every count, else it simulates the whole pass), and
 ``tests/torch/test_flightllm_periodic.py`` checks it against the whole pass, cycle for cycle,
 on several models, contexts and both boards. Layers that differ (per-layer attention masks in
 prefill, per-layer sparsity or bits) are simulated in full.
@@ -22,7 +22,7 @@ from models.graph import Graph
 
 __all__ = ["FIRST", "identical_layers", "truncate_layers"]
 
-FIRST = 2  # layers in the shortest program; the three programs have 2, 3 and 4
+FIRST = 1  # layers in the shortest program; the three programs have 1, 2 and 3
 
 
 def identical_layers(g: Graph) -> int:
