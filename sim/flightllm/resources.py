@@ -50,12 +50,21 @@ def entry_key(block: str, params: dict[str, Any], options: tuple[str, ...] | lis
     return text + ("|" + " ".join(options) if options else "")
 
 
+_LOADED: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
+
+
 def load_synth_data(path: Path | str = DATA_FILE) -> dict[str, dict[str, Any]]:
-    """Entries of the recorded synthesis results by :func:`entry_key` (empty if no file)."""
+    """Entries of the recorded synthesis results by :func:`entry_key` (empty if no file).
+
+    Read once per file version (sweeps price many points; ``--synth`` rewrites the file).
+    """
     path = Path(path)
     if not path.exists():
         return {}
-    return {e["key"]: e for e in json.loads(path.read_text())["entries"]}
+    key = (str(path), path.stat().st_mtime)
+    if key not in _LOADED:
+        _LOADED[key] = {e["key"]: e for e in json.loads(path.read_text())["entries"]}
+    return dict(_LOADED[key])
 
 
 def bram36_per_bank(depth: int, width_bits: int) -> int:
