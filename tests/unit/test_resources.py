@@ -22,6 +22,7 @@ from sim.flightllm.resources import (
 )
 from sim.spec import SpecError, load_preset, spec_from_dict
 from sweeps import Store, parse_sweep, run_sweep
+from sweeps.analysis import load, pareto, where
 from sweeps.resources import RESOURCE_METRICS, resource_columns
 from tests.unit.test_sweep_run import toy_workload
 
@@ -152,7 +153,7 @@ constraints = ["resources_dsp <= fpga_dsp_count"]
 [hardware]
 preset = "flightllm-u280"
 dsp_count = 0
-mm_macs_per_cycle = [4096, 8192]
+mm_macs_per_cycle = [2048, 4096, 8192]
 [workload]
 model = "{toy}"
 prefill = 16
@@ -160,10 +161,14 @@ decode = 8
 """
     s = run_sweep(parse_sweep(text), db=tmp_path / "r.db", workers=1, progress=False,
                   cache=False)
-    assert s.counts == {"ok": 1, "filtered": 1}
+    assert s.counts == {"ok": 2, "filtered": 1}
     with Store(tmp_path / "r.db", readonly=True) as st:
-        ok, = st.rows("ok")
         bad, = st.rows("filtered")
-    assert ok["resources_dsp"] >= 6144 and 0 < ok["resources_dsp_util"] < 1
-    assert ok["resources_uram"] == 768
     assert "resources_dsp <= fpga_dsp_count" in bad["error"]   # 12,288 MAC DSPs > 9,024
+    df, _ = load(tmp_path / "r.db")
+    ok = where(df[df.status == "ok"], "resources_dsp > 6144")
+    assert list(ok.mm_macs_per_cycle) == [4096] and 0 < ok.resources_dsp_util.iloc[0] < 1
+    assert (df[df.status == "ok"].resources_uram == 768).all()
+    # resources are minimised on a Pareto front: the smallest design is never dominated
+    front = pareto(df[df.status == "ok"], "tokens_per_s,resources_dsp")
+    assert 2048 in list(front.mm_macs_per_cycle)
