@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmcosim.fmt import eng, ms
+from llmcosim.resources import add_resources_parser
 from llmcosim.serve import add_serve_parser
 from models.argparser import StrictParser
 from models.errors import UserError
@@ -353,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_parser(sub)  # compare: devices side by side, a paper's headline ratios
     add_serve_parser(sub)  # serve: continuous-batching serving simulation (sim/serving)
+    add_resources_parser(sub)  # resources: FPGA resources of a FlightLLM preset
     _add_optional_commands(sub)
     return p
 

@@ -159,6 +159,20 @@ class FlightLLMSpec(_HBMSpec):
     fsb_buffer_bytes: float = _f(16, 1e9, "FSB buffer (artifact 4096 x 1 B)", default=4096)
     hbm_latency_cycles: int = _f(0, 10_000, "HBM request latency in accelerator cycles",
                                  default=24)
+    # -- FPGA device capacities and the paper's reported use (0: not given) ------------------
+    fpga_part: str = field(default="", metadata={"doc": "FPGA device part (e.g. XCU280)"})
+    fpga_dsp_count: int = _f(0, 1_000_000, "DSP slices on the device (0: not given)", default=0)
+    fpga_lut_count: int = _f(0, 100_000_000, "CLB LUTs on the device (0: not given)", default=0)
+    fpga_ff_count: int = _f(0, 100_000_000, "CLB flip-flops on the device (0: not given)",
+                            default=0)
+    fpga_bram36_count: int = _f(0, 1_000_000, "36 Kb block RAMs on the device (0: not given)",
+                                default=0)
+    fpga_uram288_count: int = _f(0, 1_000_000, "288 Kb UltraRAMs on the device (0: not given)",
+                                 default=0)
+    reported_bram36_count: int = _f(0, 1_000_000, "BRAM36 the published build uses (0: not "
+                                    "published)", default=0)
+    reported_uram288_count: int = _f(0, 1_000_000, "URAM288 the published build uses (0: not "
+                                     "published)", default=0)
 
     def peak_ops_per_s(self, dtype: str) -> float:
         return 2.0 * self.mm_macs_per_cycle * self.cores * self.clock_hz
@@ -182,6 +196,12 @@ class FlightLLMSpec(_HBMSpec):
                 f"hbm_bytes_per_s = {self.hbm_bytes_per_s:.4g} by more than 5%")
         if self.hbm_eff_cross_channel > self.hbm_eff_same_channel:
             problems.append("hbm_eff_cross_channel must not exceed hbm_eff_same_channel")
+        for used, cap in (("dsp_count", "fpga_dsp_count"),
+                          ("reported_bram36_count", "fpga_bram36_count"),
+                          ("reported_uram288_count", "fpga_uram288_count")):
+            if getattr(self, cap) and getattr(self, used) > getattr(self, cap):
+                problems.append(f"{used} = {getattr(self, used)} exceeds the device's "
+                                f"{cap} = {getattr(self, cap)}")
         return problems
 
 

@@ -157,7 +157,9 @@ def _show(args: argparse.Namespace, db: str) -> int:
         metrics = [*metrics, "goodput", "ttft_p99_ms", "tpot_p99_ms", "energy_per_request_j"]
         metrics = [m for m in metrics if m not in ("decode_tokens_per_s", "tokens_per_j")]
     cols = [*axes, *[m for m in metrics if m not in axes],
-            *(() if serving else ("total_ms", "fits_memory"))]
+            *(() if serving else ("total_ms", "fits_memory")),
+            *(("resources_dsp",) if "resources_dsp" in rows.columns
+              and rows["resources_dsp"].notna().any() else ())]   # FlightLLM FPGA points
     cols = list(dict.fromkeys(c for c in cols if c in rows.columns))
     t = Table(title=title)
     for c in cols:

@@ -36,6 +36,7 @@ from typing import Any
 from models.errors import UserError, empty
 from models.request import parse_tree
 from sweeps.expr import Expr, parse_expr
+from sweeps.resources import RESOURCE_METRICS
 from sweeps.sampling import Axis, grid, latin_hypercube, random_samples
 from sweeps.serving import SERVING_METRICS
 
@@ -329,7 +330,7 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
     cons = sw.get("constraints", [])
     if not isinstance(cons, list):
         raise UserError(f"{where}: sweep.constraints must be a list of expression strings")
-    known = set(INPUTS) | set(field_types) | set(_DERIVED)
+    known = set(INPUTS) | set(field_types) | set(_DERIVED) | set(RESOURCE_METRICS)
     if "rate" in sec["serving"]:   # serving outputs: checked on each row after simulating
         known |= set(SERVING_METRICS)
     constraints = tuple(parse_expr(c, f"{where}: sweep.constraints[{i}]", known)

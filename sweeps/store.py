@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import UserError
+from sweeps.resources import RESOURCE_METRICS
 from sweeps.serving import SERVING_METRICS
 from sweeps.spec import INPUTS, Point
 
@@ -34,6 +35,7 @@ _OUTPUT_COLS = {"kind": "TEXT", "prefill_ms": "REAL", "decode_ms_per_token": "RE
                 "mean_accepted": "REAL", "tokens_per_pass": "REAL", "speedup": "REAL",
                 "baseline_tokens_per_s": "REAL", "draft_target_cost_ratio": "REAL",
                 **{k: "REAL" for k in SERVING_METRICS},
+                **{k: "REAL" for k in RESOURCE_METRICS},
                 "result": "TEXT", "wall_s": "REAL", "cached": "INTEGER",
                 "code_version": "TEXT", "finished_at": "REAL"}
 assert set(_INPUT_COLS) == set(INPUTS)

@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sweeps.resources import resource_columns
 from sweeps.serving import SERVING_METRICS
 from sweeps.spec import Point
 
@@ -105,6 +106,8 @@ def env_of(point: Point, spec: Any) -> dict[str, Any]:
     env.update(kind=spec.kind, peak_ops_per_s=spec.peak_ops_per_s(point.dtype),
                mem_bytes_per_s=spec.mem_bytes_per_s, mem_capacity_bytes=spec.mem_capacity_bytes,
                power_w=spec.power_w)
+    # FPGA resources (sweeps/resources.py): spec-only, so rules on them filter before simulating
+    env.update({k: v for k, v in resource_columns(spec, point)[0].items() if v is not None})
     return env
 
 
@@ -314,8 +317,10 @@ def evaluate(point: Point, cache_dir: str | None = None,
         extra = result.get("extra") or {}
         row.update({m: extra[m] if isinstance(extra.get(m), int | float) else None
                     for m in EXTRA_METRICS})
-        row["result"] = json.dumps({k: result[k] for k in ("counts", "breakdown_ms", "extra",
-                                                           "notes")})
+        res_cols, res_notes = resource_columns(spec, point)
+        row.update(res_cols)
+        row["result"] = json.dumps({k: result[k] for k in ("counts", "breakdown_ms", "extra")}
+                                   | {"notes": list(result["notes"]) + res_notes})
         row.update(status="ok", error=None)
     except Exception as e:  # a failing point is recorded and the sweep goes on
         from models.errors import UserError
