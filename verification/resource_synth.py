@@ -25,7 +25,7 @@ from typing import Any
 
 from sim.flightllm.resources import DATA_FILE, entry_key
 from verification.blocks import BlockConfig
-from verification.runner import BUILD, write_verilog
+from verification.runner import build_root, write_verilog
 from verification.synth import FAMILY, _yosys
 
 __all__ = ["needed_configs", "synth_entry", "synth_missing", "yosys_version"]
@@ -73,7 +73,7 @@ def synth_entry(block: str, params: dict[str, Any], options: tuple[str, ...] = (
     """Synthesize one block configuration; returns its data-file entry (with provenance)."""
     cfg = BlockConfig.of(block, **params)
     slug = "-".join([cfg.slug, *(o.strip("-") for o in options)])
-    bdir = BUILD / "resources" / slug
+    bdir = build_root() / "resources" / slug
     src = write_verilog(cfg, bdir / "top.v")
     opts = " ".join(options)
     start = time.perf_counter()
