@@ -58,7 +58,48 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--batch", type=_positive, default=1, help="sequences per pass (default 1)")
     s.add_argument("--dtype", default="float16", help="float16 (default), bfloat16, float32")
     s.add_argument("--no-cache", action="store_true", help="trace again, ignore cached graphs")
+    g = s.add_argument_group("serving columns (--rate turns them on; as `llmcosim serve`)")
+    g.add_argument("--rate", help="Poisson arrival rate, e.g. 2/s: each device also serves a "
+                   "request stream (continuous batching): TTFT/TPOT, goodput, J/request")
+    g.add_argument("--requests", default="configs/serving/sharegpt_like.toml",
+                   help="length distributions for --rate (default configs/serving/"
+                   "sharegpt_like.toml)")
+    g.add_argument("--num-requests", type=_positive, default=200,
+                   help="requests served (default 200)")
+    g.add_argument("--slo", default="ttft=500ms,tpot=50ms",
+                   help="SLOs for goodput (default ttft=500ms,tpot=50ms)")
     s.set_defaults(func=cmd_compare)
+
+
+def _serving(names: list[str], entry, args: argparse.Namespace) -> list[dict]:
+    """Each device's serving metrics at ``--rate`` (``sim.serving``; its default fidelities)."""
+    from sim.serving.device import serve_device
+    from sim.serving.metrics import parse_slo
+    from sim.serving.requests import check_lengths, load_lengths, parse_rate, poisson_requests
+    from sim.serving.scheduler import SchedulerConfig
+    from sim.spec import load_preset
+
+    slo, rate = parse_slo(args.slo), parse_rate(args.rate)
+    reqs = poisson_requests(rate, args.num_requests, *load_lengths(args.requests), 0)
+    check_lengths(reqs, entry.name, entry.max_positions)
+    cfg = SchedulerConfig(512, 64, 0)   # the serve command's defaults
+    out = []
+    for name in names:
+        m = serve_device(load_preset(name), entry, reqs, cfg, slo).metrics
+        out.append({**m, "arrivals": f"Poisson {args.rate} ({rate:g} req/s), "
+                    f"{args.num_requests} requests, SLO {args.slo}"})
+    return out
+
+
+def _print_serving(serving: list[dict]) -> None:
+    from reports.serve import COLUMNS, table_row
+
+    t = Table(title=f"serving: {serving[0]['arrivals']}")
+    for col in COLUMNS:
+        t.add_column(col, overflow="fold")
+    for m in serving:
+        t.add_row(*table_row(m))
+    _out.print(t)
 
 
 def _print_tables(rows, results, assumptions) -> None:
@@ -112,6 +153,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     entry = get_model(args.model)
     names = parse_hw_list(args.hw)
     check_inputs(names, args.gpu_stack)   # bad presets fail before any tracing
+    if args.rate:   # ... and so do bad serving flags
+        from sim.serving.metrics import parse_slo
+        from sim.serving.requests import load_lengths, parse_rate
+
+        parse_rate(args.rate)
+        parse_slo(args.slo)
+        load_lengths(args.requests)
     a = load_assumptions(args.assumptions) if args.assumptions else None
     if args.headline_only and a is None:
         raise UserError("--headline-only needs --assumptions FILE "
@@ -134,6 +182,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for stack, ours in (a.model_stacks.items() if a and gpus else ()):
             same = ours == (args.gpu_stack or "graph")
             stack_rows[stack] = rows if same else compare(gpus, w, gpu_stack=ours, **kw)
+    serving = _serving(names, entry, args) if args.rate else None
     results = headline(a, rows, stack_rows) if a else []
     command = "llmcosim " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] \
         else "llmcosim compare"
@@ -142,14 +191,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     md = headline_markdown(a, results) if a else ""
     if args.json:
         print(json.dumps({"workload": workload, "devices": [r.to_dict() for r in rows],
-                          **({"headline": [r.to_dict() for r in results]} if a else {})}))
+                          **({"headline": [r.to_dict() for r in results]} if a else {}),
+                          **({"serving": serving} if serving else {})}))
     else:
         _print_tables(rows, results, a)
+        if serving:
+            _print_serving(serving)
     if rows:
         out, stem = _out_files(args.out, "headline" if a else "compare")
         path = write_compare(out, rows, stem=stem, workload=workload, command=command,
                              headline=[r.to_dict() for r in results] if a else None,
-                             headline_md=md)
+                             headline_md=md, serving=serving)
         if not args.json:
             _out.print(f"report written to {path}", highlight=False)
     return 0

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["COLUMNS", "DEFAULT_HW", "GPU_STACKS", "Row", "best_fidelity", "check_inputs",
-           "compare", "markdown", "parse_hw_list", "plot", "row_from_result", "table_cells",
+           "compare", "markdown", "parse_hw_list", "plot", "row_from_result", "serving_markdown",
+           "table_cells",
            "write_compare"]
 
 DEFAULT_HW = ("flightllm-u280", "flightllm-vhk158", "hades", "gpu-v100s", "gpu-a100",
@@ -282,6 +283,18 @@ def markdown(rows: list[Row], *, title: str, command: str, headline_md: str = ""
     return "\n".join(lines)
 
 
+def serving_markdown(serving: list[dict[str, Any]]) -> str:
+    """The serving section: one row per device (``reports.serve``'s columns)."""
+    from reports.serve import COLUMNS as SERVE_COLUMNS
+    from reports.serve import table_row
+
+    return "\n".join([f"## Serving: {serving[0]['arrivals']}", "",
+                      "| " + " | ".join(SERVE_COLUMNS) + " |", "|" + "---|" * len(SERVE_COLUMNS),
+                      *("| " + " | ".join(table_row(m)) + " |" for m in serving), "",
+                      "Continuous batching with chunked prefill (`llmcosim serve`, "
+                      "docs/serving.md); each device at its serving fidelity.", ""])
+
+
 _PANELS = (  # (label, value of a row); units in the label (reports.labels)
     (label("prefill_ms"), lambda r: r.prefill_ms),
     (label("decode_ms_per_token"), lambda r: r.decode_ms_per_token),
@@ -326,8 +339,9 @@ def plot(rows: list[Row], title: str) -> Figure:
 
 def write_compare(out: Path, rows: list[Row], *, workload: dict[str, Any], command: str,
                   headline: list[dict[str, Any]] | None = None, headline_md: str = "",
-                  stem: str = "compare") -> Path:
-    """``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` under ``out``; returns the .md path."""
+                  stem: str = "compare", serving: list[dict[str, Any]] | None = None) -> Path:
+    """``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` under ``out``; returns the .md path.
+    ``serving``: each device's serving metrics (``sim.serving``), a section of their own."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} is a file; give a directory")
     out.mkdir(parents=True, exist_ok=True)
@@ -336,9 +350,13 @@ def write_compare(out: Path, rows: list[Row], *, workload: dict[str, Any], comma
     data = {"workload": workload, "command": command, "devices": [r.to_dict() for r in rows]}
     if headline is not None:
         data["headline"] = headline
+    if serving:
+        data["serving"] = serving
     (out / f"{stem}.json").write_text(json.dumps(data, indent=1))
     plot(rows, title).savefig(out / f"{stem}.png")
     md = markdown(rows, title=title, command=command, headline_md=headline_md)
+    if serving:
+        md += "\n" + serving_markdown(serving)
     path = out / f"{stem}.md"
     path.write_text(md.replace("compare.png", f"{stem}.png"))
     return path
