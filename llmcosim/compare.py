@@ -71,26 +71,6 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_compare)
 
 
-def _serving(names: list[str], entry, args: argparse.Namespace) -> list[dict]:
-    """Each device's serving metrics at ``--rate`` (``sim.serving``; its default fidelities)."""
-    from sim.serving.device import serve_device
-    from sim.serving.metrics import parse_slo
-    from sim.serving.requests import check_lengths, load_lengths, parse_rate, poisson_requests
-    from sim.serving.scheduler import SchedulerConfig
-    from sim.spec import load_preset
-
-    slo, rate = parse_slo(args.slo), parse_rate(args.rate)
-    reqs = poisson_requests(rate, args.num_requests, *load_lengths(args.requests), 0)
-    check_lengths(reqs, entry.name, entry.max_positions)
-    cfg = SchedulerConfig(512, 64, 0)   # the serve command's defaults
-    out = []
-    for name in names:
-        m = serve_device(load_preset(name), entry, reqs, cfg, slo).metrics
-        out.append({**m, "arrivals": f"Poisson {args.rate} ({rate:g} req/s), "
-                    f"{args.num_requests} requests, SLO {args.slo}"})
-    return out
-
-
 def _print_serving(serving: list[dict]) -> None:
     from reports.serve import COLUMNS, table_row
 
@@ -149,6 +129,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from models.zoo import get_model
     from reports.compare import check_inputs, compare, parse_hw_list, write_compare
     from reports.headline import headline, headline_markdown, load_assumptions
+    from reports.serve import serve_devices
 
     entry = get_model(args.model)
     names = parse_hw_list(args.hw)
@@ -182,7 +163,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for stack, ours in (a.model_stacks.items() if a and gpus else ()):
             same = ours == (args.gpu_stack or "graph")
             stack_rows[stack] = rows if same else compare(gpus, w, gpu_stack=ours, **kw)
-    serving = _serving(names, entry, args) if args.rate else None
+    serving = serve_devices(names, entry, args.rate, args.num_requests, args.requests,
+                            args.slo) if args.rate else None
     results = headline(a, rows, stack_rows) if a else []
     command = "llmcosim " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] \
         else "llmcosim compare"

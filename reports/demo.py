@@ -4,7 +4,8 @@ Answers the user's question "how does this model run on FlightLLM, HADES and a G
 every fidelity we have: the roofline bound on every preset, the cycle-level simulators where
 they exist (FlightLLM, HADES), and speculative decoding (HADES's reason to exist) on HADES and
 on a GPU; then each device at its best fidelity with the source of every number
-(``reports.compare``). Writes ``demo.md``, ``demo.json``, ``demo_breakdown.png`` and
+(``reports.compare``), and a request stream served on one device of each kind
+(``reports.serve``). Writes ``demo.md``, ``demo.json``, ``demo_breakdown.png`` and
 ``demo_compare.{md,json,png}``.
 """
 
@@ -19,7 +20,16 @@ from pathlib import Path
 from mapping.compression import quantize
 from models.cache import get_workload
 from models.zoo import ZOO, ModelEntry, get_model
-from reports.compare import COLUMNS, DEFAULT_HW, Row, compare, table_cells, write_compare
+from reports.compare import (
+    COLUMNS,
+    DEFAULT_HW,
+    Row,
+    compare,
+    serving_markdown,
+    table_cells,
+    write_compare,
+)
+from reports.serve import serve_devices
 from sim.registry import run
 from sim.result import SimResult
 from sim.spec import list_presets, load_preset
@@ -30,6 +40,8 @@ __all__ = ["breakdown_plot", "demo_draft", "markdown", "write_demo"]
 # (Leviathan et al. report 0.5-0.9 for drafts ~100x smaller than the target).
 SPEC_DRAFT, SPEC_GAMMA, SPEC_ALPHA = "llama-68m", 4, "0.8"
 DEMO_COMPARE_HW = tuple(h for h in DEFAULT_HW if h != "flightllm-vhk158")
+# The serving section: one request stream (ShareGPT-like lengths) on one device of each kind.
+SERVE_HW, SERVE_RATE, SERVE_REQUESTS = ("flightllm-u280", "hades", "gpu-h100"), "1/s", 200
 
 
 def _vocab(entry: ModelEntry) -> int:
@@ -165,7 +177,7 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
                  f"{_vocab(ZOO[SPEC_DRAFT])})",)
         echo(f"note: {notes[0]}")
     # no draft: no speculative rows (one cycle-level, two GPU)
-    total = len(presets) + ((2 + bool(draft)) if cycle else 0) + 1 + 2 * bool(draft)
+    total = len(presets) + ((2 + bool(draft)) if cycle else 0) + 2 + 2 * bool(draft)
     # FlightLLM runs compressed models: the authors' artifact loads every linear weight as INT4
     # with an INT8 KV cache; GPUs and HADES run the FP16 model (HF/vLLM baselines).
     w_fpga = w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
@@ -207,6 +219,12 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
         rows.append((_speculative("gpu-a100", model, draft, prefill, decode, "calibrated"),
                      "FP16 spec / calibrated"))
         step()
+    # a request stream on the compared devices (continuous batching, `llmcosim serve`)
+    serving = serve_devices(list(SERVE_HW), get_model(model), SERVE_RATE, SERVE_REQUESTS)
+    step()
+    for m in serving:
+        echo(f"  {m['hw']:17s} serving {SERVE_RATE}: goodput {m['goodput_req_per_s']:.3f} "
+             f"req/s, TTFT p99 {m['ttft_s']['p99'] * 1e3:,.1f} ms")
     assert w.decode_first is not None
     tot = w.decode_first.totals()
     summary = (f"Decode graph: {tot.nodes} ops, {tot.params / 1e9:.2f} G parameters "
@@ -219,5 +237,6 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
     (out / "demo.json").write_text(json.dumps(data, indent=1, default=str))
     breakdown_plot(roofline, out / "demo_breakdown.png")
     path = out / "demo.md"
-    path.write_text(markdown(rows, summary, compared, draft, notes))
+    path.write_text(markdown(rows, summary, compared, draft, notes) + "\n"
+                    + serving_markdown(serving))
     return path

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["COLUMNS", "kv_series", "plot_kv", "table_row", "write_serve"]
+__all__ = ["COLUMNS", "kv_series", "plot_kv", "serve_devices", "table_row", "write_serve"]
 
 COLUMNS = ("device", "fidelity", "req/s", "out tok/s", "TTFT p50/p90/p99 ms",
            "TPOT p50/p90/p99 ms", "goodput req/s (SLO %)", "queue p50/p99 ms", "KV peak %",
@@ -29,6 +29,26 @@ def table_row(m: dict[str, Any]) -> list[str]:
             f"{m['goodput_req_per_s']:.3f} ({m['slo_attainment'] * 100:.0f}%)",
             f"{q['p50'] * 1e3:.1f}/{q['p99'] * 1e3:.1f}",
             f"{m['kv_peak_fraction'] * 100:.1f}", "-" if e is None else f"{e:.1f}"]
+
+
+def serve_devices(names: list[str], entry: Any, rate: str, num_requests: int,
+                  requests: str = "configs/serving/sharegpt_like.toml",
+                  slo: str = "ttft=500ms,tpot=50ms", seed: int = 0) -> list[dict[str, Any]]:
+    """Each device's serving metrics for Poisson arrivals at ``rate`` (the serve command's
+    scheduler defaults, each device at its serving fidelity); ``arrivals`` names the stream."""
+    from sim.serving.device import serve_device
+    from sim.serving.metrics import parse_slo
+    from sim.serving.requests import check_lengths, load_lengths, parse_rate, poisson_requests
+    from sim.serving.scheduler import SchedulerConfig
+    from sim.spec import load_preset
+
+    goals, per_s = parse_slo(slo), parse_rate(rate)
+    reqs = poisson_requests(per_s, num_requests, *load_lengths(requests), seed)
+    check_lengths(reqs, entry.name, entry.max_positions)
+    cfg = SchedulerConfig()   # the serve command's defaults; KV budget from the device
+    label = f"Poisson {rate} ({per_s:g} req/s), {num_requests} requests, SLO {slo}"
+    return [{**serve_device(load_preset(n), entry, reqs, cfg, goals).metrics, "arrivals": label}
+            for n in names]
 
 
 def kv_series(run, points: int = 400) -> dict[str, list[float]]:
