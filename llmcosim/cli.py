@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from llmcosim.fmt import eng, ms
+from llmcosim.fmt import eng, ms, whole
 from llmcosim.resources import add_resources_parser
 from llmcosim.serve import add_serve_parser
 from models.argparser import StrictParser
@@ -31,12 +31,6 @@ _out = Console(width=None if sys.stdout.isatty() else 150)
 def _entry(name: str) -> ModelEntry:
     return get_model(name)  # a zoo name, a config.json or a directory holding one
 
-
-def _positive(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def _tree(text: str | None) -> tuple[int, ...] | None:
@@ -267,7 +261,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_workload_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch", type=_positive, default=1, help="sequences per pass (default 1)")
+    p.add_argument("--batch", type=whole, default=1, help="sequences per pass (default 1)")
     p.add_argument("--dtype", default="float16", help="float16 (default), bfloat16, float32")
     p.add_argument("--no-cache", action="store_true", help="trace again, ignore cached graphs")
     p.add_argument("--routing", default=None, help="mixture-of-experts routing: uniform "
@@ -285,9 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("trace", help="trace a model to the op-graph IR")
     s.add_argument("model", help="zoo name (see `llmcosim models`), or a config.json or its folder")
     s.add_argument("--phase", default="decode", help="prefill, decode (default) or verify")
-    s.add_argument("--tokens", type=_positive, default=None,
+    s.add_argument("--tokens", type=whole, default=None,
                    help="new tokens per pass (prefill default 128, verify 4, decode 1)")
-    s.add_argument("--context", type=_positive, default=None,
+    s.add_argument("--context", type=whole, default=None,
                    help="tokens already in the KV cache (decode/verify; default 512)")
     s.add_argument("--tree", help="verify a token tree: parents such as -1,0,0,1 or a .toml "
                    "file (configs/trees/); default: a causal chain")
@@ -303,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="simulate prefill + decode of a model on a device")
     s.add_argument("--hw", required=True, help="hardware preset (see `llmcosim hw`) or .toml")
     s.add_argument("--model", required=True, help="zoo name, or a config.json or its folder")
-    s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
-    s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
+    s.add_argument("--prefill", type=whole, default=128, help="prompt tokens (default 128)")
+    s.add_argument("--decode", type=whole, default=512, help="generated tokens (default 512)")
     s.add_argument("--fidelity", default=None,
                    help="simulator: roofline (default; FlightLLM presets: cycle), cycle "
                    "(flightllm, hades), calibrated "
@@ -314,13 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--fidelity calibrated: CUDA-graph replay (default, vLLM-like) or HF "
                    "PyTorch eager (host-bound)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.add_argument("--weight-bits", type=_positive, default=None,
+    s.add_argument("--weight-bits", type=whole, default=None,
                    help="store linear weights in 2/3/4/8/16 bits (default: the model dtype)")
-    s.add_argument("--kv-bits", type=_positive, default=None,
+    s.add_argument("--kv-bits", type=whole, default=None,
                    help="store the KV cache in 2/3/4/8/16 bits (default: the model dtype)")
     g = s.add_argument_group("speculative decoding (any flag turns it on)")
     g.add_argument("--draft", help="draft model (default llama-68m); same vocabulary as --model")
-    g.add_argument("--gamma", type=_positive, default=None,
+    g.add_argument("--gamma", type=whole, default=None,
                    help="draft tokens per round (default 4, or the trace's gamma)")
     g.add_argument("--alpha", default=None,
                    help="acceptance: i.i.d. probability (0.8) or per position (0.9,0.8,0.7)")
@@ -343,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="trace a model, simulate it on every preset, write a report")
     s.add_argument("--model", default="llama2-7b")
-    s.add_argument("--prefill", type=_positive, default=128)
-    s.add_argument("--decode", type=_positive, default=512)
+    s.add_argument("--prefill", type=whole, default=128)
+    s.add_argument("--decode", type=whole, default=512)
     s.add_argument("--out", default="reports/out", help="output directory (default reports/out)")
     s.add_argument("--no-cycle", action="store_true",
                    help="roofline rows only (skips the cycle-level simulators, ~20 s)")

@@ -15,18 +15,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from llmcosim.fmt import whole
 from models.errors import UserError
 
 __all__ = ["add_compare_parser", "cmd_compare"]
 
 _out = Console(width=None if sys.stdout.isatty() else 200)
 
-
-def _positive(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def add_compare_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +30,8 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("compare", help="one model on several devices at their best fidelity: "
                        "latency, tokens/s, tokens/J, tokens/s per $, with sources")
     s.add_argument("--model", default="llama2-7b", help="zoo name, or a config.json or its folder")
-    s.add_argument("--prefill", type=_positive, default=128, help="prompt tokens (default 128)")
-    s.add_argument("--decode", type=_positive, default=512, help="generated tokens (default 512)")
+    s.add_argument("--prefill", type=whole, default=128, help="prompt tokens (default 128)")
+    s.add_argument("--decode", type=whole, default=512, help="generated tokens (default 512)")
     s.add_argument("--hw", default=",".join(DEFAULT_HW),
                    help=f"comma-separated presets (default {','.join(DEFAULT_HW)})")
     s.add_argument("--out", default="reports/out",
@@ -55,7 +50,7 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--no-cycle", action="store_true",
                    help="every device at the roofline (seconds; skips the cycle-level and "
                    "calibrated models)")
-    s.add_argument("--batch", type=_positive, default=1, help="sequences per pass (default 1)")
+    s.add_argument("--batch", type=whole, default=1, help="sequences per pass (default 1)")
     s.add_argument("--dtype", default="float16", help="float16 (default), bfloat16, float32")
     s.add_argument("--no-cache", action="store_true", help="trace again, ignore cached graphs")
     g = s.add_argument_group("serving columns (--rate turns them on; as `llmcosim serve`)")
@@ -64,7 +59,7 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--requests", default="configs/serving/sharegpt_like.toml",
                    help="length distributions for --rate (default configs/serving/"
                    "sharegpt_like.toml)")
-    g.add_argument("--num-requests", type=_positive, default=200,
+    g.add_argument("--num-requests", type=whole, default=200,
                    help="requests served (default 200)")
     g.add_argument("--slo", default="ttft=500ms,tpot=50ms",
                    help="SLOs for goodput (default ttft=500ms,tpot=50ms)")

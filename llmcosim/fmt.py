@@ -1,8 +1,18 @@
-"""Number formatting for tables: engineering prefixes, no modelling logic."""
+"""Number formatting for tables (engineering prefixes) and parsing for flags; no modelling."""
 
 from __future__ import annotations
 
-__all__ = ["eng", "ms"]
+import argparse
+
+__all__ = ["eng", "ms", "whole"]
+
+
+def whole(text: str) -> int:
+    """argparse ``type=`` for counts: the range checks are the commands' own."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def eng(value: float | None, unit: str = "", digits: int = 3) -> str:

@@ -14,18 +14,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from llmcosim.fmt import whole
 from models.errors import UserError
 
 __all__ = ["add_serve_parser", "cmd_serve"]
 
 _out = Console(width=None if sys.stdout.isatty() else 220)
 
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,16 +34,16 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
                    "prompt_tokens, output_tokens} (default configs/serving/sharegpt_like.toml)")
     s.add_argument("--rate", help="Poisson arrival rate(s): 2/s, 120/min, 0.5 (per second); "
                    "comma-separated for several runs (needed with a .toml)")
-    s.add_argument("--num-requests", type=_int, default=500, help="requests (default 500; "
+    s.add_argument("--num-requests", type=whole, default=500, help="requests (default 500; "
                    "with a trace: its first N)")
-    s.add_argument("--seed", type=_int, default=0, help="random seed (default 0)")
+    s.add_argument("--seed", type=whole, default=0, help="random seed (default 0)")
     s.add_argument("--slo", default="ttft=500ms,tpot=50ms",
                    help="SLOs for goodput (default ttft=500ms,tpot=50ms)")
-    s.add_argument("--token-budget", type=_int, default=512,
+    s.add_argument("--token-budget", type=whole, default=512,
                    help="tokens per iteration, decodes plus prompt chunks (default 512)")
-    s.add_argument("--max-batch", type=_int, default=64,
+    s.add_argument("--max-batch", type=whole, default=64,
                    help="requests running at once (default 64)")
-    s.add_argument("--kv-budget", type=_int, default=None, help="KV-cache tokens (default: "
+    s.add_argument("--kv-budget", type=whole, default=None, help="KV-cache tokens (default: "
                    "memory capacity minus weights, over the per-token KV bytes)")
     s.add_argument("--fidelity", default=None, help="one fidelity for every device (default: "
                    "calibrated on GPUs, roofline on FlightLLM and HADES)")

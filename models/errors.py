@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UserError", "empty", "read_toml"]
+__all__ = ["UserError", "empty", "read_text", "read_toml"]
 
 
 class UserError(ValueError):
@@ -22,18 +22,26 @@ def read_toml(path: str | Path, what: str, error: type[UserError] = UserError, *
     """
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise error(f"{what} {str(p)!r} does not exist") from None
-    except IsADirectoryError:
-        raise error(f"{what} {str(p)!r} is a directory, not a TOML file") from None
+        data = tomllib.loads(read_text(p, what, error, kind="TOML"))
     except tomllib.TOMLDecodeError as e:
         raise error(f"{p}: malformed TOML: {e}") from None
-    except UnicodeDecodeError:
-        raise error(f"{what} {str(p)!r} is not a text (TOML) file") from None
     if not data:
         raise error(empty(what, p, expected))
     return data
+
+
+def read_text(path: str | Path, what: str, error: type[UserError] = UserError, *,
+              kind: str = "text") -> str:
+    """A user's text file; ``error`` naming ``what`` and the path if it cannot be read."""
+    p = Path(path)
+    try:
+        return p.read_text()
+    except FileNotFoundError:
+        raise error(f"{what} {str(p)!r} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{what} {str(p)!r} is a directory, not a {kind} file") from None
+    except UnicodeDecodeError:
+        raise error(f"{what} {str(p)!r} is not a text ({kind}) file") from None
 
 
 def empty(what: str, path: str | Path, expected: str) -> str:

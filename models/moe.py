@@ -34,7 +34,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from models.errors import UserError
+from models.errors import UserError, read_text
 from models.graph import Graph, OpKind
 
 __all__ = ["UNIFORM", "ExpertLoad", "Routing", "expert_load", "inclusion", "load_routing",
@@ -153,10 +153,7 @@ def _rows_from(data: object, source: str) -> list[list[float]]:
 def load_routing(path: str | Path) -> Routing:
     """A trace routing from a JSON file or a JSONL file of per-step records."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise UserError(f"routing trace {str(p)!r} does not exist") from None
+    text = read_text(p, "routing trace", kind="JSON")
     try:
         if p.suffix == ".jsonl":
             by_layer: dict[int, list[float]] = {}

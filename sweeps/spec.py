@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.errors import UserError, empty
+from models.errors import UserError, empty, read_text
 from models.request import parse_tree
 from sweeps.expr import Expr, parse_expr
 from sweeps.resources import RESOURCE_METRICS
@@ -245,11 +245,8 @@ def _tree_parents(loc: str, text: str, where: str = "") -> tuple[int, ...]:
 
 def load_sweep(path: str | Path) -> SweepSpec:
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise UserError(f"sweep file {str(p)!r} does not exist") from None
-    return parse_sweep(text, where=str(p), default_name=p.stem)
+    return parse_sweep(read_text(p, "sweep file", kind="TOML"), where=str(p),
+                       default_name=p.stem)
 
 
 def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") -> SweepSpec:
