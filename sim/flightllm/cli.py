@@ -41,6 +41,7 @@ from mapping.flightllm.isa import decode, encode, listing, storage_bytes
 from mapping.flightllm.prefill import attention_counts, attention_groups
 from models.errors import UserError, empty
 from models.graph import Graph, OpKind
+from sim.flightllm.nm_ablation import nm_ablation, nm_markdown
 from sim.flightllm.simulate import DECODE_BUCKET, PREFILL_BUCKET, PassResult, simulate_graph
 from sim.flightllm.timing import arch_of
 from sim.spec import FlightLLMSpec
@@ -282,8 +283,9 @@ def ablate(spec: FlightLLMSpec, entry, *, cfg: CompressionConfig | None = None,
          "ours_x": st["reduction_x"], "paper_x": PAPER["storage_reduction_x"],
          "detail": f"{_mb(st['per_length_bytes'])} -> {_mb(st['bucketed_bytes'])}"},
     ]
+    nm = nm_ablation(spec, {"prefill": gp, "decode": gd}, dense)
     return {"hw": spec.name, "model": entry.name, "compression": cfg.name, "rows": rows,
-            "storage": st}
+            "storage": st, "nm": nm}
 
 
 def ablate_md(res: dict) -> str:
@@ -292,6 +294,10 @@ def ablate_md(res: dict) -> str:
     for r in res["rows"]:
         paper = f"{r['paper_x']:.2f}x" if r["paper_x"] else "-"
         lines.append(f"| {r['ablation']} | {r['ours_x']:.2f}x | {paper} | {r['detail']} |")
+    if res.get("nm"):
+        lines += ["", f"N:M on every linear ({res['model']} on {res['hw']}; the rows above "
+                  "sparsify what the config does):", "",
+                  nm_markdown(res["nm"], PAPER["compute_efficiency_x"])]
     return "\n".join(lines)
 
 

@@ -111,6 +111,15 @@ def test_ablate_rows(small):
     assert on["ours_x"] >= 1.0 and on["bw_util"][1] >= on["bw_util"][0]
     assert rows["INT8 -> mixed precision"]["ours_x"] > 1.0
     assert "|" in fcli.ablate_md(res)
+    # N:M on every linear: prefill (MM-bound) gains with every halving of N; decode at 8:16
+    # loads as many index as weight bytes (4-bit index per kept INT4 weight): no gain there
+    nm = {(r["phase"], r["pattern"]): r for r in res["nm"]}
+    gains = [nm["prefill", p]["speedup_x"] for p in ("dense", "8:16", "4:16", "2:16")]
+    assert all(b > a for a, b in zip(gains, gains[1:], strict=False)), gains
+    assert nm["decode", "8:16"]["speedup_x"] == pytest.approx(1.0, abs=0.1)
+    assert nm["decode", "2:16"]["speedup_x"] > 1.5
+    assert "indices" in nm["decode", "8:16"]["bound"]
+    assert "N:M on every linear" in fcli.ablate_md(res)
 
 
 @pytest.mark.parametrize("argv, msg", [
