@@ -1,7 +1,7 @@
 """``python -m reports.gpu``: reports/gpu.md — GPU measurements, model errors, every preset.
 
 Sections: what was measured (device, date, decode/prefill/power), the model's errors per op
-class on held-out points (``sim.gpu_validate``), and LLaMA-2-7B decode tokens/s of every preset
+class on held-out points (``sim.gpu.validate``), and LLaMA-2-7B decode tokens/s of every preset
 side by side (roofline, calibrated with CUDA graphs, calibrated HF eager).
 """
 
@@ -11,13 +11,13 @@ import statistics
 from pathlib import Path
 
 from models.argparser import StrictParser
-from sim.gpu_validate import TARGET_MAX, TARGET_MEDIAN, validate, validate_own
+from sim.gpu.validate import TARGET_MAX, TARGET_MEDIAN, validate, validate_own
 
 __all__ = ["write_gpu_report"]
 
 
 def _measured(lines: list[str]) -> None:
-    from sim.gpu_calibrate import baselines, fastest_eager
+    from sim.gpu.calibrate import baselines, fastest_eager
 
     lines += ["## Measured (reports/baselines/)", "",
               "| device | date | driver / torch | LLaMA-2-7B decode, graph (tok/s) | HF eager "

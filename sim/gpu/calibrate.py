@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.fit import fit_log_error
-from sim.gpu_model import (
+from sim.gpu.fit import fit_log_error
+from sim.gpu.model import (
     HF_RMSNORM_OPS,
     GPUCalibration,
     Kernels,
@@ -61,9 +61,9 @@ _SMALL_OPS = ("add", "silu_mul", "rmsnorm", "layernorm", "rmsnorm_hf", "graph_ch
 
 def _small_kernels(r: dict[str, Any], es: int = 2) -> dict[str, float]:
     """A small-op record as ``Kernels.small_*`` columns, counted as
-    :func:`sim.gpu_model.kernels` counts the traced graph's nodes: a norm module is one fused
+    :func:`sim.gpu.model.kernels` counts the traced graph's nodes: a norm module is one fused
     norm kernel (``layernorm``; ``rmsnorm``, F.rms_norm, in files before 2026-11-27 05:20 UTC)
-    or HF's eight-kernel RMSNorm (``rmsnorm_hf``, :func:`sim.gpu_model.norm_chain`)."""
+    or HF's eight-kernel RMSNorm (``rmsnorm_hf``, :func:`sim.gpu.model.norm_chain`)."""
     rows, hidden = r["shape"]["rows"], r["shape"]["hidden"]
     n = rows * hidden
     if r["op"] == "add":                       # x + x: read x, write the sum
@@ -105,7 +105,7 @@ class Baseline:
 
 def baselines_dir() -> Path:
     env = os.environ.get("LLMCOSIM_BASELINES")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "reports" / "baselines"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "reports" / "baselines"
 
 
 @cache
@@ -230,7 +230,7 @@ def _op_kernels(rows: list[dict[str, Any]]) -> Kernels:
 def predict_ops(rows: list[dict[str, Any]], c: GPUCalibration, bw: float,
                 peak: float, l2: float = 0.0, sm_hz: float = 0.0) -> np.ndarray:
     """Model seconds of measured op records, in the order of ``rows``."""
-    from sim.gpu_model import kernel_times
+    from sim.gpu.model import kernel_times
 
     t = kernel_times(_op_kernels(rows), c, bw, peak, l2, sm_hz)
     queues = {"linear": iter(t["linear"]), "attention": iter(t["attention"])}
@@ -335,7 +335,7 @@ def fit_host(b: Baseline) -> float | None:
     ever adds time (medians spread 26-43 ms for the same step on the H200 machine). The call
     count does not depend on the context, so one graph gives it. The time is the measuring
     machine's CPU and Python, not its GPU's: each machine has its own."""
-    from sim.gpu_steps import step_host_calls
+    from sim.gpu.steps import step_host_calls
 
     rows = [r for r in fastest_eager(b)[0] if is_host_fit(r)]
     if not rows:
@@ -361,7 +361,7 @@ def default_calibration(device: str | None = None, host: bool = False) -> GPUCal
     spec = load_preset(b.preset) if b.preset else None
     if spec is None:
         raise ValueError(f"no preset for measured device {device!r}; add it to "
-                         "sim.gpu_calibrate.PRESET_OF_DEVICE")
+                         "sim.gpu.calibrate.PRESET_OF_DEVICE")
     l2, sm_hz = chip(spec)
     c = calibrate(b, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"), host=host,
                   l2=l2, sm_hz=sm_hz)

@@ -1,5 +1,5 @@
-"""``--fidelity calibrated`` for GPUs: the kernel model of :mod:`sim.gpu_model`, calibrated on
-measurements (:mod:`sim.gpu_calibrate`), with the datasheet bandwidth and peak of the preset.
+"""``--fidelity calibrated`` for GPUs: the kernel model of :mod:`sim.gpu.model`, calibrated on
+measurements (:mod:`sim.gpu.calibrate`), with the datasheet bandwidth and peak of the preset.
 
 A preset whose GPU was measured uses its own fit and its measured board power; any other GPU
 uses the H200 fit (efficiencies are fractions of datasheet peaks, fixed times are kernel
@@ -14,8 +14,8 @@ import numpy as np
 from models.errors import UserError
 from models.graph import OpKind
 from models.workload import Workload
-from sim.gpu_calibrate import PRESET_OF_DEVICE, baselines, default_calibration
-from sim.gpu_model import STACKS, GPUCalibration, chip, kernels, step_time_s, step_times_s
+from sim.gpu.calibrate import PRESET_OF_DEVICE, baselines, default_calibration
+from sim.gpu.model import STACKS, GPUCalibration, chip, kernels, step_time_s, step_times_s
 from sim.result import SimResult, result_from_times
 from sim.spec import HardwareSpec
 
@@ -95,6 +95,6 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
                "decode_power_w": power})
     if getattr(w, "config", None) is None:
         return base
-    from sim.gpu_spec import speculative_calibrated
+    from sim.gpu.speculate import speculative_calibrated
 
     return speculative_calibrated(spec, w, stack, c, base)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ when HF runs eagerly with a dynamic cache (``stack="hf-eager"``); with grouped-q
 attention under a mask HF copies K/V out to every query head before SDPA (``repeat_kv``).
 
 Kernel time, per class (``s`` a fixed time, ``eta`` a fraction of the datasheet peak; the
-values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
+values are fitted on per-op measurements by :mod:`sim.gpu.calibrate`):
 
 - linear (GEMV/GEMM): ``s_lin + max(bytes / (eta_bw BW), flops / (eta_flop P))``, bytes =
   weight + input + output;
