@@ -46,8 +46,8 @@ def _measured(lines: list[str]) -> None:
               "median over the runs that measured it; prefill is the fastest repeat over every "
               "run (with a KV cache; the host of one lease of the H100 machine took 51 ms for "
               "the 128-token prefill that took 22 ms in another). Power from NVML's energy "
-              "counter over 4 s of back-to-back steps (the newest run's). Files, commands and "
-              "wall times: reports/baselines/README.md.", ""]
+              "counter over 4 s of back-to-back steps, the median over the runs (as the model "
+              "uses it). Files, commands and wall times: reports/baselines/README.md.", ""]
 
 
 def _table(lines: list[str], classes: list) -> None:

@@ -47,8 +47,8 @@ from sim.gpu.model import (
 )
 
 __all__ = ["PRESET_OF_DEVICE", "Baseline", "baselines", "baselines_dir", "calibrate",
-           "default_calibration", "fastest_eager", "fit_host", "is_host_fit", "op_class", "op_rows",
-           "predict_ops"]
+           "default_calibration", "fastest_eager", "fit_host", "is_host_fit", "median_power",
+           "op_class", "op_rows", "predict_ops"]
 
 # Measured device name (torch.cuda.get_device_properties) -> preset with its datasheet.
 PRESET_OF_DEVICE = {"NVIDIA H200": "gpu-h200", "NVIDIA H100 80GB HBM3": "gpu-h100"}
@@ -88,7 +88,7 @@ class Baseline:
     ops: tuple[dict[str, Any], ...]          # per-op, CUDA-graph replayed (newest -ops file)
     steps: tuple[dict[str, Any], ...]        # whole-model decode/verify steps
     prefill: tuple[dict[str, Any], ...]      # whole-model eager prefill
-    power: dict[str, Any]
+    power: dict[str, Any]                    # median over the runs that measured power
     info: dict[str, Any]
     probe: tuple[dict[str, Any], ...] = ()   # probe rows, shapes the per-op file lacks
 
@@ -101,6 +101,25 @@ class Baseline:
         """Device, date and how many measurement files (``files`` names them)."""
         n = len(self.files)
         return f"{self.device}, measured {self.date} ({n} measurement file{'s' * (n != 1)})"
+
+
+def median_power(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One device's power runs (each file's ``power`` section) as one: every phase's numbers
+    the median over the runs that measured that phase, and ``runs`` their count. One 4 s NVML
+    window per phase and run is a noisy estimate (LLaMA-2-7B decode on the H200: 344, 381
+    and 388 W in three leases), so no single file stands for the device."""
+    phases: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        for phase, v in run.items():
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    if isinstance(x, (int, float)):
+                        phases.setdefault(phase, {}).setdefault(k, []).append(float(x))
+    if not phases:
+        return {}
+    return {"available": True, "runs": len(runs),
+            **{phase: {k: statistics.median(xs) for k, xs in v.items()}
+               for phase, v in phases.items()}}
 
 
 def baselines_dir() -> Path:
@@ -125,7 +144,7 @@ def baselines(directory: str | None = None) -> dict[str, Baseline]:
             continue
         name = data["device"]["name"]
         m = merged.setdefault(name, {"files": [], "ops": [], "steps": [], "prefill": [],
-                                     "power": {}, "info": data["device"]})
+                                     "info": data["device"]})
         m["files"].append(path.name)
         if "graph" in str(data.get("method", {}).get("ops", "")) \
                 and data["device"]["date"] >= m.get("ops_date", ""):
@@ -133,13 +152,14 @@ def baselines(directory: str | None = None) -> dict[str, Baseline]:
         m["steps"] += data.get("decode_steps", [])
         m["prefill"] += data.get("model_steps", [])
         if data.get("power", {}).get("available"):
-            m["power"] = data["power"]
+            m.setdefault("power_runs", []).append(data["power"])
     for name, found in probes.items():
         if name in merged:
             merged[name]["files"] += [f for f, _ in found]
             merged[name]["probe"] = _probe_rows(merged[name]["ops"], found)
     return {name: Baseline(name, tuple(m["files"]), m["info"]["date"][:10], tuple(m["ops"]),
-                           tuple(m["steps"]), tuple(m["prefill"]), m["power"], m["info"],
+                           tuple(m["steps"]), tuple(m["prefill"]),
+                           median_power(m.get("power_runs", [])), m["info"],
                            tuple(m.get("probe", ())))
             for name, m in merged.items() if m["ops"]}
 
@@ -301,7 +321,8 @@ def _calibration(b: Baseline, params: dict[str, float]) -> GPUCalibration:
     return GPUCalibration(
         device=b.device, source=b.source, **params,
         decode_power_w=power.get("decode_q1_c512_graph", {}).get("avg_power_w"),
-        prefill_power_w=power.get("prefill_512", {}).get("avg_power_w"))
+        prefill_power_w=power.get("prefill_512", {}).get("avg_power_w"),
+        power_runs=power.get("runs", 0))
 
 
 def fastest_eager(b: Baseline) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

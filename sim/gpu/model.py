@@ -112,8 +112,9 @@ class GPUCalibration:
     graph_launch_s: float = 0.0  # launching one replay
     attn_mask_odd_factor: float = 1.0  # masked SDPA over an odd key length: streaming x this
     host_s_per_call: float | None = None     # eager PyTorch: host time per torch call
-    decode_power_w: float | None = None      # measured board power while decoding
+    decode_power_w: float | None = None      # measured board power while decoding (median)
     prefill_power_w: float | None = None
+    power_runs: int = 0                      # how many runs the medians are over
 
     def params(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)

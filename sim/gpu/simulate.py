@@ -82,7 +82,7 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
         decode_energy = c.decode_power_w * decode_s
         energy = decode_energy + c.prefill_power_w * prefill_s
         notes.append(f"energy from measured board power ({c.decode_power_w:.0f} W decoding, "
-                      f"{c.prefill_power_w:.0f} W in prefill)")
+                      f"{c.prefill_power_w:.0f} W in prefill; median of {c.power_runs} runs)")
     else:
         notes.append(f"energy from TDP ({spec.power_w:.0f} W): no power measured on this GPU")
     ms = {"prefill": {k: v * 1e3 for k, v in pre_parts.items()},
