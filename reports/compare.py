@@ -150,7 +150,12 @@ def row_from_result(spec: HardwareSpec, r: SimResult, source: str,
     tps = r.decode_tokens_per_s
     measured = r.extra.get("decode_power_w") if spec.kind == "gpu" else None
     tokens_per_j = r.tokens_per_j
-    if measured and not power_overridden:
+    if measured and not power_overridden and r.extra.get("power_source") == "modelled":
+        # the calibrated model of a GPU never measured: the measured GPUs' fraction of TDP
+        power = measured
+        power_source = next(n.removeprefix("energy ") for n in r.notes
+                            if n.startswith("energy modelled: "))
+    elif measured and not power_overridden:
         # the calibrated model of a GPU we measured used its measured board power, not the TDP
         power = measured
         power_source = f"measured board power while decoding (NVML): {r.extra['calibration']}"

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 
 import pytest
 
-from sim.gpu.calibrate import baselines, baselines_dir, default_calibration, median_power
+from models.graph import Phase
+from models.workload import Workload
+from reports.compare import row_from_result
+from sim.gpu.calibrate import (
+    PRESET_OF_DEVICE,
+    baselines,
+    baselines_dir,
+    default_calibration,
+    median_power,
+)
+from sim.registry import run
+from sim.spec import load_preset
+from tests.unit.graphs import decoder_like
 
 H200, H100 = "NVIDIA H200", "NVIDIA H100 80GB HBM3"
 
@@ -40,3 +53,41 @@ def test_calibration_uses_the_median_of_every_measured_file():
         c = default_calibration(device)
         assert c.decode_power_w == pytest.approx(statistics.median(decode))
         assert c.power_runs == len(decode) == baselines()[device].power["runs"]
+
+
+def _workload() -> Workload:
+    pre = dataclasses.replace(decoder_like(context=0), phase=Phase.PREFILL, tokens=8)
+    return Workload("toy", 1, 8, 4, pre, decoder_like(context=8), decoder_like(context=11))
+
+
+def test_unmeasured_presets_draw_the_measured_fraction_of_their_tdp():
+    """A100/V100S: TDP x the median over the measured GPUs of (median board power / TDP), in
+    each phase, computed here from the calibrations; not the TDP."""
+    def fraction(which: str) -> float:
+        return statistics.median(
+            getattr(default_calibration(d), f"{which}_power_w") / load_preset(p).power_w
+            for d, p in PRESET_OF_DEVICE.items())
+
+    w = _workload()
+    for name in ("gpu-a100", "gpu-v100s"):
+        spec = load_preset(name)
+        r = run(spec, w, "calibrated")
+        decode_w, prefill_w = fraction("decode") * spec.power_w, fraction("prefill") * spec.power_w
+        assert 0.3 * spec.power_w < decode_w < 0.8 * spec.power_w    # memory-bound: not the TDP
+        decode_s = r.decode_ms_per_token * w.decode_tokens / 1e3
+        assert r.tokens_per_j == pytest.approx(w.decode_tokens / (decode_w * decode_s))
+        assert r.energy_j == pytest.approx(decode_w * decode_s + prefill_w * r.prefill_ms / 1e3)
+        assert r.extra["power_source"] == "modelled"
+        note = next(n for n in r.notes if "modelled" in n)
+        assert note.startswith(f"energy modelled: {decode_w:.0f} W decoding = "
+                               f"{fraction('decode'):.3f} x TDP {spec.power_w:.0f} W")
+        assert "H100" in note and "H200" in note and f"{prefill_w:.0f} W in prefill" in note
+        row = row_from_result(spec, r, "calibrated")
+        assert row.power_w == pytest.approx(decode_w) and row.power_source.startswith("modelled: ")
+
+
+def test_measured_presets_keep_their_measured_power():
+    r = run(load_preset("gpu-h200"), _workload(), "calibrated")
+    assert r.extra["power_source"] == "measured"
+    assert r.extra["decode_power_w"] == default_calibration(H200).decode_power_w
+    assert any(n.startswith("energy from measured board power") for n in r.notes)
