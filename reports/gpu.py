@@ -2,7 +2,8 @@
 
 Sections: what was measured (device, date, decode/prefill/power), the model's errors per op
 class on held-out points (``sim.gpu.validate``), and LLaMA-2-7B decode tokens/s of every preset
-side by side (roofline, calibrated with CUDA graphs, calibrated HF eager).
+side by side (roofline, calibrated with CUDA graphs, calibrated HF eager), then the A100 against
+published measurements (``reports.gpu_published``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import statistics
 from pathlib import Path
 
 from models.argparser import StrictParser
+from reports.gpu_published import published_section
 from sim.gpu.validate import TARGET_MAX, TARGET_MEDIAN, validate, validate_own
 
 __all__ = ["write_gpu_report"]
@@ -120,6 +122,7 @@ def write_gpu_report(out: Path) -> Path:
     _measured(lines)
     _errors(lines)
     _presets(lines)
+    published_section(lines)
     out.write_text("\n".join(lines) + "\n")
     return out
 
