@@ -38,10 +38,11 @@ def load_published(path: Path = PUBLISHED) -> dict[str, Any]:
 
 
 def _workload(prefill: int, decode: int):
+    from models.cache import get_graph
     from models.workload import Workload
-    from sim.gpu.steps import _prefill_graph, step_graph
+    from sim.gpu.steps import step_graph
 
-    return Workload(_MODEL, 1, prefill, decode, _prefill_graph(_MODEL, prefill),
+    return Workload(_MODEL, 1, prefill, decode, get_graph(_MODEL, "prefill", tokens=prefill),
                     step_graph(_MODEL, 1, prefill), step_graph(_MODEL, 1, prefill + decode - 1))
 
 
