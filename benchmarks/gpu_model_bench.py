@@ -9,7 +9,7 @@ from __future__ import annotations
 from _timing import timed
 
 from models.cache import get_workload
-from sim.gpu_calibrate import default_calibration
+from sim.gpu.calibrate import default_calibration
 from sim.registry import run
 from sim.spec import load_preset
 
@@ -28,7 +28,7 @@ def main() -> None:
             r = timed(f"{name} {stack}: prefill 128 + 512 decode steps",
                       lambda spec=spec, stack=stack: run(spec, w, "calibrated", stack=stack))
             print(f"    {r.decode_tokens_per_s:.1f} tokens/s")
-    from sim.gpu_validate import validate
+    from sim.gpu.validate import validate
 
     timed("gpu-baseline validate (fit + every held-out point)", lambda: validate())
 

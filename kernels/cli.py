@@ -40,7 +40,7 @@ def run_gpu_validate(args: argparse.Namespace) -> int:
 
     from llmcosim.progress import TaskProgress
     from models.errors import UserError
-    from sim.gpu_validate import TARGET_MAX, TARGET_MEDIAN, validate_all
+    from sim.gpu.validate import TARGET_MAX, TARGET_MEDIAN, validate_all
 
     try:
         # each whole-model point traces its graph (cached after the first run)

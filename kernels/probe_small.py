@@ -5,7 +5,7 @@ RMSNorm at 16 rows, a fused LayerNorm at another width, SiLU x up where its inte
 in L2. This sweeps those ops over rows and widths with the measurement's own timing (CUDA-graph
 replay, inputs rotated past L2), so a model of them can be fitted on some points and checked on
 others. The model reads these files as extra per-op rows, held out but for the ends of the
-norms' width sweeps (``sim.gpu_calibrate``); ``--what kernels`` writes per-kernel profiles,
+norms' width sweeps (``sim.gpu.calibrate``); ``--what kernels`` writes per-kernel profiles,
 which it does not read (they are the evidence for its kernel types).
 
     PYTHONPATH=. python3 -m kernels.probe_small --out $OUT/small.json
@@ -52,7 +52,7 @@ def cases_l2(dry_run: bool = False) -> list[tuple[str, int, int]]:
       L2: 25 MiB on the H100, 30 MiB on the H200): SiLU x up at width 11,008 up to ~595 rows
       on the H100 and ~714 on the H200; HF's RMSNorm (fp32 intermediates) at width 4,096 up to
       ~800 and ~960 rows. (Measured: the first held on both GPUs; SiLU x up showed reuse that
-      fades past the threshold, RMSNorm no threshold at all: see ``sim.gpu_model``.)"""
+      fades past the threshold, RMSNorm no threshold at all: see ``sim.gpu.model``.)"""
     if dry_run:
         return [("layernorm", 1, w) for w in (128, 640)] + [("silu_mul", r, 256) for r in (4, 8)]
     out = [("layernorm", 1, w) for w in (128, 256, 384, 512, 640, 768, 1024, 1536, 2048, 3072,

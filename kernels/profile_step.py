@@ -1,6 +1,6 @@
 """Which kernels one HF decode/verify step launches, and their device times (torch.profiler).
 
-A development probe for the GPU model's lowering (``sim.gpu_model.kernels``): it lists every
+A development probe for the GPU model's lowering (``sim.gpu.model.kernels``): it lists every
 kernel of an eager step of a few-layer copy of a zoo model, so the lowering's kernel count per
 layer can be checked against what PyTorch really launches. Also times a chain of dependent
 small kernels in a CUDA graph (the per-kernel cost inside a replayed step).

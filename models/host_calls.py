@@ -3,7 +3,7 @@
 HF PyTorch without CUDA graphs is host-bound for small batches: every torch call (a function,
 a tensor method, a property read) crosses from Python into C++ and the dispatcher, whether or
 not it launches a GPU kernel. So the time of an eager step is close to its number of torch
-calls times one call's host cost (``sim.gpu_model``; the cost is fitted per machine). Counted
+calls times one call's host cost (``sim.gpu.model``; the cost is fitted per machine). Counted
 here with a ``TorchFunctionMode`` over one forward of the model on ``meta``, built with SDPA
 attention as the GPU measurements run it (``kernels.measure_model``).
 

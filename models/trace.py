@@ -255,7 +255,7 @@ def trace(model: str | ModelEntry, phase: str | Phase = Phase.DECODE, *,
     meta = {"source": entry.source, "transformers": transformers.__version__,
             "torch": torch.__version__.split("+")[0],
             "layers_exported": 2 if stack else "all",
-            # host work of the same pass in eager HF PyTorch (SDPA), for sim.gpu_model
+            # host work of the same pass in eager HF PyTorch (SDPA), for sim.gpu.model
             "eager_torch_calls": calls, "eager_torch_calls_in_cache": in_cache}
     if req.tree is not None:
         meta["tree_parents"] = tuple(req.tree)

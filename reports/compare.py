@@ -2,7 +2,7 @@
 
 Answers "how does this model run on FlightLLM, HADES and a GPU, per second, per joule and per
 dollar?": :func:`compare` simulates each device (FlightLLM and HADES cycle-level, GPUs with the
-calibrated model when ``sim/gpu.py`` registers one, else the roofline) and :func:`write_compare`
+calibrated model when ``sim/gpu/`` registers one, else the roofline) and :func:`write_compare`
 writes ``compare.md``, ``compare.json`` and ``compare.png``. The headline ratios of a paper
 (``configs/compare/*.toml``) are recomputed from its stated inputs in ``reports.headline``.
 """
@@ -36,7 +36,7 @@ __all__ = ["COLUMNS", "DEFAULT_HW", "GPU_STACKS", "Row", "best_fidelity", "check
 
 DEFAULT_HW = ("flightllm-u280", "flightllm-vhk158", "hades", "gpu-v100s", "gpu-a100",
               "gpu-h100")
-# The calibrated GPU model's software stacks (sim/gpu.py): CUDA-graph replay as in vLLM, or
+# The calibrated GPU model's software stacks (sim/gpu/): CUDA-graph replay as in vLLM, or
 # Hugging Face PyTorch without graphs.
 GPU_STACKS = {"graph": "CUDA graphs, vLLM-like", "hf-eager": "HF PyTorch eager"}
 _POWER_FIELD = {"gpu": "tdp_w", "flightllm": "board_power_w"}  # HADES: its energy model
@@ -109,7 +109,7 @@ def _source(spec: HardwareSpec, fidelity: str, stack: str | None, r: SimResult,
             cycle: bool = True) -> str:
     if fidelity == "calibrated" and spec.kind == "gpu":
         what = r.extra.get("calibration") or r.extra.get("source")
-        return (f"modelled: calibrated GPU model (sim/gpu.py), stack {stack or 'graph'}"
+        return (f"modelled: calibrated GPU model (sim/gpu/), stack {stack or 'graph'}"
                 + (f"; {what}" if isinstance(what, str) else ""))
     if fidelity == "cycle" and spec.kind == "flightllm":
         return ("modelled: FlightLLM cycle-level simulator (sim/flightllm), artifact "
@@ -150,7 +150,12 @@ def row_from_result(spec: HardwareSpec, r: SimResult, source: str,
     tps = r.decode_tokens_per_s
     measured = r.extra.get("decode_power_w") if spec.kind == "gpu" else None
     tokens_per_j = r.tokens_per_j
-    if measured and not power_overridden:
+    if measured and not power_overridden and r.extra.get("power_source") == "modelled":
+        # the calibrated model of a GPU never measured: the measured GPUs' fraction of TDP
+        power = measured
+        power_source = next(n.removeprefix("energy ") for n in r.notes
+                            if n.startswith("energy modelled: "))
+    elif measured and not power_overridden:
         # the calibrated model of a GPU we measured used its measured board power, not the TDP
         power = measured
         power_source = f"measured board power while decoding (NVML): {r.extra['calibration']}"
@@ -209,7 +214,7 @@ def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: st
         options: dict[str, Any] = {}
         if spec.kind == "gpu" and gpu_stack is not None:
             if fidelity != "calibrated":
-                raise UserError("--gpu-stack needs the calibrated GPU model (sim/gpu.py), "
+                raise UserError("--gpu-stack needs the calibrated GPU model (sim/gpu/), "
                                 + ("not --no-cycle" if not cycle else "which is not available")
                                 + "; the roofline has no software stack")
             options["stack"] = gpu_stack

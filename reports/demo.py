@@ -95,9 +95,9 @@ def markdown(rows: list[tuple[SimResult, str]], graph_summary: str,
         f"i.i.d. acceptance {SPEC_ALPHA}; on a GPU each pass is a roofline bound, or the "
         "calibrated GPU model's step time (CUDA graphs)." if draft else
         "- no **spec** rows: no zoo model shares this model's vocabulary to draft for it.",
-        "- Energy is power x time with the board power (FPGA), the TDP (GPU; a GPU we "
-        "measured, at --fidelity calibrated: its measured board power) or HADES's per-action "
-        "energy table.",
+        "- Energy is power x time with the board power (FPGA), the TDP (GPU; at --fidelity "
+        "calibrated, a GPU we measured: its measured board power, any other: its TDP x the "
+        "fraction of TDP the measured GPUs drew) or HADES's per-action energy table.",
         "",
         "![time per op kind](demo_breakdown.png)",
         "",

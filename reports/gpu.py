@@ -1,8 +1,9 @@
 """``python -m reports.gpu``: reports/gpu.md — GPU measurements, model errors, every preset.
 
 Sections: what was measured (device, date, decode/prefill/power), the model's errors per op
-class on held-out points (``sim.gpu_validate``), and LLaMA-2-7B decode tokens/s of every preset
-side by side (roofline, calibrated with CUDA graphs, calibrated HF eager).
+class on held-out points (``sim.gpu.validate``), and LLaMA-2-7B decode tokens/s of every preset
+side by side (roofline, calibrated with CUDA graphs, calibrated HF eager), then the A100 against
+published measurements (``reports.gpu_published``).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import statistics
 from pathlib import Path
 
 from models.argparser import StrictParser
-from sim.gpu_validate import TARGET_MAX, TARGET_MEDIAN, validate, validate_own
+from reports.gpu_published import published_section
+from sim.gpu.validate import TARGET_MAX, TARGET_MEDIAN, validate, validate_own
 
 __all__ = ["write_gpu_report"]
 
 
 def _measured(lines: list[str]) -> None:
-    from sim.gpu_calibrate import baselines, fastest_eager
+    from sim.gpu.calibrate import baselines, fastest_eager
 
     lines += ["## Measured (reports/baselines/)", "",
               "| device | date | driver / torch | LLaMA-2-7B decode, graph (tok/s) | HF eager "
@@ -46,8 +48,8 @@ def _measured(lines: list[str]) -> None:
               "median over the runs that measured it; prefill is the fastest repeat over every "
               "run (with a KV cache; the host of one lease of the H100 machine took 51 ms for "
               "the 128-token prefill that took 22 ms in another). Power from NVML's energy "
-              "counter over 4 s of back-to-back steps (the newest run's). Files, commands and "
-              "wall times: reports/baselines/README.md.", ""]
+              "counter over 4 s of back-to-back steps, the median over the runs (as the model "
+              "uses it). Files, commands and wall times: reports/baselines/README.md.", ""]
 
 
 def _table(lines: list[str], classes: list) -> None:
@@ -120,6 +122,7 @@ def write_gpu_report(out: Path) -> Path:
     _measured(lines)
     _errors(lines)
     _presets(lines)
+    published_section(lines)
     out.write_text("\n".join(lines) + "\n")
     return out
 

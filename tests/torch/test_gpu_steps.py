@@ -6,9 +6,9 @@ import statistics
 
 import pytest
 
-from sim.gpu_calibrate import baselines, default_calibration
-from sim.gpu_model import chip
-from sim.gpu_steps import predict_step
+from sim.gpu.calibrate import baselines, default_calibration
+from sim.gpu.model import chip
+from sim.gpu.steps import predict_step
 from sim.spec import load_preset
 
 
@@ -34,8 +34,8 @@ def test_eager_host_is_each_machines_own_and_never_validated_on():
     points are exactly the other ones."""
     import dataclasses
 
-    from sim.gpu_calibrate import fit_host, is_host_fit
-    from sim.gpu_validate import validate
+    from sim.gpu.calibrate import fit_host, is_host_fit
+    from sim.gpu.validate import validate
 
     for b in baselines().values():
         host = fit_host(b)
@@ -62,7 +62,7 @@ def test_reduction_config_follows_the_torch_header():
 
     import torch
 
-    from sim.gpu_model import reduce_values_per_thread
+    from sim.gpu.model import reduce_values_per_thread
 
     src = (Path(torch.__file__).parent / "include/ATen/native/cuda/Reduce.cuh").read_text()
     for line in ("static constexpr int MAX_NUM_THREADS = 512;",
@@ -87,7 +87,7 @@ def test_norm_and_elementwise_launches_follow_the_torch_headers():
 
     import torch
 
-    from sim.gpu_model import norm_values_per_thread
+    from sim.gpu.model import norm_values_per_thread
 
     inc = Path(torch.__file__).parent / "include/ATen/native/cuda"
     consts = (inc / "thread_constants.h").read_text()
@@ -107,9 +107,9 @@ def test_odd_key_lengths_take_the_slower_sdpa_path():
     slower masked SDPA path (measured on both GPUs), so the lowering flags exactly those."""
     import dataclasses
 
-    from sim.gpu_calibrate import calibrate, op_class
-    from sim.gpu_model import kernels
-    from sim.gpu_steps import step_graph
+    from sim.gpu.calibrate import calibrate, op_class
+    from sim.gpu.model import kernels
+    from sim.gpu.steps import step_graph
 
     odd, even = kernels(step_graph("llama2-7b", 3, 128)), kernels(step_graph("llama2-7b", 4, 128))
     assert len(odd.attn_odd) == 32 and odd.attn_odd.all() and not even.attn_odd.any()

@@ -75,7 +75,7 @@ def test_small_op_probe_runs_on_the_cpu(tmp_path):
     from kernels.probe_small import SCHEMA as PROBE
     from kernels.probe_small import cases
     from kernels.probe_small import main as probe_main
-    from sim.gpu_calibrate import baselines
+    from sim.gpu.calibrate import baselines
 
     out = tmp_path / "small.json"
     assert probe_main(["--out", str(out), "--dry-run"]) == 0

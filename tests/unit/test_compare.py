@@ -109,7 +109,7 @@ def test_best_fidelity_and_sources(monkeypatch):
     """Cycle for FlightLLM/HADES; the calibrated GPU model once registered, else roofline."""
     calls: list = []
     monkeypatch.setattr(cmp, "run", _fake_run(calls))
-    monkeypatch.setattr(cmp, "_load_gpu_model", lambda: None)   # whatever sim/gpu.py does now
+    monkeypatch.setattr(cmp, "_load_gpu_model", lambda: None)   # whatever sim/gpu/ does now
     monkeypatch.setattr(cmp, "fidelities", lambda kind=None: ["roofline", "cycle"])
     rows = cmp.compare(["flightllm-u280", "hades", "gpu-a100"], _workload())
     assert [r.fidelity for r in rows] == ["cycle", "cycle", "roofline"]
@@ -122,7 +122,7 @@ def test_best_fidelity_and_sources(monkeypatch):
     calls.clear()
     rows = cmp.compare(["gpu-h100"], _workload(), gpu_stack="hf-eager")
     assert calls == [("gpu-h100", "calibrated", {"stack": "hf-eager"})]
-    assert rows[0].source.startswith("modelled: calibrated GPU model (sim/gpu.py), stack "
+    assert rows[0].source.startswith("modelled: calibrated GPU model (sim/gpu/), stack "
                                      "hf-eager")
     assert rows[0].decode_tokens_per_s == pytest.approx(4 / 0.08)   # the fake eager stack
 

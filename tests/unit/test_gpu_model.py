@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from llmcosim.cli import main
 from models.errors import UserError
 from models.workload import Workload
-from sim.gpu_calibrate import (
+from sim.gpu.calibrate import (
     _borrow_odd_keys,
     baselines,
     calibrate,
@@ -23,7 +23,7 @@ from sim.gpu_calibrate import (
     op_rows,
     predict_ops,
 )
-from sim.gpu_model import (
+from sim.gpu.model import (
     HF_RMSNORM_OPS,
     Kernels,
     chip,
@@ -159,7 +159,7 @@ def test_measured_norm_rows_are_timed_as_the_graphs_norm_nodes(rows):
 def _profiles() -> list[dict]:
     import json
 
-    from sim.gpu_calibrate import baselines_dir
+    from sim.gpu.calibrate import baselines_dir
 
     files = sorted(baselines_dir().glob("kernels-probe-*.json"))
     assert len(files) >= 2  # the H100's and the H200's
@@ -216,7 +216,7 @@ def test_each_gpu_on_its_own_fit_meets_the_bar_per_op():
     """Every per-op class (norms at every width, RMSNorm over rows, GEMMs, SDPA, elementwise,
     graph nodes) on the held-out points of each GPU's own fit, as --hw gpu-h100 / gpu-h200
     simulate; whole-model steps are checked in tests/torch/test_gpu_steps.py."""
-    from sim.gpu_validate import validate_own
+    from sim.gpu.validate import validate_own
 
     got = validate_own(steps=False)["classes"]
     assert {e.device for e in got} == {H200, H100}
@@ -282,7 +282,7 @@ def test_calibrated_speculation_on_a_gpu():
 
 
 def test_batched_decode_steps_equal_one_by_one():
-    from sim.gpu_model import step_time_s, step_times_s
+    from sim.gpu.model import step_time_s, step_times_s
 
     c, (bw, peak) = default_calibration(), _bw_peak(H200)
     contexts = [16, 20, 24, 28, 32, 36, 40]
@@ -297,7 +297,7 @@ def test_batched_decode_steps_equal_one_by_one():
 def test_eager_host_time_is_torch_calls_times_the_call_cost():
     """hf-eager: a host-bound step takes its graph's torch calls x the per-call host cost; a
     graph without the count (not traced by models.trace) is an error, not a silent zero."""
-    from sim.gpu_model import step_time_s
+    from sim.gpu.model import step_time_s
 
     c = dataclasses.replace(default_calibration(), host_s_per_call=10e-6)
     bw, peak = _bw_peak(H200)

@@ -20,7 +20,7 @@ from models.moe import (
     parse_routing,
     route,
 )
-from sim.gpu_model import expert_kernels
+from sim.gpu.model import expert_kernels
 from tests.unit.graphs import decoder_like
 
 E, K, H, FF = 8, 2, 64, 128

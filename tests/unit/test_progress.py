@@ -120,7 +120,7 @@ def test_flightllm_cycle_simulate_counts_programs(monkeypatch, capsys):
 def test_gpu_validate_ticks_once_per_whole_model_point(monkeypatch):
     """validate_all's total is the number of whole-model points both checks predict (the
     per-step predictor is stubbed: the count, not the accuracy, is under test here)."""
-    import sim.gpu_validate as gv
+    import sim.gpu.validate as gv
 
     monkeypatch.setattr(gv, "predict_step", lambda r, c, *dev: 1.0)
     monkeypatch.setattr(gv, "predict_prefill", lambda r, c, *dev: 1.0)

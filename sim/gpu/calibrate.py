@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.fit import fit_log_error
-from sim.gpu_model import (
+from sim.gpu.fit import fit_log_error
+from sim.gpu.model import (
     HF_RMSNORM_OPS,
     GPUCalibration,
     Kernels,
@@ -47,8 +47,8 @@ from sim.gpu_model import (
 )
 
 __all__ = ["PRESET_OF_DEVICE", "Baseline", "baselines", "baselines_dir", "calibrate",
-           "default_calibration", "fastest_eager", "fit_host", "is_host_fit", "op_class", "op_rows",
-           "predict_ops"]
+           "default_calibration", "fastest_eager", "fit_host", "is_host_fit", "median_power",
+           "op_class", "op_rows", "predict_ops"]
 
 # Measured device name (torch.cuda.get_device_properties) -> preset with its datasheet.
 PRESET_OF_DEVICE = {"NVIDIA H200": "gpu-h200", "NVIDIA H100 80GB HBM3": "gpu-h100"}
@@ -61,9 +61,9 @@ _SMALL_OPS = ("add", "silu_mul", "rmsnorm", "layernorm", "rmsnorm_hf", "graph_ch
 
 def _small_kernels(r: dict[str, Any], es: int = 2) -> dict[str, float]:
     """A small-op record as ``Kernels.small_*`` columns, counted as
-    :func:`sim.gpu_model.kernels` counts the traced graph's nodes: a norm module is one fused
+    :func:`sim.gpu.model.kernels` counts the traced graph's nodes: a norm module is one fused
     norm kernel (``layernorm``; ``rmsnorm``, F.rms_norm, in files before 2026-11-27 05:20 UTC)
-    or HF's eight-kernel RMSNorm (``rmsnorm_hf``, :func:`sim.gpu_model.norm_chain`)."""
+    or HF's eight-kernel RMSNorm (``rmsnorm_hf``, :func:`sim.gpu.model.norm_chain`)."""
     rows, hidden = r["shape"]["rows"], r["shape"]["hidden"]
     n = rows * hidden
     if r["op"] == "add":                       # x + x: read x, write the sum
@@ -88,7 +88,7 @@ class Baseline:
     ops: tuple[dict[str, Any], ...]          # per-op, CUDA-graph replayed (newest -ops file)
     steps: tuple[dict[str, Any], ...]        # whole-model decode/verify steps
     prefill: tuple[dict[str, Any], ...]      # whole-model eager prefill
-    power: dict[str, Any]
+    power: dict[str, Any]                    # median over the runs that measured power
     info: dict[str, Any]
     probe: tuple[dict[str, Any], ...] = ()   # probe rows, shapes the per-op file lacks
 
@@ -103,9 +103,28 @@ class Baseline:
         return f"{self.device}, measured {self.date} ({n} measurement file{'s' * (n != 1)})"
 
 
+def median_power(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One device's power runs (each file's ``power`` section) as one: every phase's numbers
+    the median over the runs that measured that phase, and ``runs`` their count. One 4 s NVML
+    window per phase and run is a noisy estimate (LLaMA-2-7B decode on the H200: 344, 381
+    and 388 W in three leases), so no single file stands for the device."""
+    phases: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        for phase, v in run.items():
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    if isinstance(x, (int, float)):
+                        phases.setdefault(phase, {}).setdefault(k, []).append(float(x))
+    if not phases:
+        return {}
+    return {"available": True, "runs": len(runs),
+            **{phase: {k: statistics.median(xs) for k, xs in v.items()}
+               for phase, v in phases.items()}}
+
+
 def baselines_dir() -> Path:
     env = os.environ.get("LLMCOSIM_BASELINES")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "reports" / "baselines"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "reports" / "baselines"
 
 
 @cache
@@ -125,7 +144,7 @@ def baselines(directory: str | None = None) -> dict[str, Baseline]:
             continue
         name = data["device"]["name"]
         m = merged.setdefault(name, {"files": [], "ops": [], "steps": [], "prefill": [],
-                                     "power": {}, "info": data["device"]})
+                                     "info": data["device"]})
         m["files"].append(path.name)
         if "graph" in str(data.get("method", {}).get("ops", "")) \
                 and data["device"]["date"] >= m.get("ops_date", ""):
@@ -133,13 +152,14 @@ def baselines(directory: str | None = None) -> dict[str, Baseline]:
         m["steps"] += data.get("decode_steps", [])
         m["prefill"] += data.get("model_steps", [])
         if data.get("power", {}).get("available"):
-            m["power"] = data["power"]
+            m.setdefault("power_runs", []).append(data["power"])
     for name, found in probes.items():
         if name in merged:
             merged[name]["files"] += [f for f, _ in found]
             merged[name]["probe"] = _probe_rows(merged[name]["ops"], found)
     return {name: Baseline(name, tuple(m["files"]), m["info"]["date"][:10], tuple(m["ops"]),
-                           tuple(m["steps"]), tuple(m["prefill"]), m["power"], m["info"],
+                           tuple(m["steps"]), tuple(m["prefill"]),
+                           median_power(m.get("power_runs", [])), m["info"],
                            tuple(m.get("probe", ())))
             for name, m in merged.items() if m["ops"]}
 
@@ -230,7 +250,7 @@ def _op_kernels(rows: list[dict[str, Any]]) -> Kernels:
 def predict_ops(rows: list[dict[str, Any]], c: GPUCalibration, bw: float,
                 peak: float, l2: float = 0.0, sm_hz: float = 0.0) -> np.ndarray:
     """Model seconds of measured op records, in the order of ``rows``."""
-    from sim.gpu_model import kernel_times
+    from sim.gpu.model import kernel_times
 
     t = kernel_times(_op_kernels(rows), c, bw, peak, l2, sm_hz)
     queues = {"linear": iter(t["linear"]), "attention": iter(t["attention"])}
@@ -301,7 +321,8 @@ def _calibration(b: Baseline, params: dict[str, float]) -> GPUCalibration:
     return GPUCalibration(
         device=b.device, source=b.source, **params,
         decode_power_w=power.get("decode_q1_c512_graph", {}).get("avg_power_w"),
-        prefill_power_w=power.get("prefill_512", {}).get("avg_power_w"))
+        prefill_power_w=power.get("prefill_512", {}).get("avg_power_w"),
+        power_runs=power.get("runs", 0))
 
 
 def fastest_eager(b: Baseline) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -335,7 +356,7 @@ def fit_host(b: Baseline) -> float | None:
     ever adds time (medians spread 26-43 ms for the same step on the H200 machine). The call
     count does not depend on the context, so one graph gives it. The time is the measuring
     machine's CPU and Python, not its GPU's: each machine has its own."""
-    from sim.gpu_steps import step_host_calls
+    from sim.gpu.steps import step_host_calls
 
     rows = [r for r in fastest_eager(b)[0] if is_host_fit(r)]
     if not rows:
@@ -361,7 +382,7 @@ def default_calibration(device: str | None = None, host: bool = False) -> GPUCal
     spec = load_preset(b.preset) if b.preset else None
     if spec is None:
         raise ValueError(f"no preset for measured device {device!r}; add it to "
-                         "sim.gpu_calibrate.PRESET_OF_DEVICE")
+                         "sim.gpu.calibrate.PRESET_OF_DEVICE")
     l2, sm_hz = chip(spec)
     c = calibrate(b, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"), host=host,
                   l2=l2, sm_hz=sm_hz)

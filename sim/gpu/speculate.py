@@ -19,7 +19,7 @@ from mapping.spec_workload import SpeculativeWorkload
 from mapping.speculation import plan_rounds
 from models.errors import UserError
 from models.graph import Graph
-from sim.gpu_model import GPUCalibration, chip, kernels, step_time_s, step_times_s
+from sim.gpu.model import GPUCalibration, chip, kernels, step_time_s, step_times_s
 from sim.result import SimResult, result_from_times
 from sim.spec import HardwareSpec
 

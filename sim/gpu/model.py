@@ -9,7 +9,7 @@ when HF runs eagerly with a dynamic cache (``stack="hf-eager"``); with grouped-q
 attention under a mask HF copies K/V out to every query head before SDPA (``repeat_kv``).
 
 Kernel time, per class (``s`` a fixed time, ``eta`` a fraction of the datasheet peak; the
-values are fitted on per-op measurements by :mod:`sim.gpu_calibrate`):
+values are fitted on per-op measurements by :mod:`sim.gpu.calibrate`):
 
 - linear (GEMV/GEMM): ``s_lin + max(bytes / (eta_bw BW), flops / (eta_flop P))``, bytes =
   weight + input + output;
@@ -112,8 +112,9 @@ class GPUCalibration:
     graph_launch_s: float = 0.0  # launching one replay
     attn_mask_odd_factor: float = 1.0  # masked SDPA over an odd key length: streaming x this
     host_s_per_call: float | None = None     # eager PyTorch: host time per torch call
-    decode_power_w: float | None = None      # measured board power while decoding
+    decode_power_w: float | None = None      # measured board power while decoding (median)
     prefill_power_w: float | None = None
+    power_runs: int = 0                      # how many runs the medians are over
 
     def params(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)

@@ -1,9 +1,10 @@
-"""``--fidelity calibrated`` for GPUs: the kernel model of :mod:`sim.gpu_model`, calibrated on
-measurements (:mod:`sim.gpu_calibrate`), with the datasheet bandwidth and peak of the preset.
+"""``--fidelity calibrated`` for GPUs: the kernel model of :mod:`sim.gpu.model`, calibrated on
+measurements (:mod:`sim.gpu.calibrate`), with the datasheet bandwidth and peak of the preset.
 
 A preset whose GPU was measured uses its own fit and its measured board power; any other GPU
 uses the H200 fit (efficiencies are fractions of datasheet peaks, fixed times are kernel
-launch/tail costs) and its TDP. ``stack`` picks the software: ``graph`` (CUDA-graph replay, as
+launch/tail costs) and a modelled power, the measured GPUs' fraction of TDP times its TDP
+(:mod:`sim.gpu.power`). ``stack`` picks the software: ``graph`` (CUDA-graph replay, as
 vLLM/TensorRT-LLM decode runs) or ``hf-eager`` (HF PyTorch without graphs, host-bound).
 """
 
@@ -14,8 +15,9 @@ import numpy as np
 from models.errors import UserError
 from models.graph import OpKind
 from models.workload import Workload
-from sim.gpu_calibrate import PRESET_OF_DEVICE, baselines, default_calibration
-from sim.gpu_model import STACKS, GPUCalibration, chip, kernels, step_time_s, step_times_s
+from sim.gpu.calibrate import PRESET_OF_DEVICE, baselines, default_calibration
+from sim.gpu.model import STACKS, GPUCalibration, chip, kernels, step_time_s, step_times_s
+from sim.gpu.power import modelled_power
 from sim.result import SimResult, result_from_times
 from sim.spec import HardwareSpec
 
@@ -82,19 +84,25 @@ def simulate(spec: HardwareSpec, w: Workload, stack: str | None = None) -> SimRe
         decode_energy = c.decode_power_w * decode_s
         energy = decode_energy + c.prefill_power_w * prefill_s
         notes.append(f"energy from measured board power ({c.decode_power_w:.0f} W decoding, "
-                      f"{c.prefill_power_w:.0f} W in prefill)")
-    else:
-        notes.append(f"energy from TDP ({spec.power_w:.0f} W): no power measured on this GPU")
+                      f"{c.prefill_power_w:.0f} W in prefill; median of {c.power_runs} runs)")
+        power, power_source = c.decode_power_w, "measured"
+    elif (m := modelled_power(spec)) is not None:
+        decode_energy = m.decode_w * decode_s
+        energy = decode_energy + m.prefill_w * prefill_s
+        notes.append(m.note)
+        power, power_source = m.decode_w, "modelled"
+    else:   # no GPU's power measured to model it from: result_from_times charges the TDP
+        notes.append(f"energy from TDP ({spec.power_w:.0f} W): no power measured on any GPU")
+        power, power_source = None, None
     ms = {"prefill": {k: v * 1e3 for k, v in pre_parts.items()},
           "decode": {k: v * 1e3 for k, v in dec_parts.items()}}
-    power = c.decode_power_w if own and c.decode_power_w else None
     base = result_from_times(
         spec, w, "calibrated", prefill_s, decode_s, energy_j=energy,
         decode_energy_j=decode_energy, notes=tuple(notes), breakdown_ms=ms,
         extra={"stack": stack, "calibration": c.source, "kernels_per_decode_step": count,
-               "decode_power_w": power})
+               "decode_power_w": power, "power_source": power_source})
     if getattr(w, "config", None) is None:
         return base
-    from sim.gpu_spec import speculative_calibrated
+    from sim.gpu.speculate import speculative_calibrated
 
     return speculative_calibrated(spec, w, stack, c, base)  # type: ignore[arg-type]

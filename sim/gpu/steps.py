@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any
 
 from models.graph import Graph, interpolate
-from sim.gpu_model import GPUCalibration, kernels, step_time_s
+from sim.gpu.model import GPUCalibration, kernels, step_time_s
 
 __all__ = ["predict_prefill", "predict_step", "step_graph", "step_host_calls"]
 

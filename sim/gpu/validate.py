@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sim.gpu_calibrate import (
+from sim.gpu.calibrate import (
     Baseline,
     baselines,
     default_calibration,
@@ -28,8 +28,8 @@ from sim.gpu_calibrate import (
     op_rows,
     predict_ops,
 )
-from sim.gpu_model import chip
-from sim.gpu_steps import predict_prefill, predict_step
+from sim.gpu.model import chip
+from sim.gpu.steps import predict_prefill, predict_step
 
 __all__ = ["TARGET_MAX", "TARGET_MEDIAN", "ClassError", "validate", "validate_all",
            "validate_own"]
