@@ -101,6 +101,9 @@ def _run(args: argparse.Namespace, path: str) -> int:
     if s.interrupted:
         print(f"interrupted: rerun with --resume to finish ({path})", file=sys.stderr)
         return 130
+    if s.total and s.counts.get("failed", 0) == s.total:   # nothing ran: a script must see it
+        print(f"error: every point of {spec.name} failed (see above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -215,6 +215,7 @@ def test_a_sweep_whose_points_fail_says_why(tmp_path, capsys, monkeypatch):
                                      '[hardware]\npreset = ["gpu-a100", "hades"]\n'
                                      '[workload]\nmodel = "no-such-model"\nprefill = 8\n'
                                      'decode = 4\n')
-    assert main(["sweep", "s.toml", "--workers", "1", "--quiet"]) == 0
+    assert main(["sweep", "s.toml", "--workers", "1", "--quiet"]) == 1   # every point failed
     err = capsys.readouterr().err
     assert "failed (2 points): unknown model 'no-such-model'" in err
+    assert "error: every point of t failed" in err
