@@ -63,12 +63,13 @@ def fidelities(kind: str | None = None) -> list[str]:
 
 
 def best_fidelity(kind: str, speculative: bool = False) -> str:
-    """Cycle-level where there is one, else calibrated, else the roofline. FlightLLM's
-    cycle-level simulator runs no speculation schedule, so speculation there is roofline."""
+    """Cycle-level where there is one, else calibrated, else the roofline. ``speculative``
+    does not change the choice: HADES and FlightLLM run their speculation schedules at cycle
+    level (``sim.hades.speculate``), the others at the roofline."""
     _load_builtins()
+    del speculative  # kept for callers: every kind's best speculative fidelity is its best
     for f in _PREFERENCE:
-        if _find(f, kind) is not None and not (speculative and kind == "flightllm"
-                                              and f == "cycle"):
+        if _find(f, kind) is not None:
             return f
     return "roofline"
 

@@ -1,12 +1,12 @@
 """What ``llmcosim simulate`` calls when a speculation flag is given (the CLI only wires).
 
 ``speculate`` validates the flags, builds the speculative workload (tracing or loading the
-draft/verify graphs), and runs HADES at ``cycle`` fidelity or any device at ``roofline``.
+draft/verify graphs), and runs HADES or FlightLLM at ``cycle`` fidelity (their default) or
+any device at ``roofline``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +15,7 @@ from mapping.acceptance import Acceptance, IIDAcceptance, PositionalAcceptance, 
 from mapping.spec_workload import SpeculativeWorkload, build_speculative_workload
 from mapping.speculation import SpecConfig
 from models.errors import UserError
-from models.graph import Graph
+from models.graph import Graph, Phase
 from models.zoo import ModelEntry, get_model
 from sim.result import SimResult
 from sim.spec import HardwareSpec
@@ -63,21 +63,17 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
         gamma = getattr(acc, "gamma", 4)
     cfg = SpecConfig(gamma=gamma, tree=tree, acceptance=acc, seed=seed)
     d_entry = get_model(draft or DEFAULT_DRAFT)
-    fid = fidelity or (HADES_FIDELITY if spec.kind == "hades" else "roofline")
+    # HADES and FlightLLM run their speculation schedules cycle-level by default
+    fid = fidelity or (HADES_FIDELITY if spec.kind in ("hades", "flightllm") else "roofline")
     if fid == "best":
         fid = best_fidelity(spec.kind, speculative=True)
     if fid not in fidelities(spec.kind):
         raise UserError(f"unknown --fidelity {fid!r} for {spec.name}; available: "
                         f"{', '.join(fidelities(spec.kind))}")
-    notes: tuple[str, ...] = ()
-    if spec.kind == "flightllm":
-        if fid == "cycle":
-            raise UserError(f"--fidelity cycle on {spec.name} runs no speculation schedule "
-                            "(FlightLLM's program has no draft or verify pass); use "
-                            "--fidelity roofline for speculative decoding there")
-        if fidelity in (None, "best"):  # the default, below the device's cycle simulator
-            notes = (f"speculative decoding on {spec.name} runs at {fid}: FlightLLM's "
-                     "cycle-level simulator has no speculation schedule",)
+    if spec.kind == "flightllm" and fid == "cycle":   # before tracing: chains at batch 1
+        from sim.flightllm.speculate import check_flags
+
+        check_flags(spec, cfg, batch)
     if trace_out is not None:
         if fid not in (HADES_FIDELITY, "event") or spec.kind != "hades":
             raise UserError("--trace (a Perfetto timeline) needs the event-driven simulator: "
@@ -94,5 +90,14 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
         result = simulate_speculative(spec, w, tw)  # type: ignore[arg-type]
         tw.write(trace_out)
         return result
-    result = run(spec, w, fid)
-    return dataclasses.replace(result, notes=notes + result.notes) if notes else result
+    if spec.kind == "flightllm" and fid == "cycle":
+        from models.cache import get_graph
+        from sim.flightllm.speculate import simulate_speculative as flightllm_speculative
+
+        def fallback(phase: Phase, tokens: int, context: int) -> Graph:
+            g = get_graph(d_entry if phase is Phase.DECODE else target, phase, tokens=tokens,
+                          context=context, batch=batch, dtype=dtype, use_cache=use_cache)
+            return graph_pass(g) if graph_pass is not None else g
+
+        return flightllm_speculative(spec, w, fallback=fallback)  # type: ignore[arg-type]
+    return run(spec, w, fid)
