@@ -7,11 +7,13 @@ any device at ``roofline``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
 
 from mapping.acceptance import Acceptance, IIDAcceptance, PositionalAcceptance, load_trace
+from mapping.flightllm.compression import CompressionConfig
 from mapping.spec_workload import SpeculativeWorkload, build_speculative_workload
 from mapping.speculation import SpecConfig
 from models.errors import UserError
@@ -51,8 +53,13 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
               prefill: int, decode: int, batch: int = 1, dtype: str = "float16",
               fidelity: str | None = None, trace_out: str | None = None,
               use_cache: bool = True, graph_pass: Callable[[Graph], Graph] | None = None,
-              seed: int = 0) -> SimResult:
-    """Speculative decode of ``target`` on ``spec``; UserError on any bad flag."""
+              seed: int = 0, compression: CompressionConfig | None = None) -> SimResult:
+    """Speculative decode of ``target`` on ``spec``; UserError on any bad flag.
+
+    ``compression``: FlightLLM at cycle fidelity, the compression config (None: the default).
+    The default fidelity is cycle on HADES, and on FlightLLM for chains at batch 1 (what its
+    schedule runs; trees and batches run at the roofline there, with a note).
+    """
     importlib.import_module("sim.hades.spec")  # registers the hades kind
     from sim.hades.simulate import simulate_speculative
     from sim.perfetto import TraceWriter
@@ -63,8 +70,13 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
         gamma = getattr(acc, "gamma", 4)
     cfg = SpecConfig(gamma=gamma, tree=tree, acceptance=acc, seed=seed)
     d_entry = get_model(draft or DEFAULT_DRAFT)
-    # HADES and FlightLLM run their speculation schedules cycle-level by default
-    fid = fidelity or (HADES_FIDELITY if spec.kind in ("hades", "flightllm") else "roofline")
+    fid = fidelity or (HADES_FIDELITY if spec.kind == "hades" else "roofline")
+    notes: tuple[str, ...] = ()
+    if spec.kind == "flightllm" and fidelity is None:
+        fid = "cycle" if tree is None and batch == 1 else "roofline"
+        if fid == "roofline":
+            notes = (f"speculative decoding on {spec.name} runs at roofline: FlightLLM's "
+                     "cycle-level speculation schedule runs chains at batch 1 only",)
     if fid == "best":
         fid = best_fidelity(spec.kind, speculative=True)
     if fid not in fidelities(spec.kind):
@@ -99,5 +111,7 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
                           context=context, batch=batch, dtype=dtype, use_cache=use_cache)
             return graph_pass(g) if graph_pass is not None else g
 
-        return flightllm_speculative(spec, w, fallback=fallback)  # type: ignore[arg-type]
-    return run(spec, w, fid)
+        return flightllm_speculative(spec, w, compression,  # type: ignore[arg-type]
+                                     fallback=fallback)
+    result = run(spec, w, fid)
+    return dataclasses.replace(result, notes=notes + result.notes) if notes else result
