@@ -109,13 +109,14 @@ def check_flags(spec: FlightLLMSpec, sc: SpecConfig, batch: int) -> None:
 
 def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
                          cfg: CompressionConfig | None = None,
-                         fallback: Callable[[Phase, int, int], Graph] | None = None
-                         ) -> SimResult:
+                         fallback: Callable[[Phase, int, int], Graph] | None = None,
+                         decode_bucket: int = DECODE_BUCKET) -> SimResult:
     """Prefill + chain speculative decode of ``w`` on ``spec`` at cycle level, with the
     non-speculative baseline (``sim.flightllm.simulate.simulate``) for the speedup.
 
     ``fallback(phase, tokens, context)``: the raw graph at a bucket context when the two traces
     do not interpolate (``models.cache.get_graph``); None raises instead.
+    ``decode_bucket``: keys per length bucket of every pass (decode, draft, verify).
     """
     from sim.hades.engine import SpecRun
     from sim.hades.simulate import _spec_extra
@@ -129,13 +130,14 @@ def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
     assert w.verify_last is not None and w.draft_last is not None
     # the verify's gamma + 1 input vectors sit in the B buffer like a decode batch's
     check_batch_buffers(w.verify_first, arch_of(spec))
-    base = simulate(spec, w, cfg)
+    base = simulate(spec, w, cfg, decode_bucket=decode_bucket)
 
     def fb(phase: Phase, tokens: int) -> Callable[[int], Graph] | None:
         return None if fallback is None else (lambda c: fallback(phase, tokens, c))
-    verify = PassCache(spec, w.verify_first, w.verify_last, cfg,
-                       fallback=fb(Phase.VERIFY, w.verify_first.tokens))
-    draft = PassCache(spec, w.draft_first, w.draft_last, cfg, fallback=fb(Phase.DECODE, 1))
+    verify = PassCache(spec, w.verify_first, w.verify_last, cfg, decode_bucket,
+                       fb(Phase.VERIFY, w.verify_first.tokens))
+    draft = PassCache(spec, w.draft_first, w.draft_last, cfg, decode_bucket,
+                      fb(Phase.DECODE, 1))
     run = SpecRun(rounds=plan_rounds(sc, w.prefill_tokens, w.decode_tokens, 1))
     for r in run.rounds:
         if not sc.zero_cost_draft:
@@ -149,7 +151,7 @@ def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
         prefill_s += p.seconds
     extra = _spec_extra(run, w, base.decode_tokens_per_s)
     extra["draft_target_cost_ratio"] = (draft.seconds(w.prefill_tokens)
-                                        / base_step_s(spec, w, cfg))
+                                        / base_step_s(spec, w, cfg, decode_bucket))
     extra["verify_buckets"] = len(verify.done)
     extra["draft_buckets"] = len(draft.done)
     counts = {"verify_passes": float(len(run.rounds)),
@@ -162,9 +164,9 @@ def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
 
 
 def base_step_s(spec: FlightLLMSpec, w: SpeculativeWorkload,
-                cfg: CompressionConfig | None = None) -> float:
+                cfg: CompressionConfig | None = None, bucket: int = DECODE_BUCKET) -> float:
     """One target decode step at the prompt length (its bucket's program)."""
-    assert w.decode_first is not None
-    g = w.decode_at(_ceil(w.prefill_tokens + 1, DECODE_BUCKET) - 1) \
+    assert w.decode_first is not None and w.decode_last is not None
+    g = w.decode_at(_ceil(w.prefill_tokens + 1, bucket) - 1) \
         if w.decode_first.context != w.decode_last.context else w.decode_first
     return simulate_graph(spec, apply_compression(g, cfg), periodic=True).seconds
