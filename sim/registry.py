@@ -104,16 +104,32 @@ def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline", *,
     return sim.fn(spec, workload, **kwargs)
 
 
+def _flightllm_cycle(spec: HardwareSpec, w: Workload, compression: Any = None,
+                     trace: str | None = None, decode_bucket: int | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> SimResult:
+    """FlightLLM cycle level; a speculative workload runs its chain schedule
+    (``sim.flightllm.speculate``; no trace or progress there)."""
+    from sim.flightllm.simulate import DECODE_BUCKET
+    from sim.flightllm.simulate import simulate as flightllm_simulate
+
+    if getattr(w, "config", None) is not None:
+        from sim.flightllm.speculate import simulate_speculative
+
+        if trace is not None:
+            raise UserError("--trace (a Perfetto timeline) of speculative decoding needs "
+                            "--hw hades")
+        return simulate_speculative(spec, w, compression,  # type: ignore[arg-type]
+                                    decode_bucket=decode_bucket or DECODE_BUCKET)
+    return flightllm_simulate(spec, w, compression, trace, decode_bucket, progress)
+
+
 def _load_builtins() -> None:
     if "roofline" in _REGISTRY:
         return
-    from sim.flightllm.simulate import simulate as flightllm_simulate
     from sim.hades.simulate import simulate_cycle as hades_simulate
 
     register("roofline", _roofline, description="per-op max(FLOPs/peak, bytes/bandwidth)")
-    register("cycle", lambda spec, w, compression=None, trace=None, decode_bucket=None,
-             progress=None: flightllm_simulate(spec, w, compression, trace, decode_bucket,
-                                               progress),
+    register("cycle", _flightllm_cycle,
              kinds={"flightllm"}, options=("compression", "trace", "decode_bucket"),
              reports_progress=True,
              description="FlightLLM cycle-level: ISA program on HBM/MPE/SFU unit models")
