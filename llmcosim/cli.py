@@ -186,6 +186,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                            prefill=args.prefill, decode=args.decode, batch=args.batch,
                            dtype=args.dtype, fidelity=args.fidelity, trace_out=args.trace,
                            use_cache=not args.no_cache, compression=fl.get("compression"),
+                           decode_bucket=fl.get("decode_bucket"),
                            # FlightLLM cycle: the compression config carries the bits
                            graph_pass=_spec_pass(args, None if fl else compress))
     else:

@@ -109,7 +109,6 @@ def _flightllm_cycle(spec: HardwareSpec, w: Workload, compression: Any = None,
                      progress: Callable[[int, int], None] | None = None) -> SimResult:
     """FlightLLM cycle level; a speculative workload runs its chain schedule
     (``sim.flightllm.speculate``; no trace or progress there)."""
-    from sim.flightllm.simulate import DECODE_BUCKET
     from sim.flightllm.simulate import simulate as flightllm_simulate
 
     if getattr(w, "config", None) is not None:
@@ -119,7 +118,7 @@ def _flightllm_cycle(spec: HardwareSpec, w: Workload, compression: Any = None,
             raise UserError("--trace (a Perfetto timeline) of speculative decoding needs "
                             "--hw hades")
         return simulate_speculative(spec, w, compression,  # type: ignore[arg-type]
-                                    decode_bucket=decode_bucket or DECODE_BUCKET)
+                                    decode_bucket=decode_bucket)
     return flightllm_simulate(spec, w, compression, trace, decode_bucket, progress)
 
 

@@ -7,7 +7,8 @@ Every round of ``mapping.speculation.plan_rounds`` runs, on the same cores one a
 2. one verify pass: the target's verify program (``Phase.VERIFY``, gamma + 1 tokens of one
    sequence over the cache, compiled in MV mode: each weight tile and each K/V tile loaded once
    for all of them, one MV per token; ``mapping.flightllm.codegen`` / ``decode.py``);
-3. rollback: nothing (see :func:`rollback_s`).
+3. rollback: nothing (see :func:`rollback_s`). Sampling and the accept/reject comparison run
+   on the host, as the logits of FlightLLM's plain decode do: not charged either.
 
 Each pass is a program compiled for its length bucket (as decode: ``DECODE_BUCKET`` keys,
 artifact length-adaptive compilation), simulated once per bucket with ``simulate_graph``.
@@ -110,13 +111,14 @@ def check_flags(spec: FlightLLMSpec, sc: SpecConfig, batch: int) -> None:
 def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
                          cfg: CompressionConfig | None = None,
                          fallback: Callable[[Phase, int, int], Graph] | None = None,
-                         decode_bucket: int = DECODE_BUCKET) -> SimResult:
+                         decode_bucket: int | None = None) -> SimResult:
     """Prefill + chain speculative decode of ``w`` on ``spec`` at cycle level, with the
     non-speculative baseline (``sim.flightllm.simulate.simulate``) for the speedup.
 
     ``fallback(phase, tokens, context)``: the raw graph at a bucket context when the two traces
     do not interpolate (``models.cache.get_graph``); None raises instead.
-    ``decode_bucket``: keys per length bucket of every pass (decode, draft, verify).
+    ``decode_bucket``: keys per length bucket of every pass (decode, draft, verify; None:
+    ``DECODE_BUCKET``).
     """
     from sim.hades.engine import SpecRun
     from sim.hades.simulate import _spec_extra
@@ -130,7 +132,8 @@ def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
     assert w.verify_last is not None and w.draft_last is not None
     # the verify's gamma + 1 input vectors sit in the B buffer like a decode batch's
     check_batch_buffers(w.verify_first, arch_of(spec))
-    base = simulate(spec, w, cfg, decode_bucket=decode_bucket)
+    base = simulate(spec, w, cfg, decode_bucket=decode_bucket)   # UserError if < 1
+    decode_bucket = DECODE_BUCKET if decode_bucket is None else decode_bucket
 
     def fb(phase: Phase, tokens: int) -> Callable[[int], Graph] | None:
         return None if fallback is None else (lambda c: fallback(phase, tokens, c))

@@ -53,10 +53,12 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
               prefill: int, decode: int, batch: int = 1, dtype: str = "float16",
               fidelity: str | None = None, trace_out: str | None = None,
               use_cache: bool = True, graph_pass: Callable[[Graph], Graph] | None = None,
-              seed: int = 0, compression: CompressionConfig | None = None) -> SimResult:
+              seed: int = 0, compression: CompressionConfig | None = None,
+              decode_bucket: int | None = None) -> SimResult:
     """Speculative decode of ``target`` on ``spec``; UserError on any bad flag.
 
-    ``compression``: FlightLLM at cycle fidelity, the compression config (None: the default).
+    ``compression``, ``decode_bucket``: FlightLLM at cycle fidelity, the compression config
+    (None: the default) and the keys per program length bucket (None: 16).
     The default fidelity is cycle on HADES, and on FlightLLM for chains at batch 1 (what its
     schedule runs; trees and batches run at the roofline there, with a note).
     """
@@ -112,6 +114,7 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
             return graph_pass(g) if graph_pass is not None else g
 
         return flightllm_speculative(spec, w, compression,  # type: ignore[arg-type]
-                                     fallback=fallback)
+                                     fallback=fallback,
+                                     decode_bucket=decode_bucket)
     result = run(spec, w, fid)
     return dataclasses.replace(result, notes=notes + result.notes) if notes else result
