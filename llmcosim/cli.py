@@ -102,9 +102,9 @@ def _routed(g, args: argparse.Namespace):  # g: a Graph or a Workload
     return g.map(lambda x: route(x, routing)) if hasattr(g, "map") else route(g, routing)
 
 
-def _spec_pass(args: argparse.Namespace, compress: Callable):
+def _spec_pass(args: argparse.Namespace, compress: Callable | None):
     """The per-graph pass of a speculative run: compression, then ``--routing``."""
-    bits = args.weight_bits or args.kv_bits
+    bits = (args.weight_bits or args.kv_bits) and compress is not None
     if not bits and args.routing is None:
         return None
     return lambda g: _routed(compress(g) if bits else g, args)
@@ -159,9 +159,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from sim.flightllm.cli import flightllm_simulate_options
 
     given = [f for f in _SPEC_FLAGS if getattr(args, f) is not None]
-    # default: FlightLLM's cycle-level simulator (busy ratios, HBM, DSPs, program), unless
-    # speculation is asked for (FlightLLM's cycle simulator runs no speculation schedule)
-    cycle_default = spec.kind == "flightllm" and not set(given) - {"trace"}
+    # default: FlightLLM's cycle-level simulator (busy ratios, HBM, DSPs, program), chain
+    # speculation at batch 1 included (a tree or a batch speculates at the roofline there)
+    cycle_default = spec.kind == "flightllm" and (
+        not set(given) - {"trace"} or (args.tree is None and args.batch == 1))
     fidelity = args.fidelity or ("cycle" if cycle_default else "roofline")
     fl = flightllm_simulate_options(args, spec, fidelity)  # FlightLLM cycle: --sparsity, --trace
     speculative = any(not (fl and f == "trace") for f in given)
@@ -184,8 +185,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                            acceptance=args.acceptance, tree=_tree(args.tree),
                            prefill=args.prefill, decode=args.decode, batch=args.batch,
                            dtype=args.dtype, fidelity=args.fidelity, trace_out=args.trace,
-                           use_cache=not args.no_cache,
-                           graph_pass=_spec_pass(args, compress))
+                           use_cache=not args.no_cache, compression=fl.get("compression"),
+                           decode_bucket=fl.get("decode_bucket"),
+                           # FlightLLM cycle: the compression config carries the bits
+                           graph_pass=_spec_pass(args, None if fl else compress))
     else:
         w = get_workload(entry, prefill=args.prefill, decode=args.decode, batch=args.batch,
                          dtype=args.dtype, use_cache=not args.no_cache)

@@ -35,8 +35,12 @@ class SpeculativeWorkload(Workload):
         base = Workload.map(self, fn)
         def f(g: Graph | None) -> Graph | None:
             return fn(g) if g is not None else None
+        # the base's passes and raw traces too: ``decode_at`` interpolates the raw traces
+        # (a pass may round counts, e.g. scaled activation bytes, so they need not be affine)
         return replace(self, prefill=base.prefill, decode_first=base.decode_first,
-                       decode_last=base.decode_last, draft_prefill=f(self.draft_prefill),
+                       decode_last=base.decode_last, passes=base.passes,
+                       traced_first=base.traced_first, traced_last=base.traced_last,
+                       draft_prefill=f(self.draft_prefill),
                        draft_first=f(self.draft_first), draft_last=f(self.draft_last),
                        verify_first=f(self.verify_first), verify_last=f(self.verify_last))
 

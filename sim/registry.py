@@ -63,12 +63,13 @@ def fidelities(kind: str | None = None) -> list[str]:
 
 
 def best_fidelity(kind: str, speculative: bool = False) -> str:
-    """Cycle-level where there is one, else calibrated, else the roofline. FlightLLM's
-    cycle-level simulator runs no speculation schedule, so speculation there is roofline."""
+    """Cycle-level where there is one, else calibrated, else the roofline. ``speculative``
+    does not change the choice: HADES and FlightLLM run their speculation schedules at cycle
+    level (``sim.hades.speculate``), the others at the roofline."""
     _load_builtins()
+    del speculative  # kept for callers: every kind's best speculative fidelity is its best
     for f in _PREFERENCE:
-        if _find(f, kind) is not None and not (speculative and kind == "flightllm"
-                                              and f == "cycle"):
+        if _find(f, kind) is not None:
             return f
     return "roofline"
 
@@ -103,16 +104,31 @@ def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline", *,
     return sim.fn(spec, workload, **kwargs)
 
 
+def _flightllm_cycle(spec: HardwareSpec, w: Workload, compression: Any = None,
+                     trace: str | None = None, decode_bucket: int | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> SimResult:
+    """FlightLLM cycle level; a speculative workload runs its chain schedule
+    (``sim.flightllm.speculate``; no trace or progress there)."""
+    from sim.flightllm.simulate import simulate as flightllm_simulate
+
+    if getattr(w, "config", None) is not None:
+        from sim.flightllm.speculate import simulate_speculative
+
+        if trace is not None:
+            raise UserError("--trace (a Perfetto timeline) of speculative decoding needs "
+                            "--hw hades")
+        return simulate_speculative(spec, w, compression,  # type: ignore[arg-type]
+                                    decode_bucket=decode_bucket)
+    return flightllm_simulate(spec, w, compression, trace, decode_bucket, progress)
+
+
 def _load_builtins() -> None:
     if "roofline" in _REGISTRY:
         return
-    from sim.flightllm.simulate import simulate as flightllm_simulate
     from sim.hades.simulate import simulate_cycle as hades_simulate
 
     register("roofline", _roofline, description="per-op max(FLOPs/peak, bytes/bandwidth)")
-    register("cycle", lambda spec, w, compression=None, trace=None, decode_bucket=None,
-             progress=None: flightllm_simulate(spec, w, compression, trace, decode_bucket,
-                                               progress),
+    register("cycle", _flightllm_cycle,
              kinds={"flightllm"}, options=("compression", "trace", "decode_bucket"),
              reports_progress=True,
              description="FlightLLM cycle-level: ISA program on HBM/MPE/SFU unit models")

@@ -123,10 +123,9 @@ def _remember(key: tuple, make: Any) -> Any:
 
 
 def _flightllm_cycle(point: Point, spec: Any) -> bool:
-    """FlightLLM at its cycle-level simulator (also what ``best`` picks there, without
-    speculation)."""
-    return spec.kind == "flightllm" and (
-        point.fidelity == "cycle" or (point.fidelity == "best" and not point.speculative))
+    """FlightLLM at its cycle-level simulator (also what ``best`` picks there, speculation
+    included: chains at batch 1, ``sim.flightllm.speculate``)."""
+    return spec.kind == "flightllm" and point.fidelity in ("cycle", "best")
 
 
 def _workload(point: Point, spec: Any) -> Any:
@@ -204,11 +203,12 @@ def _simulate(point: Point, spec: Any) -> Any:
     w = _workload(point, spec)
     fid = best_fidelity(spec.kind, point.speculative) if point.fidelity == BEST \
         else point.fidelity
-    if point.speculative and fid not in ("roofline", "calibrated") and spec.kind != "hades":
-        raise UserError(f"speculation at fidelity {fid!r} is modelled on HADES (cycle) and "
-                        f"GPUs (calibrated); {point.hw} ({spec.kind}) needs fidelity = "
-                        "\"roofline\" (or \"best\")")
-    if not point.speculative and point.sparsity is not None and _flightllm_cycle(point, spec):
+    if point.speculative and fid not in ("roofline", "calibrated") and \
+            spec.kind not in ("hades", "flightllm"):
+        raise UserError(f"speculation at fidelity {fid!r} is modelled on HADES and FlightLLM "
+                        f"(cycle) and GPUs (calibrated); {point.hw} ({spec.kind}) needs "
+                        "fidelity = \"roofline\" (or \"best\")")
+    if point.sparsity is not None and _flightllm_cycle(point, spec):
         return run(spec, w, fid, compression=_sparsity_config(point))
     return run(spec, w, fid)
 

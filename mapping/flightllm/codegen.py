@@ -35,7 +35,7 @@ from mapping.flightllm.isa import (
 from mapping.flightllm.prefill import PrefillMixin
 from mapping.flightllm.replicate import Period, layer_ranges, signature, snapshot
 from models.errors import UserError
-from models.graph import Graph, Node, OpKind
+from models.graph import Graph, Node, OpKind, Phase
 
 __all__ = ["generate", "refuse_moe"]
 
@@ -63,9 +63,13 @@ class _Gen(DecodeMixin, PrefillMixin):
         self.t = g.tokens * g.batch      # token rows of a pass, all sequences together
         self.seq_tokens = g.tokens       # ... of one sequence (attention runs per sequence)
         # decode: one new token per sequence, in MV mode (the MPE's one-token path,
-        # MV_PARALLEL_M 1); a batch of B runs B MVs per weight tile (``linear_core``)
-        self.decode = g.tokens == 1
-        if self.decode and g.batch > 1:
+        # MV_PARALLEL_M 1); a batch of B runs B MVs per weight tile (``linear_core``).
+        # verify (speculation, ``Phase.VERIFY``): the gamma + 1 tokens of one sequence run in MV
+        # mode like a decode batch (each weight tile loaded once, one MV per token row), and
+        # their attention reads the sequence's K/V tiles once for all of them (decode.py)
+        self.verify = g.phase is Phase.VERIFY
+        self.decode = g.tokens == 1 or self.verify
+        if self.decode and self.t > 1:
             check_batch_buffers(g, arch)
         # LD targets of the two MPE operands (artifact buffer widths): MV streams the matrix
         # (weights, K/V) from A at 64 B per channel and the vector from B at 16 B; MM streams

@@ -13,7 +13,7 @@ from __future__ import annotations
 from mapping.flightllm.builder import Arch
 from mapping.flightllm.isa import Queue
 from models.errors import UserError
-from models.graph import Graph, Node, OpKind
+from models.graph import Graph, Node, OpKind, Phase
 
 __all__ = ["DecodeMixin", "check_batch_buffers"]
 
@@ -30,7 +30,15 @@ def check_batch_buffers(g: Graph, arch: Arch) -> None:
     if widest is None:
         return
     k = widest.in_shapes[0][-1]
-    if g.batch * k > arch.b_buffer_bytes:
+    rows = g.batch * g.tokens   # decode: one vector per sequence; verify: per verified token
+    if g.phase is Phase.VERIFY and rows * k > arch.b_buffer_bytes:
+        raise UserError(
+            f"FlightLLM verify of {g.tokens} tokens (batch {g.batch}): always-on-chip decode "
+            f"keeps each token's input vector in the B buffer, and {widest.module} needs "
+            f"{rows} x {k} bytes, more than its {arch.b_buffer_bytes} bytes; at most "
+            f"{arch.b_buffer_bytes // k} tokens per verify for {g.model} (a smaller --gamma, "
+            "or a preset with a larger b_buffer_bytes)")
+    if rows * k > arch.b_buffer_bytes:
         raise UserError(
             f"FlightLLM decode at batch {g.batch}: always-on-chip decode keeps each sequence's "
             f"input vector in the B buffer, and {widest.module} needs {g.batch} x {k} bytes, "
@@ -53,28 +61,39 @@ class DecodeMixin:
             self.flush(c)
             h0, h1 = self.share(heads, c, 1)
             last = self.ready[c]
-            for _ in range(self.t):  # a batch: each sequence reads its own cache
+            for _ in range(self.g.batch):  # a batch: each sequence reads its own cache
                 for g in range(h0 // grp, -(-h1 // grp)):  # a K/V head, loaded once per core
                     hs = range(max(h0, g * grp), min(h1, (g + 1) * grp))
-                    last = self._head_group(c, hs, kv_len, d, nid, last)
+                    last = self._head_group(c, hs, kv_len, d, nid, last, self.seq_tokens)
             self.ready[c] = last
         self.split = True
 
     def _head_group(self, c: int, hs: range, kv_len: int, d: int, nid: int,
-                    last: int | None) -> int:
+                    last: int | None, q: int = 1) -> int:
         """One sequence's query heads ``hs`` of one K/V head: score MVs per K tile, softmax
-        per head, the V tile and a PV MV per head; returns the last PV."""
-        s: dict[int, int | None] = dict.fromkeys(hs)
+        per head, the V tile and a PV MV per head; returns the last PV.
+
+        ``q`` > 1 (verify): the sequence's ``q`` new tokens are ``q`` queries over the same
+        ``kv_len`` = context + q keys (their own K/V were stored by the verify's kv stores):
+        each K and V tile is loaded once and read by every query's MV, as the query heads of
+        a GQA group share them. The causal mask among the new tokens is applied by the SFU's
+        softmax pass (masked scores set to -inf as it reads them): no extra instruction; the
+        MPE computes the masked scores too (at most q - 1 of kv_len per query).
+        """
+        s: dict[tuple[int, int], int | None] = {(h, i): None for h in hs for i in range(q)}
         for j in range(0, kv_len, self.a.mv_tile_cols):  # an MV per 512 keys
             w = min(self.a.mv_tile_cols, kv_len - j)
             kl = self.a_tile(c, w * d, nid)        # K (w keys x d, INT8)
-            for h in hs:
-                s[h] = self.mpe(c, 1, w, d, (kl, s[h], last), nid, w * d)
-            self.mpe_done[c].append(s[hs[-1]])
-        sms = [self.misc(c, "softmax", 1, kv_len, (s[h],), nid) for h in hs]
+            for key in s:
+                s[key] = self.mpe(c, 1, w, d, (kl, s[key], last), nid, w * d)
+            self.mpe_done[c].append(s[hs[-1], q - 1])
+        # per head: the q score vectors (rows) in one softmax pass
+        sms = [self.misc(c, "softmax", q, kv_len, tuple(s[h, i] for i in range(q)), nid)
+               for h in hs]
         vl = self.a_tile(c, kv_len * d, nid)       # V (kv_len x d, INT8)
         for sm in sms:
-            last = self.mpe(c, 1, d, kv_len, (vl, sm), nid, kv_len * d)
+            for _ in range(q):
+                last = self.mpe(c, 1, d, kv_len, (vl, sm), nid, kv_len * d)
         self.mpe_done[c].append(last)
         return last
 

@@ -97,7 +97,9 @@ def llama_like(layers: int = 2, hidden: int = 256, heads: int = 4, ffn: int = 51
         nodes += more
     x = (1, t, hidden)
     nodes.append(_op("model.norm/norm", OpKind.NORM, -1, (src,), (x,), x))
-    head = _lin("lm_head", -1, "model.norm/norm", 1, hidden, vocab, params)
+    # logits of the last token (prefill, decode); verify: of every verified position
+    head = _lin("lm_head", -1, "model.norm/norm", t if phase is Phase.VERIFY else 1, hidden,
+                vocab, params)
     nodes.append(head)
     return Graph("llama-like", phase, 1, t, ctx, "float16", tuple(nodes), tuple(params))
 

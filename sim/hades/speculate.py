@@ -1,7 +1,8 @@
 """What ``llmcosim simulate`` calls when a speculation flag is given (the CLI only wires).
 
 ``speculate`` validates the flags, builds the speculative workload (tracing or loading the
-draft/verify graphs), and runs HADES at ``cycle`` fidelity or any device at ``roofline``.
+draft/verify graphs), and runs HADES or FlightLLM at ``cycle`` fidelity (their default) or
+any device at ``roofline``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mapping.acceptance import Acceptance, IIDAcceptance, PositionalAcceptance, load_trace
+from mapping.flightllm.compression import CompressionConfig
 from mapping.spec_workload import SpeculativeWorkload, build_speculative_workload
 from mapping.speculation import SpecConfig
 from models.errors import UserError
-from models.graph import Graph
+from models.graph import Graph, Phase
 from models.zoo import ModelEntry, get_model
 from sim.result import SimResult
 from sim.spec import HardwareSpec
@@ -51,8 +53,15 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
               prefill: int, decode: int, batch: int = 1, dtype: str = "float16",
               fidelity: str | None = None, trace_out: str | None = None,
               use_cache: bool = True, graph_pass: Callable[[Graph], Graph] | None = None,
-              seed: int = 0) -> SimResult:
-    """Speculative decode of ``target`` on ``spec``; UserError on any bad flag."""
+              seed: int = 0, compression: CompressionConfig | None = None,
+              decode_bucket: int | None = None) -> SimResult:
+    """Speculative decode of ``target`` on ``spec``; UserError on any bad flag.
+
+    ``compression``, ``decode_bucket``: FlightLLM at cycle fidelity, the compression config
+    (None: the default) and the keys per program length bucket (None: 16).
+    The default fidelity is cycle on HADES, and on FlightLLM for chains at batch 1 (what its
+    schedule runs; trees and batches run at the roofline there, with a note).
+    """
     importlib.import_module("sim.hades.spec")  # registers the hades kind
     from sim.hades.simulate import simulate_speculative
     from sim.perfetto import TraceWriter
@@ -64,20 +73,21 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
     cfg = SpecConfig(gamma=gamma, tree=tree, acceptance=acc, seed=seed)
     d_entry = get_model(draft or DEFAULT_DRAFT)
     fid = fidelity or (HADES_FIDELITY if spec.kind == "hades" else "roofline")
+    notes: tuple[str, ...] = ()
+    if spec.kind == "flightllm" and fidelity is None:
+        fid = "cycle" if tree is None and batch == 1 else "roofline"
+        if fid == "roofline":
+            notes = (f"speculative decoding on {spec.name} runs at roofline: FlightLLM's "
+                     "cycle-level speculation schedule runs chains at batch 1 only",)
     if fid == "best":
         fid = best_fidelity(spec.kind, speculative=True)
     if fid not in fidelities(spec.kind):
         raise UserError(f"unknown --fidelity {fid!r} for {spec.name}; available: "
                         f"{', '.join(fidelities(spec.kind))}")
-    notes: tuple[str, ...] = ()
-    if spec.kind == "flightllm":
-        if fid == "cycle":
-            raise UserError(f"--fidelity cycle on {spec.name} runs no speculation schedule "
-                            "(FlightLLM's program has no draft or verify pass); use "
-                            "--fidelity roofline for speculative decoding there")
-        if fidelity in (None, "best"):  # the default, below the device's cycle simulator
-            notes = (f"speculative decoding on {spec.name} runs at {fid}: FlightLLM's "
-                     "cycle-level simulator has no speculation schedule",)
+    if spec.kind == "flightllm" and fid == "cycle":   # before tracing: chains at batch 1
+        from sim.flightllm.speculate import check_flags
+
+        check_flags(spec, cfg, batch)
     if trace_out is not None:
         if fid not in (HADES_FIDELITY, "event") or spec.kind != "hades":
             raise UserError("--trace (a Perfetto timeline) needs the event-driven simulator: "
@@ -94,5 +104,17 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
         result = simulate_speculative(spec, w, tw)  # type: ignore[arg-type]
         tw.write(trace_out)
         return result
+    if spec.kind == "flightllm" and fid == "cycle":
+        from models.cache import get_graph
+        from sim.flightllm.speculate import simulate_speculative as flightllm_speculative
+
+        def fallback(phase: Phase, tokens: int, context: int) -> Graph:
+            g = get_graph(d_entry if phase is Phase.DECODE else target, phase, tokens=tokens,
+                          context=context, batch=batch, dtype=dtype, use_cache=use_cache)
+            return graph_pass(g) if graph_pass is not None else g
+
+        return flightllm_speculative(spec, w, compression,  # type: ignore[arg-type]
+                                     fallback=fallback,
+                                     decode_bucket=decode_bucket)
     result = run(spec, w, fid)
     return dataclasses.replace(result, notes=notes + result.notes) if notes else result
