@@ -87,4 +87,6 @@ def result_from_times(spec: HardwareSpec, w: Workload, fidelity: str, prefill_s:
         decode_tokens_per_s=tokens / decode_s if decode_s else 0.0,
         total_ms=(prefill_s + decode_s) * 1e3, energy_j=energy_j,
         tokens_per_j=tokens / decode_energy_j if decode_energy_j else None,
-        fits_memory=fits, memory_bytes=memory, notes=(*notes, *full), **fields)
+        fits_memory=fits, memory_bytes=memory,
+        notes=tuple(dict.fromkeys((*notes, *full))),   # a note passed on from a base run once
+        **fields)

@@ -75,3 +75,16 @@ def test_result_json_has_the_contract_fields():
                 "decode_tokens_per_s", "total_ms", "fidelity"):
         assert key in r
     assert r["energy_j"] == 45 * r["total_ms"] / 1e3
+
+
+def test_a_note_passed_on_from_a_base_run_is_said_once():
+    """Speculative roofline passes its baseline's notes on; the memory note must not repeat."""
+    from sim.result import result_from_times
+
+    w = Workload("toy", 1, 16, 8, decoder_like(2, 256, 0, Phase.PREFILL),
+                 decoder_like(2, 256, 16), decoder_like(2, 256, 23))
+    tiny = dataclasses.replace(load_preset("gpu-a100"), hbm_bytes=1024)
+    base = result_from_times(tiny, w, "roofline", 1e-3, 1e-3)
+    assert not base.fits_memory and len(base.notes) == 1
+    again = result_from_times(tiny, w, "roofline", 1e-3, 1e-3, notes=base.notes)
+    assert again.notes == base.notes
