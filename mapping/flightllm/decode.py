@@ -31,19 +31,20 @@ def check_batch_buffers(g: Graph, arch: Arch) -> None:
         return
     k = widest.in_shapes[0][-1]
     rows = g.batch * g.tokens   # decode: one vector per sequence; verify: per verified token
-    if g.phase is Phase.VERIFY and rows * k > arch.b_buffer_bytes:
+    if rows * k <= arch.b_buffer_bytes:
+        return
+    if g.phase is Phase.VERIFY:
         raise UserError(
             f"FlightLLM verify of {g.tokens} tokens (batch {g.batch}): always-on-chip decode "
             f"keeps each token's input vector in the B buffer, and {widest.module} needs "
             f"{rows} x {k} bytes, more than its {arch.b_buffer_bytes} bytes; at most "
             f"{arch.b_buffer_bytes // k} tokens per verify for {g.model} (a smaller --gamma, "
             "or a preset with a larger b_buffer_bytes)")
-    if rows * k > arch.b_buffer_bytes:
-        raise UserError(
-            f"FlightLLM decode at batch {g.batch}: always-on-chip decode keeps each sequence's "
-            f"input vector in the B buffer, and {widest.module} needs {g.batch} x {k} bytes, "
-            f"more than its {arch.b_buffer_bytes} bytes; the largest batch for {g.model} is "
-            f"{arch.b_buffer_bytes // k} (or give the preset a larger b_buffer_bytes)")
+    raise UserError(
+        f"FlightLLM decode at batch {g.batch}: always-on-chip decode keeps each sequence's "
+        f"input vector in the B buffer, and {widest.module} needs {g.batch} x {k} bytes, "
+        f"more than its {arch.b_buffer_bytes} bytes; the largest batch for {g.model} is "
+        f"{arch.b_buffer_bytes // k} (or give the preset a larger b_buffer_bytes)")
 
 
 class DecodeMixin:
