@@ -154,6 +154,8 @@ class FlightLLMSpec(_HBMSpec):
     # path has mm_macs_per_cycle / 32 chains x 2 lanes (two INT8 MACs share a weight per
     # DSP48). Feeding one weight beat to m rows needs m x mv_macs_per_cycle MACs per cycle,
     # which the core's DSPs give for m <= mm_macs_per_cycle // mv_macs_per_cycle (``check``).
+    # Not charged: the beat's broadcast to the extra chains and m x 16 B/cycle of vectors
+    # from the B buffer (docs/flightllm.md, 'Small-M MV').
     mv_rows: int = _f(1, 256, "token rows one MV computes from one A-buffer read of its tile "
                       "(1: FlightLLM as published; at most mm_macs_per_cycle // "
                       "mv_macs_per_cycle)", default=1)
