@@ -8,9 +8,11 @@ import dataclasses
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mapping.flightllm.codegen import generate
-from mapping.flightllm.compression import apply_compression
+from mapping.flightllm.compression import apply_compression, config_from_dict
 from mapping.flightllm.isa import Queue, decode, encode
 from mapping.flightllm.synthetic import linear_graph, llama_like
 from models.graph import Graph, Phase
@@ -164,3 +166,31 @@ def test_mv_rows_validated_on_load(value, match):
         validate(dataclasses.replace(U280, mv_rows=value))
     data["mv_rows"] = 4
     assert spec_from_dict(data, "u280.toml").mv_rows == 4
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 256).map(lambda x: 16 * x), st.integers(1, 512).map(lambda x: 16 * x),
+       st.integers(1, 16), st.sampled_from([None, 0.25, 0.5]), st.sampled_from([4, 8]),
+       st.integers(1, 4), st.sampled_from(["flightllm-u280", "flightllm-vhk158"]))
+def test_any_verify_linear_at_least_its_roofline(k, n, q, keep, bits, m, preset):
+    """A verify of q tokens over one linear of any shape, N:16 keep and weight bits, at any
+    allowed mv_rows: never below the roofline (weights at the HBM peak, MACs at the MPE's
+    peak, which an MV of mv_rows rows never exceeds)."""
+    spec = dataclasses.replace(load_preset(preset), mv_rows=m)
+    rule = {"match": ["up_proj"], "bits": bits} | ({"keep": keep} if keep else {})
+    g = apply_compression(dataclasses.replace(linear_graph(k, n, q), phase=Phase.VERIFY),
+                          config_from_dict({"linear": [rule]}))
+    assert simulate_graph(spec, g).seconds >= graph_bound_s(spec, g) > 0
+
+
+@pytest.mark.parametrize("q", [4, 8])
+def test_report_floor_still_a_bound(q):
+    """The report's MV floor counts an MV's rows at mv_rows x the MV MACs: still a bound."""
+    from reports.flightllm import _floor
+
+    spec = dataclasses.replace(U280, mv_rows=4)
+    g = llama_like(layers=2, phase=Phase.VERIFY, hidden=1024, heads=8, ffn=2752, context=300,
+                   tokens=q)
+    r = simulate_graph(spec, apply_compression(g))
+    what, floor = _floor(spec, r)
+    assert 0 < floor <= r.seconds and what.split(":")[0] in ("MV", "LD")
