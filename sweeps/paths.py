@@ -14,8 +14,8 @@ requests file) is looked for, first hit wins, in:
 A file found in the working directory (or a bare sparsity name in ``configs/sparsity/``) keeps
 its text as written, so points and their content hashes are those of older releases
 (``--resume`` and the result cache keep working); a file found elsewhere becomes its absolute
-path. Absolute paths are used as given. When no candidate
-exists the :class:`UserError` names the sweep file, the key and every path tried.
+path. Absolute paths are used as given. When no candidate exists the :class:`UserError` names
+the sweep file, the key and every path tried.
 """
 
 from __future__ import annotations
@@ -70,10 +70,9 @@ def _names_file(key: str, v: Any) -> bool | None:
     if key == "model":
         from models.zoo import ZOO
 
-        if v.endswith(".json") or "/" in v:
-            return True
-        zoo = {n.lower() for e in ZOO.values() for n in (e.name, *e.aliases)}
-        return False if v.lower() in zoo else None
+        if v.lower() in {n.lower() for e in ZOO.values() for n in (e.name, *e.aliases)}:
+            return False
+        return True if v.endswith(".json") or "/" in v else None
     return True
 
 

@@ -209,3 +209,29 @@ def test_committed_specs_keep_their_paths_from_the_root_and_run_from_elsewhere(t
     moved = load_sweep(ROOT / "configs/sweeps/u280_sparsity.toml").points()
     assert {p.sparsity for p in moved} == {str(ROOT / "configs/sparsity/flightllm_qk70.toml")}
     assert {p.sparsity_digest for p in moved} == digests
+
+
+def test_model_folder_tree_and_requests_beside_the_spec(tmp_path, monkeypatch):
+    from sweeps.spec import load_sweep
+
+    (tmp_path / "specs/my-model").mkdir(parents=True)
+    (tmp_path / "specs/my-model/config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "specs/t.toml").write_text("parents = [-1, 0, 0]\n")
+    shutil.copy(ROOT / "configs/serving/sharegpt_like.toml", tmp_path / "specs/len.toml")
+    (tmp_path / "specs/spec.toml").write_text(BASE.replace('"llama2-7b"', '"my-model"') + """
+[speculation]
+tree = "t.toml"
+[serving]
+rate = 1
+requests = "len.toml"
+""")
+    monkeypatch.chdir(tmp_path)
+    (p,) = load_sweep("specs/spec.toml").points()
+    here = (tmp_path / "specs").resolve()
+    assert (p.model, p.tree, p.requests) == (str(here / "my-model"), str(here / "t.toml"),
+                                             str(here / "len.toml"))
+    assert p.tree_parents == (-1, 0, 0) and p.model_digest and p.requests_digest
+    # a bare model name found nowhere is left to the zoo's error (which lists the zoo)
+    (tmp_path / "specs/my-model/config.json").unlink()
+    (tmp_path / "specs/my-model").rmdir()
+    assert load_sweep("specs/spec.toml").points()[0].model == "my-model"
