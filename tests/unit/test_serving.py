@@ -172,7 +172,9 @@ def test_sharegpt_like_config_loads_and_samples():
     p = np.array([r.prompt_tokens for r in reqs])
     o = np.array([r.output_tokens for r in reqs])
     assert p.min() >= 4 and p.max() <= 1024 and o.min() >= 4 and o.max() <= 1024
-    assert 120 < p.mean() < 200 and 250 < o.mean() < 400   # near ShareGPT's 161 / 338
+    # the vLLM paper's Fig. 11a ShareGPT means (the medians are solved for them, see the file)
+    assert p.mean() == pytest.approx(161.31, rel=0.05) and o.mean() == pytest.approx(337.99,
+                                                                                    rel=0.05)
     gaps = np.diff([r.arrival_s for r in reqs])
     assert np.mean(gaps) == pytest.approx(0.5, rel=0.1)
 
