@@ -12,12 +12,12 @@ import pytest
 
 from mapping.flightllm.codegen import generate
 from mapping.flightllm.compression import apply_compression, config_from_dict
+from mapping.flightllm.isa import Queue
 from mapping.flightllm.synthetic import llama_like
 from models.graph import Phase
 from sim.flightllm.engine_fast import run_fast
 from sim.flightllm.engine_simpy import run_simpy
 from sim.flightllm.hbm import refresh_stretch, slr_hops, transfer_cycles
-from mapping.flightllm.isa import Queue
 from sim.flightllm.simulate import simulate_graph
 from sim.flightllm.timing import arch_of, fill_cycles, sys_cycles
 from sim.spec import SpecError, load_preset, validate
