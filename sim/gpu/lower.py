@@ -4,9 +4,12 @@ What a GPU runs for a HF decoder layer (SDPA attention, static KV cache) is clos
 per IR node, with three exceptions handled here: the eager attention sub-graph (QK matmul,
 scale, mask, softmax, cast, PV matmul) is one fused SDPA kernel; a norm module is the
 ``aten_ops`` it lists (HF's RMSNorm is eight kernels, one a reduction); a KV append writes only
-the new rows into a static cache (``stack="graph"``) but copies the whole cache with ``cat``
-when HF runs eagerly with a dynamic cache (``stack="hf-eager"``); with grouped-query
-attention under a mask HF copies K/V out to every query head before SDPA (``repeat_kv``).
+the new rows into a static cache (``stack="graph"`` or ``"vllm"``) but copies the whole cache
+with ``cat`` when HF runs eagerly with a dynamic cache (``stack="hf-eager"``); with
+grouped-query attention under a mask HF copies K/V out to every query head before SDPA
+(``repeat_kv``). Under ``stack="vllm"`` attention at one query token and in prefill runs
+without a mask (flash decoding, ``is_causal``) and with native GQA (no copies); a verify step
+(several tokens over a cache) keeps its mask.
 
 Mixture-of-experts (``OpKind.EXPERTS``, :func:`expert_kernels`): one grouped GEMM per expert
 matrix (gate/up, down), as vLLM's fused MoE kernel runs them: the d distinct experts the
@@ -33,7 +36,10 @@ __all__ = ["HF_RMSNORM_OPS", "SMALL_COLS", "STACKS", "Kernels", "expert_kernels"
            "norm_chain", "norm_values_per_thread", "odd_keys", "reduce_values_per_thread",
            "small_columns"]
 
-STACKS = ("graph", "hf-eager")
+# graph: HF with a static cache replayed as CUDA graphs, masked SDPA (what kernels.measure_model
+# times); vllm: CUDA graphs with SDPA unmasked at one query token and in prefill (flash decoding,
+# is_causal), native GQA; hf-eager: HF PyTorch without graphs (host-bound), masked SDPA
+STACKS = ("graph", "vllm", "hf-eager")
 _BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "int8": 1}
 _REDUCTIONS = ("mean", "sum", "amax", "max", "var", "norm", "softmax")
 
@@ -62,6 +68,8 @@ class Kernels:
     small_l2_foot: np.ndarray  # [S] footprint of the kernels that wrote them (largest)
     small_legacy_bytes: np.ndarray  # [S] bytes of its non-vectorised elementwise kernels
     small_legacy_elems: np.ndarray  # [S] elements they compute (see legacy_elems_per_clk)
+    lin_wbits: np.ndarray | None = None  # [L] stored weight bits (``weight_bits``; 0: dtype)
+    attn_nomask: np.ndarray | None = None  # [A] 1: SDPA without a mask (stack "vllm")
     host_calls: int = 0        # torch calls of the pass in eager HF (graph meta; 0: unknown)
 
     @property
@@ -164,6 +172,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
     groups = _attention_groups(g)
     fused = {i for idx in groups.values() for i in idx}
     lin, lin_b, aq, ah, ab, af, odd = [], [], [], [], [], [], []
+    wbits, nomask = [], []
     small: list[dict[str, float]] = []  # Kernels.small_* columns (SMALL_COLS)
     prev, prev_foot = "", 0.0  # the last kernel's node, and what it read and wrote
     for i, n in enumerate(g.nodes):
@@ -173,7 +182,10 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             q = n.in_shapes[0][-2] if n.in_shapes and len(n.in_shapes[0]) >= 2 else 1
             kv = sum(m.kv_read_bytes for m in members)
             rep = _gqa_repeat(n, es)
-            if rep > 1 and (stack == "graph" or q > 1):
+            # vLLM-class stacks run attention without a mask at one query token (flash
+            # decoding) and in prefill (causal, keys = queries); verify steps keep the mask
+            free = stack == "vllm" and (q <= 1 or _keys(n) == q)
+            if rep > 1 and not free and (stack == "graph" or q > 1):
                 # HF runs SDPA's native GQA only without a mask (transformers
                 # integrations/sdpa_attention.use_gqa_in_sdpa); with one, repeat_kv copies K
                 # and V out to every query head first: two copies, and SDPA reads rep x K/V.
@@ -184,7 +196,8 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             ab.append(kv + 2 * es * _numel(n.in_shapes[0]))
             af.append(sum(m.flops for m in members if m.kind in (OpKind.MATMUL,
                                                                  OpKind.ATTENTION)))
-            odd.append(float(odd_keys(q, _keys(n))))
+            odd.append(float(odd_keys(q, _keys(n))) * (not free))
+            nomask.append(float(free))
             prev, prev_foot = members[-1].name, float(ab[-1])
             continue
         if i in fused:
@@ -193,6 +206,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             rows, bpe, row = expert_kernels(n, es)
             lin.extend(rows)
             lin_b.extend(bpe)
+            wbits.extend([float(dict(n.attrs).get("weight_bits", 0))] * len(rows))
             small.append(row)
             prev, prev_foot = n.name, float(n.total_bytes)
             continue
@@ -201,6 +215,7 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
             nn = n.out_shape[-1]
             lin.append((max(1, _numel(n.out_shape) // max(nn, 1)), k, nn))
             lin_b.append(n.weight_bytes / max(k * nn, 1) if n.weight_bytes else es)
+            wbits.append(float(dict(n.attrs).get("weight_bits", 0)))
             prev, prev_foot = n.name, float(n.total_bytes)
             continue
         row = _small(n, stack, es)
@@ -218,8 +233,9 @@ def kernels(g: Graph, stack: str = "graph") -> Kernels:
     return Kernels(f(lin, dtype=np.float64).reshape(-1, 3), f(lin_b, dtype=np.float64),
                    f(aq, dtype=np.float64), f(ah, dtype=np.float64),
                    f(ab, dtype=np.float64), f(af, dtype=np.float64), f(odd, dtype=np.float64),
-                   *cols,
-                   int(dict(g.meta).get("eager_torch_calls", 0)))
+                   *cols, lin_wbits=f(wbits, dtype=np.float64),
+                   attn_nomask=f(nomask, dtype=np.float64),
+                   host_calls=int(dict(g.meta).get("eager_torch_calls", 0)))
 
 
 def expert_kernels(n: Node, es: int) -> tuple[list[tuple[float, float, float]], list[float],
@@ -306,7 +322,7 @@ def _legacy(n: Node) -> bool:
 def _small(n: Node, stack: str, es: int) -> dict[str, float]:
     """A non-GEMM, non-attention node as ``Kernels.small_*`` columns (``SMALL_COLS``)."""
     if n.kind is OpKind.KV_APPEND:
-        moved = 2 * n.kv_write_bytes if stack == "graph" else n.act_bytes + n.kv_write_bytes
+        moved = n.act_bytes + n.kv_write_bytes if stack == "hf-eager" else 2 * n.kv_write_bytes
         return {"bytes": moved, "elem": 1}
     if n.kind is OpKind.NORM:
         ops = str(dict(n.attrs).get("aten_ops", ""))

@@ -57,6 +57,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from sim.gpu.curves import Extras, nomask_time, quant_time
 from sim.gpu.lower import (
     HF_RMSNORM_OPS,
     SMALL_COLS,
@@ -108,6 +109,7 @@ class GPUCalibration:
     decode_power_w: float | None = None      # measured board power while decoding (median)
     prefill_power_w: float | None = None
     power_runs: int = 0                      # how many runs the medians are over
+    extras: Extras | None = None             # issue 19's curves (sim.gpu.curves), if measured
 
     def params(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)
@@ -136,6 +138,8 @@ def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float, l2: floa
                         k.attn_heads * np.ceil(k.attn_q / 64) * c.attn_mask_cta_bytes_per_s)
                         * np.where(k.attn_odd > 0, c.attn_mask_odd_factor, 1.0),
                         k.attn_flops / (c.attn_mask_flop_eff * peak)))
+    if c.extras is not None:
+        lin, attn = _measured_curves(k, c.extras, lin, attn, bw, peak)
     hit = (k.small_l2_foot <= l2 / 2) * 1.0  # the writer's footprint fits one L2 partition
     small = (c.kernel_s * k.small_elem + c.reduction_s * k.small_red
              + c.reduction_value_s * k.small_red_values
@@ -150,6 +154,24 @@ def kernel_times(k: Kernels, c: GPUCalibration, bw: float, peak: float, l2: floa
     return {"linear": lin, "attention": attn, "other": small}
 
 
+def _measured_curves(k: Kernels, x: Extras, lin: np.ndarray, attn: np.ndarray, bw: float,
+                     peak: float) -> tuple[np.ndarray, np.ndarray]:
+    """Quantized linears on their kernel's curve (W4: int4; W8: ``x.w8``) and unmasked SDPA on
+    the no-mask curves, where measured (:mod:`sim.gpu.curves`); the rest as given."""
+    m, kk, n = (k.lin_mkn[..., i] for i in range(3))
+    if k.lin_wbits is not None:
+        for kind, bits in (("int4", 4), (x.w8, 8)):
+            if (cur := x.curve(kind)) is not None:
+                lin = np.where(k.lin_wbits == bits, quant_time(cur, m, kk, n, bw, peak), lin)
+    if k.attn_nomask is not None:
+        free, one = k.attn_nomask > 0, k.attn_q <= 1
+        for kind, where in (("flash_decode", free & one), ("causal", free & ~one)):
+            if (cur := x.curve(kind)) is not None:
+                attn = np.where(where, nomask_time(cur, k.attn_bytes, k.attn_flops, bw, peak),
+                                attn)
+    return lin, attn
+
+
 def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: float,
                  stack: str = "graph", l2: float = 0.0, sm_hz: float = 0.0
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -161,7 +183,7 @@ def step_times_s(k: Kernels, count: int, c: GPUCalibration, bw: float, peak: flo
     steps = len(next(iter(parts.values())))
     # switching between different kernels costs the GPU front end graph_node_s in either
     # stack; only a replay pays a launch (eager launches kernel by kernel, from the host)
-    if stack == "graph":
+    if stack != "hf-eager":
         parts["graph nodes"] = np.full(steps, c.graph_launch_s + count * c.graph_node_s)
     else:
         parts["kernel switches"] = np.full(steps, count * c.graph_node_s)
