@@ -69,6 +69,8 @@ def run_gpu_validate(args: argparse.Namespace) -> int:
             t.add_row(e.device, e.group, str(e.n), f"{e.median:.1%}", f"{e.max:.1%}", e.worst,
                       bar)
         Console(width=160).print(t)
+    for note in dict.fromkeys(own["notes"] + res["notes"]):   # once each, in order
+        print(f"note: {note}")
     print(f"fitted on: {c.source}")
     print(f"bar: median <= {TARGET_MEDIAN:.0%} and max <= {TARGET_MAX:.0%}; eager steps are "
           "host-bound (CPU and Python speed), shown apart.")

@@ -39,7 +39,7 @@ from sim.gpu.fit import fit_log_error
 
 __all__ = ["FIT_NOMASK", "GENERATE_FIT_MODEL", "QUANT_KERNELS", "Extras", "GenerateCost",
            "KernelCurve", "curve_notes", "fit_extras", "generate_overheads", "is_fit_extra",
-           "nomask_time", "predict_nomask", "predict_quant", "quant_time"]
+           "nomask_time", "predict_nomask", "predict_quant", "quant_order", "quant_time"]
 
 QUANT_KERNELS = {"int4": "torch._weight_int4pack_mm", "int8": "torch._int_mm",
                  "fp8": "torch._scaled_mm"}
@@ -105,7 +105,7 @@ def nomask_time(c: KernelCurve, nbytes: Any, flops: Any, bw: float, peak: float)
     return c.fixed_s + np.maximum(np.asarray(nbytes) / (c.bw_eff * bw), f / (c.flop_eff * peak))
 
 
-def _quant_order(rows: list[dict[str, Any]]) -> dict[tuple[int, int], int]:
+def quant_order(rows: list[dict[str, Any]]) -> dict[tuple[int, int], int]:
     shapes = sorted({(r["shape"]["k"], r["shape"]["n"]) for r in rows},
                     key=lambda kn: (kn[0] * kn[1], kn))
     return {kn: i for i, kn in enumerate(shapes)}
@@ -173,7 +173,7 @@ def fit_extras(device: str, quant: list[dict[str, Any]], nomask: list[dict[str, 
                int8_peak: float) -> Extras:
     """Every issue-19 curve measured on ``device``, fitted on its fit rows."""
     curves = []
-    order = _quant_order(quant)
+    order = quant_order(quant)
     ratio = max(int8_peak / peak, 1.0) if peak else 1.0
     for kind, kernel in QUANT_KERNELS.items():
         rows = [r for r in quant if r["op"] == f"linear_{kind}" and r.get("status") == "ok"
