@@ -38,7 +38,9 @@ from kernels.measure import _DTYPES, _copies, _record, time_fn
 __all__ = ["GENERATE_MODELS", "QUANT_KERNELS", "measure_attention_nomask", "measure_batch_steps",
            "measure_generate", "measure_quant", "plan_extra"]
 
-GENERATE_MODELS = ("llama2-7b", "tinyllama-1.1b", "qwen2-0.5b", "opt-6.7b")
+# LLaMA-2-7B last: it is the one whose power is measured, and the sections after this one reuse
+# it (kernels.measure_model keeps the last model built)
+GENERATE_MODELS = ("tinyllama-1.1b", "qwen2-0.5b", "opt-6.7b", "llama2-7b")
 QUANT_KERNELS = {"int4": "torch._weight_int4pack_mm", "int8": "torch._int_mm",
                  "fp8": "torch._scaled_mm"}
 _INT4_GROUP, _INNER_K_TILES = 128, 8  # gpt-fast / torchao int4 weight-only defaults
@@ -112,7 +114,7 @@ def _generate_power(model, ids: torch.Tensor, new: int, device: torch.device,
 def measure_generate(device: torch.device, *, dtype: str = "float16", dry_run: bool = False,
                      deadline: float | None = None, **kw: Any) -> list[dict[str, Any]]:
     """generate() per model: time for two output lengths, per-token cost, the eager step it
-    calls, and (the first model) board power."""
+    calls, and (the last model, the main one) board power."""
     from kernels.measure_model import _eager_step, _quiet, build_model
 
     p = plan_extra(dry_run)
@@ -131,8 +133,9 @@ def measure_generate(device: torch.device, *, dtype: str = "float16", dry_run: b
             mid = p["prompt"] + (n1 + n2) // 2   # the context of an average generated token
             step = _eager_step(model, 1, mid, device, _DTYPES[dtype],
                                **{**kw, "warmup": max(kw.get("warmup", 3), 10)})
-            power = _generate_power(model, ids, n2, device, p["power_s"]) if i == 0 \
-                else {"available": False, "reason": "measured on the first model only"}
+            last = i == len(p["generate"]) - 1
+            power = _generate_power(model, ids, n2, device, p["power_s"]) if last \
+                else {"available": False, "reason": "measured on the main (last) model only"}
         per_token = [(b - a) / (n2 - n1) for a, b in zip(sorted(runs[n1]), sorted(runs[n2]),
                                                           strict=True)]
         out.append({"op": "generate", "model": name, "dtype": dtype,
@@ -178,10 +181,10 @@ def measure_attention_nomask(device: torch.device, *, dtype: str = "float16",
                 qs, ks, vs, is_causal=causal, enable_gqa=gqa)
 
         flops = 4 * h * q * keys * d // (2 if causal else 1)  # causal: half the score matrix
-        out.append(_record("attention_nomask", {"q": q, "context": c, "heads": h,
-                                                "kv_heads": kvh, "head_dim": d}, dtype,
-                           time_fn(fn, device, **kw), path=path, flops=flops,
-                           kv_bytes=kv_bytes, kv_copies=len(kvs)))
+        out.append({"op": "attention_nomask", "shape": {"q": q, "context": c, "heads": h,
+                                                        "kv_heads": kvh, "head_dim": d},
+                    "dtype": dtype, **_timed(fn, device, kw), "path": path, "flops": flops,
+                    "kv_bytes": kv_bytes, "kv_copies": len(kvs)})
     return out
 
 
@@ -238,16 +241,31 @@ def measure_quant(device: torch.device, *, dtype: str = "float16", dry_run: bool
                 try:
                     fn, name, extra = build(m, k, n, device, _copies(wbytes, l2))
                     fn(0)   # the op's own checks raise here, before any timing
-                    times = time_fn(fn, device, **kw)
                 except (RuntimeError, NotImplementedError, AttributeError, TypeError) as e:
                     out.append({**base, "kernel": QUANT_KERNELS[kind], "status": "unsupported",
-                                "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
+                                "error": _short(e)})
                     continue
-                out.append({**_record(base["op"], shape, kind, times), **base, "kernel": name,
-                            "status": "ok", **extra})
+                out.append({**_timed(fn, device, kw), **base, "kernel": name, **extra})
     return out
+
+
+def _short(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+
+
+def _timed(fn: Callable[[int], Any], device: torch.device, kw: dict[str, Any]
+           ) -> dict[str, Any]:
+    """Median/min of ``fn`` under ``kw``; if CUDA-graph capture fails, eagerly (queued calls,
+    host-bound for small shapes) with ``graph_error`` saying why."""
+    try:
+        times, extra = time_fn(fn, device, **kw), {}
+    except RuntimeError as e:
+        if not kw.get("graph"):
+            raise
+        torch.cuda.synchronize(device)
+        times, extra = time_fn(fn, device, **{**kw, "graph": False}), {"graph_error": _short(e)}
+    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": len(times),
+            "status": "ok", "cuda_graph": bool(kw.get("graph")) and not extra, **extra}
 
 
 # -- batched decode ----------------------------------------------------------------------------
