@@ -262,7 +262,8 @@ def _timed(fn: Callable[[int], Any], device: torch.device, kw: dict[str, Any]
     except RuntimeError as e:
         if not kw.get("graph"):
             raise
-        torch.cuda.synchronize(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times, extra = time_fn(fn, device, **{**kw, "graph": False}), {"graph_error": _short(e)}
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": len(times),
             "status": "ok", "cuda_graph": bool(kw.get("graph")) and not extra, **extra}

@@ -114,3 +114,25 @@ def test_batched_static_step_matches_a_full_forward():
                            ids=ids[:, c:], batch=b)
         ref = model(input_ids=ids, use_cache=False).logits[:, c:]
         torch.testing.assert_close(step().logits, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_failed_graph_capture_is_timed_eagerly_and_said(monkeypatch):
+    """On CUDA a capture can fail where the op itself runs: the row is kept, timed from queued
+    eager calls, and names the capture error (the CPU has no graphs: the failure is forced)."""
+    import kernels.measure_extra as mx
+
+    real = mx.time_fn
+
+    def no_graph(fn, device, **kw):
+        if kw.get("graph"):
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return real(fn, device, **kw)
+
+    monkeypatch.setattr(mx, "time_fn", no_graph)
+    row = mx._timed(lambda i: torch.ones(4) * i, torch.device("cpu"),
+                    {"warmup": 0, "repeat": 2, "graph": True, "inner": 2})
+    assert row["status"] == "ok" and row["cuda_graph"] is False and row["repeats"] == 2
+    assert row["graph_error"] == "RuntimeError: operation not permitted when stream is capturing"
+    with pytest.raises(RuntimeError):   # without graphs a failure is the op's: not hidden
+        mx._timed(lambda i: (_ for _ in ()).throw(RuntimeError("x")), torch.device("cpu"),
+                  {"warmup": 0, "repeat": 1})
