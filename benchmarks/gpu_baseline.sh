@@ -21,3 +21,6 @@ LLMCOSIM_MEASURE_COMMAND="bash benchmarks/gpu_baseline.sh OUT_DIR $budget $*" \
 PYTHONUNBUFFERED=1 PYTHONPATH=. HF_HUB_OFFLINE=1 "$py" -m kernels.measure --model "$model" \
     --out "$out/gpu.json" --budget-s "$budget" "$@" 2>&1 | tee "$out/log.txt"
 echo "wall $(( $(date +%s) - start )) s" | tee -a "$out/log.txt"
+# the file's issue-19 sections and provenance, checked where they were written
+PYTHONPATH=. "$py" -c "import json, sys; from kernels.measure_extra import schema_problems as p
+print('schema:', p(json.load(open(sys.argv[1]))) or 'ok')" "$out/gpu.json" 2>&1 | tee -a "$out/log.txt"

@@ -27,6 +27,7 @@ def dry(tmp_path_factory):
     subprocess.run(["bash", "benchmarks/gpu_baseline.sh", str(out), "60", "--dry-run",
                     "--dtype", "float32", "--repeat", "2", "--only", _SECTIONS],
                    cwd=_ROOT, env=env, check=True, capture_output=True, timeout=240)
+    assert "schema: ok" in (out / "log.txt").read_text()   # the script's own check
     return json.loads((out / "gpu.json").read_text())
 
 
