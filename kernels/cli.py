@@ -51,7 +51,9 @@ def run_gpu_validate(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     if args.json:
         print(json.dumps({"own": own["points"], "fit_on": res["fit_on"],
-                          "points": res["points"]}, indent=1))
+                          "points": res["points"],
+                          "notes": list(dict.fromkeys(own["notes"] + res["notes"]))},
+                         indent=1))
         return 0
     c = res["calibration"]
     for title, classes in (
