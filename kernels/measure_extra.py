@@ -17,9 +17,10 @@ tiny shapes in seconds.
   decode and prefill row counts: ``torch._weight_int4pack_mm`` (W4, bf16 activations, groups
   of 128), ``torch._int_mm`` (W8A8 int8 -> int32) and ``torch._scaled_mm`` (fp8 e4m3,
   per-tensor scales, bf16 out). A shape or an op the build does not support is recorded as
-  ``"status": "unsupported"`` with the error, never dropped (``_int_mm`` wants more than 16 rows
-  on CUDA, ``_scaled_mm`` rows divisible by 16 and an sm89+ GPU). On the CPU the int4 op is
-  its CPU twin (``_weight_int4pack_mm_for_cpu``) and the record names it.
+  ``"status": "unsupported"`` with the error, never dropped (older ``_int_mm`` builds want more
+  than 16 rows on CUDA, hence m = 16 and 17; ``_scaled_mm`` wants k and n divisible by 16, its
+  meta check, and an sm89+ GPU). On the CPU the int4 op is its CPU twin
+  (``_weight_int4pack_mm_for_cpu``) and the record names it.
 - ``batch_steps``: graph-replayed decode steps (q = 1) at batch 1..64, LLaMA-2-7B.
 """
 

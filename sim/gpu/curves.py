@@ -11,8 +11,9 @@ presets through those two numbers):
 
 - quantized GEMM ``(m, k, n)``: ``s + max(bytes / (eta_bw BW), 2 m' k n / (eta_flop P16))``,
   bytes = weight (k n x 0.5 or 1) + input and output activations, ``m'`` the rows the kernel is
-  called with: ``torch._int_mm`` refuses 16 rows or fewer on CUDA and ``torch._scaled_mm`` rows
-  not divisible by 16 (their own checks), so a caller pads. ``eta_flop`` may exceed 1 for the
+  called with: at least the fewest rows it ran with on the measured GPU (``min_rows``; a shape
+  it refused is an ``unsupported`` row, and a caller pads up to what it accepts; older
+  ``torch._int_mm`` builds refuse 16 rows or fewer on CUDA). ``eta_flop`` may exceed 1 for the
   8-bit kernels (int8/fp8 tensor peaks are twice fp16 on A100/H100/H200 datasheets) and is
   bounded by that ratio;
 - SDPA without a mask: one query token (flash decoding) ``s + bytes / (eta_bw BW)``; causal
@@ -45,8 +46,6 @@ QUANT_KERNELS = {"int4": "torch._weight_int4pack_mm", "int8": "torch._int_mm",
                  "fp8": "torch._scaled_mm"}
 _WEIGHT = {"int4": 0.5, "int8": 1.0, "fp8": 1.0}           # bytes per weight element
 _ACT = {"int4": (2, 2), "int8": (1, 4), "fp8": (1, 2)}      # input, output bytes per element
-_MIN_ROWS = {"int8": 17}                                     # _int_mm: more than 16 rows
-_ROW_MULTIPLE = {"fp8": 16}                                  # _scaled_mm: divisible by 16
 FIT_NOMASK = {128, 1024, 4096}
 GENERATE_FIT_MODEL = "llama2-7b"
 _NOMASK_KERNELS = {"flash_decode": "SDPA without a mask at one query token (flash decoding)",
@@ -61,6 +60,7 @@ class KernelCurve:
     bw_eff: float       # fraction of HBM bandwidth
     flop_eff: float     # fraction of the dense fp16 peak (8-bit kernels: up to 2)
     n_fit: int          # rows fitted
+    min_rows: int = 1   # fewest rows (m) the kernel ran with on the measured GPU
 
 
 @dataclass(frozen=True)
@@ -84,15 +84,9 @@ class Extras:
         return next((c for c in self.curves if c.kind == kind), None)
 
 
-def _rows(m: np.ndarray, kind: str) -> np.ndarray:
-    m = np.maximum(m, _MIN_ROWS.get(kind, 1))
-    mult = _ROW_MULTIPLE.get(kind, 1)
-    return np.ceil(m / mult) * mult
-
-
 def quant_time(c: KernelCurve, m: Any, k: Any, n: Any, bw: float, peak: float) -> np.ndarray:
     """Seconds of the quantized GEMM ``c`` at ``(m, k, n)`` (arrays broadcast)."""
-    m = _rows(np.asarray(m, dtype=np.float64), c.kind)
+    m = np.maximum(np.asarray(m, dtype=np.float64), c.min_rows)   # padded up to what it takes
     a_in, a_out = _ACT[c.kind]
     nbytes = k * n * _WEIGHT[c.kind] + m * k * a_in + m * n * a_out
     return c.fixed_s + np.maximum(nbytes / (c.bw_eff * bw), 2 * m * k * n / (c.flop_eff * peak))
@@ -145,12 +139,12 @@ def predict_nomask(rows: list[dict[str, Any]], c: KernelCurve, bw: float, peak: 
 
 
 def _fit(kind: str, kernel: str, rows: list[dict[str, Any]], predict, upper_flop: float,
-         bw: float, peak: float, flop: bool = True) -> KernelCurve:
+         bw: float, peak: float, flop: bool = True, min_rows: int = 1) -> KernelCurve:
     measured = np.array([r["median_s"] for r in rows])
 
     def curve(p: np.ndarray) -> KernelCurve:
         return KernelCurve(kind, kernel, float(p[0]), float(p[1]),
-                           float(p[2]) if flop else 1.0, len(rows))
+                           float(p[2]) if flop else 1.0, len(rows), min_rows)
 
     x0, upper = [4e-6, 0.6, 0.5 * upper_flop], [None, 1.0, upper_flop]
     p = fit_log_error(lambda p: predict(rows, curve(p), bw, peak), measured,
@@ -176,11 +170,12 @@ def fit_extras(device: str, quant: list[dict[str, Any]], nomask: list[dict[str, 
     order = quant_order(quant)
     ratio = max(int8_peak / peak, 1.0) if peak else 1.0
     for kind, kernel in QUANT_KERNELS.items():
-        rows = [r for r in quant if r["op"] == f"linear_{kind}" and r.get("status") == "ok"
-                and is_fit_extra(r, order)]
+        ran = [r for r in quant if r["op"] == f"linear_{kind}" and r.get("status") == "ok"]
+        rows = [r for r in ran if is_fit_extra(r, order)]
         if rows:
             curves.append(_fit(kind, kernel, rows, predict_quant,
-                               1.0 if kind == "int4" else ratio, bw, peak))
+                               1.0 if kind == "int4" else ratio, bw, peak,
+                               min_rows=min(r["shape"]["m"] for r in ran)))
     for path, kernel in _NOMASK_KERNELS.items():
         rows = [r for r in nomask if r.get("path") == path and is_fit_extra(r)]
         if rows:
@@ -204,8 +199,10 @@ def curve_notes(x: Extras | None, device: str, stack: str, wbits: set[int]) -> l
         kind = "int4" if bits == 4 else x.w8 if bits == 8 else None
         c = x.curve(kind) if kind else None
         if c is not None:
+            pad = f"; rows padded to {c.min_rows}, the fewest it ran with" \
+                if c.min_rows > 1 else ""
             notes.append(f"W{bits} linears timed on {c.kernel}'s curve ({kind}, fitted on "
-                         f"{device}, {c.n_fit} points)")
+                         f"{device}, {c.n_fit} points{pad})")
         elif kind:
             notes.append(f"{kind} GEMM curve ({QUANT_KERNELS[kind]}) not measured on {device}: "
                          f"W{bits} linears timed on the fp16 GEMM curve with {bits}-bit weight "

@@ -53,12 +53,15 @@ def _synthetic_sections(bw: float, peak: float) -> dict:
     for kind in ("int4", "int8", "fp8"):
         for k, n in ((4096, 4096), (4096, 11008), (11008, 4096), (4096, 32000)):
             for m in (1, 16, 32, 128, 512, 2048):
+                if kind == "int8" and m < 32:   # as if _int_mm refused these (SYNTHETIC)
+                    quant.append({"op": "linear_int8", "shape": {"m": m, "k": k, "n": n},
+                                  "status": "unsupported", "kernel": "torch._int_mm",
+                                  "error": "RuntimeError: synthetic refusal"})
+                    continue
                 t = float(quant_time(_curve(kind), m, k, n, bw, peak))
                 quant.append({"op": f"linear_{kind}", "shape": {"m": m, "k": k, "n": n},
                               "status": "ok", "kernel": f"synthetic {kind}", "median_s": t,
                               "min_s": t, "weight_bytes": 0, "flops": 2 * m * k * n})
-    quant.append({"op": "linear_int8", "shape": {"m": 1, "k": 4096, "n": 4096},
-                  "status": "unsupported", "kernel": "torch._int_mm", "error": "RuntimeError"})
     nomask = []
     for path, sizes in (("flash_decode", (128, 256, 512, 1024, 2048, 4096)),
                         ("causal", (128, 256, 512, 1024, 2048, 4096))):
@@ -131,6 +134,12 @@ def test_fit_recovers_the_synthetic_curves_from_fit_rows_only(synthetic_dir):
         for g, t in zip(got[:2] if kind == "flash_decode" else got, true, strict=False):
             assert g == pytest.approx(t, rel=0.03), (kind, got, true)
     assert x.generate == GenerateCost(pytest.approx(0.003), 300.0, "llama2-7b", 1)
+    # rows the kernel refused are padded up to the fewest it ran with, and the note says so
+    assert (x.curve("int8").min_rows, x.curve("int4").min_rows) == (32, 1)
+    spec = load_preset("gpu-h200")
+    assert quant_time(x.curve("int8"), 1, 4096, 4096, spec.mem_bytes_per_s, 1e15) == \
+        quant_time(x.curve("int8"), 32, 4096, 4096, spec.mem_bytes_per_s, 1e15)
+    assert "rows padded to 32" in curve_notes(x, H200, "graph", {8})[0]
     assert calibrate.default_calibration(H100).extras.curves == ()
 
 
