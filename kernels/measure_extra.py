@@ -37,7 +37,7 @@ import torch
 from kernels.measure import _DTYPES, _copies, _record, time_fn
 
 __all__ = ["GENERATE_MODELS", "QUANT_KERNELS", "measure_attention_nomask", "measure_batch_steps",
-           "measure_generate", "measure_quant", "plan_extra"]
+           "measure_generate", "measure_quant", "plan_extra", "schema_problems"]
 
 # LLaMA-2-7B last: it is the one whose power is measured, and the sections after this one reuse
 # it (kernels.measure_model keeps the last model built)
