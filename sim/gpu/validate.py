@@ -12,7 +12,8 @@ and prefills of that machine are the held-out check.
 Issue 19's classes (:mod:`sim.gpu.curves`), each only where its data exist and otherwise named
 in ``notes`` as skipped: quantized GEMMs (int4, int8, fp8) and SDPA without a mask (flash
 decoding, causal prefill) on their held-out rows; generate() per token on the models it was not
-fitted on (eager step predicted + the fitted per-token host cost); graph-replayed decode steps
+fitted on (eager step predicted + the per-token host cost fitted on the same machine's LLaMA-2-7B
+generate(), as the eager host time per call is); graph-replayed decode steps
 at batch 1..64 (never fitted: predicted from traced batch graphs).
 """
 
@@ -34,7 +35,14 @@ from sim.gpu.calibrate import (
     op_rows,
     predict_ops,
 )
-from sim.gpu.curves import is_fit_extra, predict_nomask, predict_quant, quant_order
+from sim.gpu.curves import (
+    GENERATE_FIT_MODEL,
+    generate_overheads,
+    is_fit_extra,
+    predict_nomask,
+    predict_quant,
+    quant_order,
+)
 from sim.gpu.model import chip
 from sim.gpu.steps import predict_prefill, predict_step
 
@@ -193,13 +201,15 @@ def _steps(b: Baseline, c, dev: tuple[float, ...], points: list[dict[str, Any]],
     host = fit_host(b)
     if host is not None:
         c = replace(c, host_s_per_call=host)
-    gen = c.extras.generate if c.extras is not None else None
+    # generate()'s host cost is the machine's, like the eager host time: each its own fit
+    gen = generate_overheads([r for r in b.generate if is_fit_extra(r)]).get(
+        GENERATE_FIT_MODEL)
     if notes is not None:
         if not b.batch:
             notes.append(f"{b.device}: decode steps at batch > 1 not measured; class skipped")
-        if not b.generate or gen is None or host is None:
+        if gen is None or host is None:
             notes.append(f"{b.device}: generate() " + ("not measured" if not b.generate else
-                         f"not fitted on {c.device} or no eager host fit")
+                         f"without {GENERATE_FIT_MODEL} to fit on, or no eager host fit")
                          + "; class skipped")
     for what, r in _step_rows(b):
         if what == "generate" and (gen is None or host is None):
@@ -210,7 +220,7 @@ def _steps(b: Baseline, c, dev: tuple[float, ...], points: list[dict[str, Any]],
             s = r["eager_step"]
             p = predict_step({"model": r["model"], "mode": "eager",
                               "shape": {"q": 1, "context": s["context"]}}, c, *dev) \
-                + gen.per_token_s
+                + gen
             groups.setdefault("generate per token", []).append(
                 (p / r["per_token_min_s"] - 1, f"{r['model']} c={s['context']}"))
             points.append({"device": b.device, "op": "generate", "model": r["model"],
