@@ -160,9 +160,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     given = [f for f in _SPEC_FLAGS if getattr(args, f) is not None]
     # default: FlightLLM's cycle-level simulator (busy ratios, HBM, DSPs, program), chain
-    # speculation at batch 1 included (a tree or a batch speculates at the roofline there)
+    # and tree speculation at batch 1 included (a batch speculates at the roofline there)
     cycle_default = spec.kind == "flightllm" and (
-        not set(given) - {"trace"} or (args.tree is None and args.batch == 1))
+        not set(given) - {"trace"} or args.batch == 1)
     fidelity = args.fidelity or ("cycle" if cycle_default else "roofline")
     fl = flightllm_simulate_options(args, spec, fidelity)  # FlightLLM cycle: --sparsity, --trace
     speculative = any(not (fl and f == "trace") for f in given)
