@@ -51,10 +51,12 @@ def draft_uram288(nbytes: int) -> int:
 
 def free_uram288(spec: FlightLLMSpec) -> int:
     """URAM288s the design leaves free: the device's minus the buffers mapped to URAM
-    (``resources.buffer_banks``: the A buffers). 0 when the device count is not given."""
-    from sim.flightllm.resources import buffer_banks
+    (``resources.buffer_banks``: the A buffers, and a separate draft engine's,
+    ``resources.draft_buffers``). 0 when the device count is not given."""
+    from sim.flightllm.resources import buffer_banks, draft_buffers
 
-    used = sum(b.total for b in buffer_banks(spec) if b.memory == "uram288")
+    used = sum(b.total for b in buffer_banks(spec) + draft_buffers(spec)
+               if b.memory == "uram288")
     return max(spec.fpga_uram288_count - used, 0)
 
 
@@ -68,7 +70,7 @@ def check_draft_fits(spec: FlightLLMSpec, g: Graph, draft: str) -> int:
             f"draft_weights = \"uram\" on {spec.name}: the draft {draft}'s weights take "
             f"{nbytes / 1e6:.2f} MB = {need} URAM288 ({URAM288_BYTES} B each), but the design "
             f"leaves {free} free ({spec.fpga_uram288_count} on the device minus "
-            f"{spec.fpga_uram288_count - free} for the buffers) = {free * URAM288_BYTES / 1e6:.2f}"
+            f"{spec.fpga_uram288_count - free} for its buffers) = {free * URAM288_BYTES / 1e6:.2f}"
             " MB; use draft_weights = \"hbm\", a smaller draft, or compress it more")
     return need
 

@@ -87,3 +87,25 @@ def test_separate_engine_uses_the_unowned_channels():
     even = dataclasses.replace(SPEC, cores=4, draft_engine="separate")
     with pytest.raises(UserError, match="own all 32 HBM pseudo-channels"):
         draft_engine_spec(even)
+
+
+def test_resources_count_the_draft_placement():
+    """--speculation: a draft held in URAM adds its URAM288s; a separate engine its chains
+    and buffers; the defaults (shared, hbm) add only the verifier, as before."""
+    from sim.flightllm.resources import estimate
+
+    base = estimate(SPEC, speculation=True).totals
+    nbytes = 5_000_000
+    uram = estimate(dataclasses.replace(SPEC, draft_weights="uram"), speculation=True,
+                    draft_weight_bytes=nbytes)
+    assert uram.totals["uram288"] - base["uram288"] == -(-nbytes // URAM288_BYTES) == 136
+    assert estimate(dataclasses.replace(SPEC, draft_weights="uram"), speculation=True).notes
+    sep = dataclasses.replace(SPEC, draft_engine="separate", draft_macs_per_cycle=512)
+    s = estimate(sep, speculation=True).totals
+    if base["dsp"] is not None:
+        assert s["dsp"] > base["dsp"]
+    assert s["uram288"] > base["uram288"]
+    # the free URAM a draft may use shrinks by what the draft engine's buffers take
+    assert free_uram288(sep) == SPEC.fpga_uram288_count - s["uram288"]
+    assert estimate(SPEC).totals == estimate(SPEC, speculation=False,
+                                             draft_weight_bytes=nbytes).totals
