@@ -15,7 +15,7 @@ from mapping.flightllm.isa import LD_TARGETS, Queue
 from mapping.flightllm.rollback import compaction_moves, kv_rows
 from mapping.flightllm.synthetic import llama_like
 from mapping.spec_workload import SpeculativeWorkload
-from mapping.speculation import SpecConfig, Round, eagle2_like_tree, plan_rounds, tree_levels
+from mapping.speculation import Round, SpecConfig, eagle2_like_tree, plan_rounds, tree_levels
 from models.errors import UserError
 from models.graph import Phase
 from sim.flightllm.passes import Passes
