@@ -91,18 +91,18 @@ def schedule(rounds: list, steps: Callable[[int], list[float]],
     abandons the pre-draft after the pass in flight (HADES: ``abort``, then the step ends)
     and drafts anew.
     """
-    split = dict.fromkeys(("draft", "verify", "rollback"), 0.0)
+    # sampling: on the host, not charged (the key as HADES's split has it)
+    split = dict.fromkeys(("draft", "verify", "sampling", "rollback"), 0.0)
     t, ends, hits = 0.0, None, 0
     for rd in rounds:
-        t0 = t
         if rd.predrafted and ends is not None:
-            t = max(t, ends[-1])
+            d = max(ends[-1] - t, 0.0)
             hits += 1
-        else:
-            if ends is not None:    # the pass in flight finishes first
-                t = next((e for e in ends if e > t), t)
-            t += sum(steps(rd.context))
-        split["draft"] += t - t0
+        else:   # a pre-draft's pass in flight finishes first
+            wait = next((e for e in ends if e > t), t) - t if ends is not None else 0.0
+            d = wait + sum(steps(rd.context))
+        t += d
+        split["draft"] += d
         if predraft is not None:
             ends, acc = [], t
             for s in predraft(rd.context):
