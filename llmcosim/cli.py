@@ -232,6 +232,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if "utilisation" in x:
             t.add_row("unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
                                              x["utilisation"].items()))
+        if "verify_groups" in x:   # FlightLLM cycle: where the draft ran, how the verify split
+            t.add_row("draft placement / verify passes",
+                      f"{x['draft_engine']} engine, weights in {x['draft_weights']}"
+                      f" ({x['predraft_hits']} pre-drafted rounds) / "
+                      f"{'+'.join(map(str, x['verify_groups']))} tokens")
     for phase in ("prefill", "decode"):  # FlightLLM cycle
         if f"{phase}_busy" in x:
             t.add_row(f"{phase} unit busy", ", ".join(f"{k} {v:.0%}" for k, v in

@@ -109,3 +109,40 @@ def test_resources_count_the_draft_placement():
     assert free_uram288(sep) == SPEC.fpga_uram288_count - s["uram288"]
     assert estimate(SPEC).totals == estimate(SPEC, speculation=False,
                                              draft_weight_bytes=nbytes).totals
+
+
+def _preset_file(tmp_path, **over) -> str:
+    text = (HW_DIR / "flightllm-u280.toml").read_text()
+    head, _, sources = text.partition("[sources]")
+    extra = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in over.items())
+    path = tmp_path / "u280-draft.toml"
+    path.write_text(head + extra + "\n[sources]" + sources)
+    return str(path)
+
+
+def test_cli_refuses_a_bad_knob_naming_the_file_and_values(tmp_path, capsys):
+    from llmcosim.cli import main
+
+    path = _preset_file(tmp_path, draft_engine="beside")
+    assert main(["simulate", "--hw", path, "--model", "llama2-7b"]) == 2
+    err = capsys.readouterr().err
+    assert "u280-draft.toml" in err and "draft_engine = 'beside'; allowed: shared, separate" \
+        in err
+    assert main(["resources", "--draft", "llama-68m"]) == 2
+    assert "give --speculation too" in capsys.readouterr().err
+
+
+def test_cli_resources_count_a_uram_draft(tmp_path, capsys, monkeypatch):
+    import json
+
+    import llmcosim.resources as res
+    from llmcosim.cli import main
+
+    monkeypatch.setattr(res, "_draft_bytes", lambda spec, draft: 5_000_000)
+    path = _preset_file(tmp_path, draft_weights="uram")
+    uram = {}
+    for hw in ("flightllm-u280", path):
+        assert main(["resources", "--hw", hw, "--speculation", "--json"]) == 0
+        rows = {r["resource"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+        uram[hw] = rows["URAM288"]["modelled"]
+    assert uram[path] - uram["flightllm-u280"] == 136
