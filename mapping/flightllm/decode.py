@@ -120,8 +120,13 @@ class DecodeMixin:
         keys = dict(self.g.meta).get(TREE_MASK_KEYS)
         if not keys or not self.verify:
             return None
+        nbytes = -(-self.seq_tokens * int(keys) // 8)
+        if nbytes > self.a.global_buffer_bytes:
+            raise UserError(f"--tree: the attention mask of a pass of {self.seq_tokens} tree "
+                            f"tokens over {keys} tree keys takes {nbytes} bytes, more than the "
+                            f"global buffer's {self.a.global_buffer_bytes}; use a smaller tree")
         return self.b.emit(c, Queue.LD, channel=self.ch(c, 0), op=LD_TARGETS["global"],
-                           nbytes=-(-self.seq_tokens * int(keys) // 8), node=nid)
+                           nbytes=nbytes, node=nid)
 
     def a_tile(self, c: int, nbytes: int, nid: int) -> int:
         """Decode K/V into half the A buffer (after the MV two A tiles back), striped over the

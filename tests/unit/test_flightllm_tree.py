@@ -152,3 +152,12 @@ def test_separate_engine_and_uram_draft():
     assert uram.extra["draft_uram288"] >= 1
     assert uram.extra["split_ms"]["draft"] < shared.extra["split_ms"]["draft"]
     assert uram.extra["split_ms"]["verify"] == shared.extra["split_ms"]["verify"]
+
+
+def test_a_mask_larger_than_the_global_buffer_is_refused():
+    g = llama_like(phase=Phase.VERIFY, tokens=16, context=100, **KW)
+    keys = 8 * 131072 // 16 + 1   # 16 x keys bits: 2 bytes past the 128 KiB global buffer
+    with pytest.raises(UserError, match=r"mask of a pass of 16 tree tokens over 65537 tree "
+                       r"keys takes 131074 bytes, more than the global buffer's 131072"):
+        generate(apply_compression(dataclasses.replace(g, meta=((TREE_MASK_KEYS, keys),))),
+                 arch_of(SPEC))
