@@ -47,14 +47,18 @@ class PassResult:
 
 def simulate_graph(spec: FlightLLMSpec, g: Graph, *, on_chip_decode: bool = True,
                    fuse: bool = True, index_in_weights: bool = True,
-                   periodic: bool = False) -> PassResult:
+                   periodic: bool = False, weights_on_chip: bool = False) -> PassResult:
     """One forward pass of an already compressed graph.
 
     ``periodic``: a decoder of identical layers is simulated as three short programs and
     extrapolated (``sim.flightllm.periodic``: checked on the spot, equal to the whole pass
     cycle for cycle); the result then carries no program (``program`` None).
+    ``weights_on_chip``: a decode/verify pass whose linear weights sit in URAM (a draft with
+    ``draft_weights = "uram"``: ``sim.flightllm.draft.weights_on_chip``).
     """
     kw = {"on_chip_decode": on_chip_decode, "fuse": fuse, "index_in_weights": index_in_weights}
+    if weights_on_chip:
+        kw["weights_on_chip"] = True
     layers = identical_layers(g) if periodic else 0
     if layers:
         runs = [_raw(spec, truncate_layers(g, k), kw)[0] for k in (FIRST, FIRST + 1, FIRST + 2)]
@@ -68,16 +72,23 @@ def simulate_graph(spec: FlightLLMSpec, g: Graph, *, on_chip_decode: bool = True
 
 def _raw(spec: FlightLLMSpec, g: Graph, kw: dict) -> tuple[dict[str, int], tuple]:
     """Cycles and the additive counts of a pass (what ``_result`` divides), and its run."""
+    kw = dict(kw)
+    onchip = kw.pop("weights_on_chip", False)
     prog = fill_cycles(generate(g, arch_of(spec, **kw)), spec)
     from sim.flightllm.engine_fast import run_fast  # numba: imported when first simulating
 
+    masks = [np.zeros(len(a), bool) for a in prog.cores]
+    if onchip:
+        from sim.flightllm.draft import weights_on_chip
+
+        masks = weights_on_chip(prog, g)
     start, finish = run_fast(prog, spec.hbm_channels)
     raw = {"cycles": int(max((f.max() for f in finish if len(f)), default=0))}  # a core may idle
     for q in Queue:
         raw[f"busy_{q.name}"] = sum(int(a["cycles"][a["queue"] == q].sum()) for a in prog.cores)
     raw |= {f"count_{k}": v for k, v in prog.counts().items()}
-    raw["hbm"] = sum(int(a["nbytes"][(a["queue"] == Queue.LD) | (a["queue"] == Queue.ST)].sum())
-                     for a in prog.cores)
+    raw["hbm"] = sum(int(a["nbytes"][((a["queue"] == Queue.LD) | (a["queue"] == Queue.ST))
+                                     & ~m].sum()) for a, m in zip(prog.cores, masks, strict=True))
     raw["kept"], raw["dense"] = _macs(prog)
     return raw, (prog, start, finish)
 
