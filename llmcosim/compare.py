@@ -103,7 +103,7 @@ def _print_best(found, batches, max_tpot_ms) -> None:
             _out.print(f"  {b.hw}: note: {note}", highlight=False)
 
 
-def _best_batch(args, entry, names, a, max_tpot_ms) -> list:
+def _best_batch(args, entry, names, a, max_tpot_ms, rows) -> list:
     """``--best-batch``: each device's decode batch search (``reports.best_batch``)."""
     from llmcosim.progress import TaskProgress
     from reports.best_batch import decode_workload, parse_batches, search_devices
@@ -120,7 +120,8 @@ def _best_batch(args, entry, names, a, max_tpot_ms) -> list:
                               gpu_stack=args.gpu_stack, max_tpot_ms=max_tpot_ms,
                               overrides=a.overrides() if a else None,
                               overrides_from=f"assumptions {a.path}" if a else "",
-                              progress=bar)
+                              progress=bar, reference={r.hw: r.decode_tokens_per_s
+                                                       for r in rows if args.batch == 1})
 
 
 def _print_tables(rows, results, assumptions) -> None:
@@ -214,7 +215,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for stack, ours in (a.model_stacks.items() if a and gpus else ()):
             same = ours == (args.gpu_stack or "graph")
             stack_rows[stack] = rows if same else compare(gpus, w, gpu_stack=ours, **kw)
-    found = _best_batch(args, entry, names, a, max_tpot_ms) \
+    found = _best_batch(args, entry, names, a, max_tpot_ms, rows) \
         if args.best_batch is not None else None
     best = None if found is None else {
         "batches": list(parse_batches(args.best_batch)), "max_tpot_ms": max_tpot_ms,

@@ -10,8 +10,9 @@ output token (one decode pass) is within the bound count, and the first over it 
 
 Only decode is simulated (the workload's prefill length sets the decode contexts; no prefill
 pass), so the search costs two decode traces per batch (cached) and the decode simulations.
-FlightLLM's cycle-level decode runs with :data:`SEARCH_BUCKET`-token length buckets instead of
-the artifact's 16 (``sim.flightllm.simulate.DECODE_BUCKET``): see that constant for the cost.
+FlightLLM's cycle-level decode runs with the artifact's 16-token length buckets
+(``sim.flightllm.simulate.DECODE_BUCKET``, as the table) up to 256 decode passes and with
+:data:`SEARCH_BUCKET`-token buckets beyond (:func:`search_bucket`; that constant gives the cost).
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from reports.compare import (
     row_from_result,
     with_overrides,
 )
+from sim.flightllm.simulate import DECODE_BUCKET
 from sim.registry import run
 from sim.spec import HardwareSpec
 
 __all__ = ["BATCHES", "BEST_COLUMNS", "SEARCH_BUCKET", "BatchPoint", "BestBatch",
            "best_cells", "best_markdown", "check_max_tpot", "decode_workload", "parse_batches",
-           "pick_best", "search", "search_devices"]
+           "pick_best", "search", "search_bucket", "search_devices"]
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64)  # issue 19: GPUs are used at batch 8-64
 _MAX_BATCH = 1024   # a sanity bound on --best-batch entries (each is traced)
@@ -42,6 +44,13 @@ _MAX_BATCH = 1024   # a sanity bound on --best-batch entries (each is traced)
 # artifact's 16 (the padded keys are read) at batch 1 and 8, and run 3.4-4.3x faster (U280
 # batch 8: 4.6 s instead of 15.4 s); 128-token buckets lose 0.6-0.9%.
 SEARCH_BUCKET = 64
+_EXACT_UP_TO = 256   # decode passes: at most 16 programs per batch in the artifact's buckets
+
+
+def search_bucket(decode_tokens: int) -> int:
+    """FlightLLM decode bucket of the search: the artifact's up to 256 decode passes (at most
+    16 programs per batch), :data:`SEARCH_BUCKET` beyond."""
+    return DECODE_BUCKET if decode_tokens <= _EXACT_UP_TO else SEARCH_BUCKET
 _GPU_BATCH_NOTE = (
     "batch > 1 GPU steps are modelled, not measured: the calibrated model (fitted on batch-1 "
     "steps and per-op curves) times the traced batch-B graph{validated}; measured batch curves "
@@ -167,8 +176,10 @@ def _limit_kind(message: str) -> str:
     return "memory" if "does not fit" in message or "HBM" in message else "refused"
 
 
-def _device_notes(spec: HardwareSpec, fidelity: str, tried: list[BatchPoint]) -> list[str]:
-    """What the device's numbers rest on beyond batch 1."""
+def _device_notes(spec: HardwareSpec, fidelity: str, tried: list[BatchPoint], bucket: int,
+                  reference_tps: float | None) -> list[str]:
+    """What the device's numbers rest on beyond batch 1; ``reference_tps``: the table's batch-1
+    decode tokens/s (16-token buckets), to state what a coarser bucket cost."""
     notes = []
     if spec.kind == "gpu" and fidelity == "calibrated":
         from sim.gpu.calibrate import PRESET_OF_DEVICE, baselines
@@ -183,9 +194,16 @@ def _device_notes(spec: HardwareSpec, fidelity: str, tried: list[BatchPoint]) ->
     elif spec.kind == "gpu":
         notes.append("roofline: an upper bound on tokens/s at every batch, energy at the TDP")
     elif spec.kind == "flightllm" and fidelity == "cycle":
-        notes.append(f"cycle-level decode in {SEARCH_BUCKET}-token length buckets (the table: "
-                     "16, the artifact's), 0.2-0.4% fewer tokens/s, measured; tokens/J at the "
-                     "constant board power")
+        if bucket == DECODE_BUCKET:
+            what = f"the artifact's {bucket}-token length buckets, as the table"
+        else:
+            p1 = next((p for p in tried if p.batch == 1), None)
+            cost = (f"batch 1 {p1.decode_tokens_per_s / reference_tps - 1:+.2%} against the "
+                    "table" if p1 and reference_tps else "LLaMA-2-7B [128, 512]: 0.2-0.4% "
+                    "fewer tokens/s at batch 1 and 8, measured")
+            what = (f"{bucket}-token length buckets (the table: the artifact's "
+                    f"{DECODE_BUCKET}) for a ~4x faster search; {cost}")
+        notes.append(f"cycle-level decode in {what}; tokens/J at the constant board power")
     if len(tried) > 1 and tried[-1].decode_tokens_per_s < 1.01 * tried[-2].decode_tokens_per_s:
         notes.append(f"tokens/s within 1% from batch {tried[-2].batch} to {tried[-1].batch}: "
                      "a larger batch buys (almost) nothing here")
@@ -195,17 +213,18 @@ def _device_notes(spec: HardwareSpec, fidelity: str, tried: list[BatchPoint]) ->
 def search(spec: HardwareSpec, workload_at: Callable[[int], Workload],
            batches: Iterable[int] = BATCHES, *, cycle: bool = True,
            gpu_stack: str | None = None, max_tpot_ms: float | None = None,
-           power_overridden: bool = False,
+           power_overridden: bool = False, reference_tps: float | None = None,
            progress: Callable[[], None] | None = None) -> BestBatch:
     """Decode on ``spec`` at each of ``batches`` in turn (``workload_at(batch)``), up to the
-    first that does not fit (or, with ``max_tpot_ms``, is over the bound)."""
+    first that does not fit (or, with ``max_tpot_ms``, is over the bound).
+    ``reference_tps``: the comparison table's batch-1 decode tokens/s, for the notes."""
     points: list[BatchPoint] = []
-    limit, kind, reason, fidelity = None, "", "", ""
+    limit, kind, reason, fidelity, bucket = None, "", "", "", DECODE_BUCKET
     for b in batches:
         w = workload_at(b)
         fidelity, options = plan_device(spec, w, cycle, gpu_stack)
         if spec.kind == "flightllm" and fidelity == "cycle":
-            options["decode_bucket"] = SEARCH_BUCKET
+            options["decode_bucket"] = bucket = search_bucket(w.decode_tokens)
         try:
             if spec.kind == "flightllm" and fidelity == "roofline":
                 _check_fpga_batch(spec, w)   # the cycle simulator checks it itself
@@ -234,16 +253,18 @@ def search(spec: HardwareSpec, workload_at: Callable[[int], Workload],
             break
     return BestBatch(spec.name, spec.kind, fidelity, tuple(points),
                      pick_best(points, max_tpot_ms), limit, kind, reason,
-                     tuple(_device_notes(spec, fidelity, points)))
+                     tuple(_device_notes(spec, fidelity, points, bucket, reference_tps)))
 
 
 def search_devices(specs: Iterable[HardwareSpec], workload_at: Callable[[int], Workload],
                    batches: Iterable[int] = BATCHES, *,
                    overrides: Mapping[str, Mapping[str, float]] | None = None,
-                   overrides_from: str = "", progress: Callable[[int, int], None] | None = None,
+                   overrides_from: str = "", reference: Mapping[str, float] | None = None,
+                   progress: Callable[[int, int], None] | None = None,
                    **kw: Any) -> list[BestBatch]:
     """:func:`search` per device (with an assumptions file's power and price, as ``compare``);
-    ``progress(done, total)`` counts runs, the total assuming every batch fits."""
+    ``reference``: batch-1 decode tokens/s by device from the table; ``progress(done, total)``
+    counts runs, the total assuming every batch fits."""
     specs, batches = list(specs), tuple(batches)
     total, done = len(specs) * len(batches), 0
 
@@ -259,7 +280,8 @@ def search_devices(specs: Iterable[HardwareSpec], workload_at: Callable[[int], W
         spec = with_overrides(spec, o.get("power_w"), o.get("price_usd"), overrides_from)
         before = done
         out.append(search(spec, workload_at, batches, progress=tick,
-                          power_overridden=o.get("power_w") is not None, **kw))
+                          power_overridden=o.get("power_w") is not None,
+                          reference_tps=(reference or {}).get(spec.name), **kw))
         done = before + len(batches)   # batches past the limit are not run
         if progress is not None:
             progress(done, total)

@@ -174,3 +174,10 @@ def test_cli_writes_the_best_batch_section(monkeypatch, tmp_path, capsys):
                  "--hw", "gpu-h100", "--best-batch", "1,2,4", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "best batch" in printed and "tokens/s per sequence" in printed
+
+
+def test_flightllm_search_bucket_is_the_tables_up_to_256_passes():
+    from sim.flightllm.simulate import DECODE_BUCKET
+
+    assert bb.search_bucket(8) == bb.search_bucket(256) == DECODE_BUCKET
+    assert bb.search_bucket(512) == bb.SEARCH_BUCKET > DECODE_BUCKET
