@@ -181,3 +181,16 @@ def test_flightllm_search_bucket_is_the_tables_up_to_256_passes():
 
     assert bb.search_bucket(8) == bb.search_bucket(256) == DECODE_BUCKET
     assert bb.search_bucket(512) == bb.SEARCH_BUCKET > DECODE_BUCKET
+
+
+def test_calibrated_gpu_says_batches_are_modelled():
+    from sim.gpu.calibrate import PRESET_OF_DEVICE, baselines
+
+    found = bb.search(load_preset("gpu-a100"), _workload_at(), (1, 2))
+    assert found.fidelity == "calibrated"
+    note = next(n for n in found.notes if n.startswith("batch > 1 GPU steps"))
+    assert "modelled, not measured" in note and "wait for a GPU" in note
+    measured = any(b.batch for d, b in baselines().items()
+                   if PRESET_OF_DEVICE.get(d) == "gpu-a100")
+    assert ("measured batch steps of this GPU" in note) == measured
+    assert any("batch-1 decode power" in n for n in found.notes)
