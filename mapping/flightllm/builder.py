@@ -19,7 +19,7 @@ import numpy as np
 
 from mapping.flightllm.isa import INSTR, Program, Queue
 
-__all__ = ["Arch", "Builder"]
+__all__ = ["Arch", "Builder", "queue_positions"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ class _Core:
     rows: list[list[int]] = field(default_factory=list)  # instruction off + j is rows[j]
     off: int = 0                                          # instructions [0, off) in frozen
     frozen: np.ndarray = field(default_factory=lambda: np.zeros(0, INSTR))  # capacity >= off
-    qidx: list[int] = field(default_factory=list)     # position of each instr in its queue
+    qidx: list[int] = field(default_factory=list)     # position in its queue, of live rows
+    fq: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # ... of frozen
     qlen: list[int] = field(default_factory=lambda: [0] * len(Queue))
     last: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)  # -> (p, c)
     floor: int = -1                                   # ``watch``: producers below it go to ext
@@ -63,6 +64,17 @@ _IX = {n: i for i, n in enumerate(_NAMES)}
 _TEMPLATE = [0] * len(_NAMES)
 _TEMPLATE[_IX["node"]], _TEMPLATE[_IX["n"]] = -1, 16
 _W, _R = _IX["wait"], _IX["release"]
+
+
+def queue_positions(arr: np.ndarray) -> np.ndarray:
+    """Each instruction's position in its queue within ``arr`` (for ``append_block``)."""
+    q = arr["queue"].astype(np.int64)
+    order = np.argsort(q, kind="stable")
+    counts = np.bincount(q, minlength=len(Queue))
+    starts = np.cumsum(counts) - counts
+    pos = np.empty(len(arr), np.int64)
+    pos[order] = np.arange(len(arr)) - np.repeat(starts, counts)
+    return pos
 
 
 def _as_instr(rows: list[list[int]]) -> np.ndarray:
@@ -132,8 +144,11 @@ class Builder:
         if src == dst:
             return  # in-order queue
         last = k.last.get((src, dst))
-        if last is not None and k.qidx[p] <= k.qidx[last[0]]:
-            return  # an older producer: implied by the token already matched
+        if last is not None:
+            qi, lp = k.qidx, last[0]
+            if (qi[p - off] if p >= off else k.fq[p]) <= (qi[lp - off] if lp >= off
+                                                          else k.fq[lp]):
+                return  # an older producer: implied by the token already matched
         if last is not None and last[1] == c:  # move this consumer's token to the newer p
             self.set_release(core, last[0], self.release_of(core, last[0]) & ~(1 << dst))
         if p >= off:
@@ -175,7 +190,9 @@ class Builder:
         return np.stack([m[n].astype(np.int64) for n in _NAMES], axis=1).tolist()
 
     def qidx(self, core: int, i: int) -> int:
-        return self._cores[core].qidx[i]
+        """Position of instruction ``i`` in its queue."""
+        c = self._cores[core]
+        return c.qidx[i - c.off] if i >= c.off else int(c.fq[i])
 
     def qlen(self, core: int, q: int) -> int:
         return self._cores[core].qlen[q]
@@ -187,8 +204,9 @@ class Builder:
         if c.rows:
             self._reserve(c, len(c.rows))
             c.frozen[c.off:c.off + len(c.rows)] = _as_instr(c.rows)
+            c.fq[c.off:c.off + len(c.rows)] = c.qidx
             c.off += len(c.rows)
-            c.rows = []
+            c.rows, c.qidx = [], []
 
     def block(self, core: int, a: int) -> np.ndarray:
         """A copy of instructions [a, count) (``INSTR``)."""
@@ -196,21 +214,22 @@ class Builder:
         c = self._cores[core]
         return c.frozen[a:c.off].copy()
 
-    def append_block(self, core: int, arr: np.ndarray) -> None:
-        """Append instructions ``arr`` (``INSTR``, tokens as they are) in queue order."""
+    def append_block(self, core: int, arr: np.ndarray, qpos: np.ndarray) -> np.ndarray:
+        """Append instructions ``arr`` (``INSTR``, tokens as they are); ``qpos``: each one's
+        position in its queue counted from the block's start (``queue_positions``). Returns
+        the stored block (a view, for renaming nodes in place)."""
         self.freeze(core)
         c = self._cores[core]
-        self._reserve(c, len(arr))
-        c.frozen[c.off:c.off + len(arr)] = arr
-        c.off += len(arr)
-        q = arr["queue"].astype(np.int64)
-        pos = np.empty(len(arr), np.int64)
-        for u in np.unique(q).tolist():
-            sel = q == u
-            n = int(sel.sum())
-            pos[sel] = np.arange(c.qlen[u], c.qlen[u] + n)
-            c.qlen[u] += n
-        c.qidx.extend(pos.tolist())
+        n = len(arr)
+        self._reserve(c, n)
+        a, b = c.off, c.off + n
+        c.frozen[a:b] = arr
+        c.fq[a:b] = qpos
+        c.fq[a:b] += np.asarray(c.qlen, np.int64)[arr["queue"]]
+        for q, cnt in enumerate(np.bincount(arr["queue"], minlength=len(Queue)).tolist()):
+            c.qlen[q] += cnt
+        c.off = b
+        return c.frozen[a:b]
 
     def append_rows(self, core: int, rows: list[list[int]]) -> None:
         """Append instructions given as field lists (tokens as they are)."""
@@ -225,9 +244,10 @@ class Builder:
     @staticmethod
     def _reserve(c: _Core, n: int) -> None:
         if c.off + n > len(c.frozen):
-            grown = np.zeros(max(2 * len(c.frozen), c.off + n, 1024), INSTR)
-            grown[:c.off] = c.frozen[:c.off]
-            c.frozen = grown
+            size = max(2 * len(c.frozen), c.off + n, 1024)
+            grown, fq = np.empty(size, INSTR), np.empty(size, np.int64)
+            grown[:c.off], fq[:c.off] = c.frozen[:c.off], c.fq[:c.off]
+            c.frozen, c.fq = grown, fq
 
     def watch(self, core: int) -> None:
         """Record the producers ``dep`` gets from before the current end of the core."""
@@ -243,5 +263,5 @@ class Builder:
         arrs = []
         for core, c in enumerate(self._cores):
             self.freeze(core)
-            arrs.append(c.frozen[:c.off].copy())
+            arrs.append(c.frozen[:c.off])   # a view: the builder is done with it
         return Program(arrs, list(self.nodes), dict(meta))

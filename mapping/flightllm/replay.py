@@ -30,6 +30,7 @@ from functools import partial
 
 import numpy as np
 
+from mapping.flightllm.builder import queue_positions
 from mapping.flightllm.isa import Queue
 from mapping.flightllm.replicate import signature
 from models.graph import Node
@@ -79,6 +80,7 @@ def _dynamic(b, c: int, refs: tuple[int | None, ...]) -> tuple:
 class _Record:
     ids: tuple[int, ...]        # node ids in ``rows``, renamed to the replaying key's ids
     rows: np.ndarray            # INSTR, tokens as the linear left them
+    qpos: np.ndarray            # each row's position in its queue from the record's start
     where: list[np.ndarray]     # per id: rows whose node is that id
     rel: tuple                  # per ref: release bits after the linear (None: no ref)
     last: dict                  # token matches it set: pair -> (at, at), see ``_enc``
@@ -155,15 +157,16 @@ class LinearReplay:
         except LookupError:
             return None
         rel = tuple(None if e is None else b.release_of(c, e) for e in refs)
-        return _Record(ids, rows, where, rel, last, new, ready, gen.bias_left)
+        return _Record(ids, rows, queue_positions(rows), where, rel, last, new, ready,
+                       gen.bias_left)
 
     def _apply(self, gen, c: int, rec: _Record, ids: tuple[int, ...], refs: tuple) -> None:
         b = gen.b
         base = b.count(c)
-        rows = rec.rows.copy()
+        rows = b.append_block(c, rec.rows, rec.qpos)
+        node = rows["node"]
         for sel, nid in zip(rec.where, ids, strict=True):
-            rows["node"][sel] = nid
-        b.append_block(c, rows)
+            node[sel] = nid
         for e, bits in zip(refs, rec.rel, strict=True):
             if e is not None:
                 b.set_release(c, e, bits)
