@@ -70,7 +70,8 @@ def _dynamic(b, c: int, refs: tuple[int | None, ...]) -> tuple:
             out.append(None)
             continue
         q, at = b.queue_of(c, e), b.qidx(c, e)
-        older = tuple(None if (q, d) not in last else at <= b.qidx(c, last[(q, d)][0])
+        # no token matched yet on (q, d) acts as an older one: ``dep`` goes on either way
+        older = tuple((q, d) in last and at <= b.qidx(c, last[(q, d)][0])
                       for d in range(len(Queue)))
         out.append((refs.index(e), q, b.release_of(c, e), b.qlen(c, q) - at, older))
     return tuple(out)
