@@ -260,15 +260,26 @@ class Builder:
             fq[:c.off] = c.fq[:c.off]
             c.frozen, c.fq = grown, fq
 
-    def watch(self, core: int) -> None:
-        """Record the producers ``dep`` gets from before the current end of the core."""
+    def watch(self, core: int) -> tuple[int, set[int]]:
+        """Record the producers ``dep`` gets from before the current end of the core; returns
+        the enclosing watch, for ``unwatch`` (watches nest)."""
         c = self._cores[core]
+        outer = (c.floor, c.ext)
         c.floor, c.ext = self.count(core), set()
+        return outer
 
-    def unwatch(self, core: int) -> set[int]:
+    def unwatch(self, core: int, outer: tuple[int, set[int]] | None = None) -> set[int]:
+        """The producers seen since ``watch``; the enclosing watch sees those before it."""
         c = self._cores[core]
-        c.floor, ext, c.ext = -1, c.ext, set()
+        ext = c.ext
+        c.floor, c.ext = outer if outer is not None else (-1, set())
+        self.note(core, ext)
         return ext
+
+    def note(self, core: int, producers) -> None:
+        """Tell the current watch that instructions ``producers`` were depended on."""
+        c = self._cores[core]
+        c.ext.update(p for p in producers if p < c.floor)
 
     def program(self, meta: dict[str, object]) -> Program:
         arrs = []

@@ -306,16 +306,24 @@ class PrefillMixin:
             for h in rt.halves:  # other rows now: nothing resident (slots still in use)
                 h.key = None
             rt.coltiles = rt.chunks = 0
-            used = 0
-            for i, (n, cols) in enumerate(segs):
-                self.linear_core(c, node, n, cols, k, rt.rows, sparse, epi, used,
-                                 i == len(segs) - 1)
-                used += cols
-            self.store_chunk(c)
+            if self.replay is not None and r0:
+                self.replay.row_tile(self, node, c, segs, k, sparse, epi)
+            else:
+                self.row_tile(node, c, segs, k, sparse, epi)
         self.pf[c] = None
         if rt.sts:
             self.ready[c] = rt.sts[-1]
         self.out_heads = None
+
+    def row_tile(self, node: Node, c: int, segs: list[tuple[int, int]], k: int,
+                 sparse: bool, epi: list[str]) -> None:
+        """The core's columns of the current row tile (``pf[c]``), then its last chunk."""
+        used = 0
+        for i, (n, cols) in enumerate(segs):
+            self.linear_core(c, node, n, cols, k, self.pf[c].rows, sparse, epi, used,
+                             i == len(segs) - 1)
+            used += cols
+        self.store_chunk(c)
 
     # -- attention -----------------------------------------------------------------------
     def block_rows(self, qk: Node, heads: int) -> list[list[int]]:
