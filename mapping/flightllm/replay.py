@@ -4,14 +4,14 @@ repeat an earlier one's on the same core is copied from it, not generated tile b
 Prefill layers differ where their attention masks differ (per-layer block-sparse attention),
 so whole layers rarely repeat (``replicate.py``), but their linears do: the same shapes,
 compression and tiling in every layer, ~90% of a prefill's instructions. What one core's part
-of a prefill linear emits is a function of
+of a prefill linear emits (``_LinearUnit``) is a function of
 
-- what it reads of the op and of the generator (``_static``): the op's signature, the core, its
+- what it reads of the op and of the generator (its key): the op's signature, the core, its
   column segments, the fused epilogue, ReLU, bias, where the input comes from, the norm passes
   waiting to run on the input (``deferred``, ``prefill.py``) with their arguments;
-- the earlier instructions it depends on (``_dynamic``): the input's producer (``ready``) and
-  the two MPE ops that free the weight buffer's halves (``mpe_done[-2:]``), each with what
-  ``Builder.dep`` reads of it (its queue, release bits, position from the end of its queue,
+- the earlier instructions it depends on (its refs): the input's producer (``ready``) and the
+  two MPE ops that free the weight buffer's halves (``mpe_done[-2:]``), each with what
+  ``Builder.dep`` reads of it (``_dynamic``: its queue, release bits, order among the refs,
   and whether it is older than the last producer matched per queue pair).
 
 The same holds one level down: a row tile after a linear's first (128 tokens, ``prefill.py``)
@@ -24,8 +24,9 @@ those earlier instructions, the token matches, MPE ops and generator state it le
 unit with the same key is the record appended at its position, node ids renamed. A record
 is kept only if the builder saw no other earlier instruction referenced (``Builder.watch``),
 no node was registered, every node id in its rows is one the key renames, and nothing stays
-deferred; else that unit is simply generated each time. ``tests/unit/test_flightllm_replay.py`` and
-``tests/torch/test_flightllm_llama.py`` check replayed == generated programs.
+deferred; else that unit is simply generated each time. ``tests/unit/test_flightllm_replay.py``
+and ``tests/torch/test_flightllm_replay.py`` check replayed == generated programs, cycle for
+cycle.
 """
 
 from __future__ import annotations
