@@ -8,14 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mapping.flightllm import codegen
 from mapping.flightllm.compression import apply_compression
-from mapping.flightllm.replay import LinearReplay
 from models.cache import get_graph
 from sim.flightllm.engine_fast import run_fast
 from sim.flightllm.engine_simpy import run_simpy
 from sim.flightllm.timing import arch_of, fill_cycles
 from sim.spec import load_preset
+from tests.unit.test_flightllm_replay import generate_both
 
 CASES = [("flightllm-vhk158", "llama2-7b", 128), ("flightllm-vhk158", "tinyllama-1.1b", 512),
          ("flightllm-u280", "opt-6.7b", 192), ("flightllm-vhk158", "llama-68m", 256)]
@@ -23,19 +22,11 @@ CASES = [("flightllm-vhk158", "llama2-7b", 128), ("flightllm-vhk158", "tinyllama
 
 @pytest.mark.parametrize("hw, model, tokens", CASES)
 def test_replayed_prefill_equals_generated(hw, model, tokens, monkeypatch):
-    made: list[LinearReplay] = []
-
-    class Counting(LinearReplay):
-        def __init__(self):
-            super().__init__()
-            made.append(self)
-
-    monkeypatch.setattr(codegen, "LinearReplay", Counting)
     spec = load_preset(hw)
     g = apply_compression(get_graph(model, "prefill", tokens=tokens))
-    fast = fill_cycles(codegen.generate(g, arch_of(spec)), spec)
-    ref = fill_cycles(codegen.generate(g, arch_of(spec), replicate=False), spec)
-    assert made[0].replayed["linear"] > 0   # the fast path was taken
+    fast, ref, replayed = generate_both(g, arch_of(spec), monkeypatch)
+    fast, ref = fill_cycles(fast, spec), fill_cycles(ref, spec)
+    assert replayed["linear"] > 0   # the fast path was taken
     assert fast.nodes == ref.nodes
     assert all(np.array_equal(x, y) for x, y in zip(fast.cores, ref.cores, strict=True))
     (s1, f1), (s2, f2) = run_fast(fast, spec.hbm_channels), run_fast(ref, spec.hbm_channels)

@@ -15,12 +15,11 @@ from mapping.flightllm.compression import apply_compression, config_from_dict
 from mapping.flightllm.isa import Queue
 from mapping.flightllm.synthetic import llama_like
 from models.graph import Phase
-from sim.flightllm.engine_fast import run_fast
-from sim.flightllm.engine_simpy import run_simpy
 from sim.flightllm.hbm import refresh_stretch, slr_hops, transfer_cycles
 from sim.flightllm.simulate import simulate_graph
 from sim.flightllm.timing import arch_of, fill_cycles, sys_cycles
 from sim.spec import SpecError, load_preset, validate
+from tests.unit.test_flightllm_sim import engines_agree
 
 U280 = load_preset("flightllm-u280")
 NO_PHYS = dataclasses.replace(U280, hbm_refresh_interval_ns=0, hbm_refresh_ns=0, hbm_slr=-1,
@@ -78,10 +77,7 @@ def test_bad_refresh_is_refused():
 
 @pytest.mark.parametrize("phase", [Phase.DECODE, Phase.PREFILL])
 def test_engines_agree_with_refresh_and_slr(phase):
-    p = fill_cycles(generate(_graph(phase), arch_of(U280)), U280)
-    f1 = run_fast(p, U280.hbm_channels)[1]
-    f2 = run_simpy(p, U280.hbm_channels)[1]
-    assert all((a == b).all() for a, b in zip(f1, f2, strict=True))
+    assert engines_agree(_graph(phase), U280)
 
 
 def test_periodic_extrapolation_stays_exact():

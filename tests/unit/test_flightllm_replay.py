@@ -26,7 +26,7 @@ from sim.spec import load_preset
 _SHAPE = {"hidden": 1024, "heads": 32, "ffn": 2048, "vocab": 2048}
 
 
-def _generate(g, arch, monkeypatch) -> tuple:
+def generate_both(g, arch, monkeypatch) -> tuple:
     """(replayed program, op-by-op program, units replayed by kind)."""
     made: list[LinearReplay] = []
 
@@ -62,7 +62,7 @@ def test_replayed_prefill_equals_generated_cycle_for_cycle(preset, layers, token
                                                            monkeypatch):
     spec = load_preset(preset)
     g = _masked(layers, tokens)
-    fast, ref, replayed = _generate(g, arch_of(spec), monkeypatch)
+    fast, ref, replayed = generate_both(g, arch_of(spec), monkeypatch)
     # layer 0's linears are recorded, layer 1's too where their inputs' state differs
     # (a barrier before q_proj); from layer 2 on each of the 7 linears on each core replays;
     # within recorded linears, row tiles after the second replay too
@@ -78,7 +78,7 @@ def test_replayed_prefill_equals_generated_cycle_for_cycle(preset, layers, token
 
 def test_engines_agree_on_a_replayed_program(monkeypatch):
     spec = load_preset("flightllm-vhk158")
-    fast, _, replayed = _generate(_masked(3, 256), arch_of(spec), monkeypatch)
+    fast, _, replayed = generate_both(_masked(3, 256), arch_of(spec), monkeypatch)
     assert replayed["linear"]
     p = fill_cycles(fast, spec)
     (s1, f1), (s2, f2) = run_fast(p, spec.hbm_channels), run_simpy(p, spec.hbm_channels)
@@ -92,7 +92,7 @@ def test_engines_agree_on_a_replayed_program(monkeypatch):
 ])
 def test_replayed_equals_generated_on_arch_variants(variant, monkeypatch):
     arch = dataclasses.replace(arch_of(load_preset("flightllm-vhk158")), **variant)
-    fast, ref, replayed = _generate(_masked(3, 384), arch, monkeypatch)
+    fast, ref, replayed = generate_both(_masked(3, 384), arch, monkeypatch)
     assert replayed["linear"] and replayed["row"] and _same(fast, ref)
 
 
