@@ -24,7 +24,14 @@ from mapping.spec_workload import SpeculativeWorkload
 from mapping.speculation import SpecConfig, plan_rounds
 from models.errors import UserError
 from models.graph import Graph, Phase, interpolate
-from sim.flightllm.simulate import DECODE_BUCKET, PassResult, simulate, simulate_graph
+from sim.flightllm.simulate import (
+    DECODE_BUCKET,
+    PassResult,
+    _tallies,
+    energy_fields,
+    simulate,
+    simulate_graph,
+)
 from sim.flightllm.timing import arch_of
 from sim.result import SimResult, result_from_times
 from sim.spec import FlightLLMSpec
@@ -142,28 +149,40 @@ def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
     draft = PassCache(spec, w.draft_first, w.draft_last, cfg, decode_bucket,
                       fb(Phase.DECODE, 1))
     run = SpecRun(rounds=plan_rounds(sc, w.prefill_tokens, w.decode_tokens, 1))
+    pre_e, dec_e = _tallies(spec, cfg, speculation=True)
     for r in run.rounds:
         if not sc.zero_cost_draft:
-            run.split["draft"] += sum(draft.seconds(r.context + j) for j in range(sc.gamma))
+            for j in range(sc.gamma):
+                run.split["draft"] += draft.seconds(r.context + j)
+                dec_e.add(draft.at(r.context + j))
         run.split["verify"] += verify.seconds(r.context)
+        dec_e.add(verify.at(r.context))
         run.split["rollback"] += rollback_s()
     run.decode_s = sum(run.split.values())
     prefill_s = base.prefill_ms / 1e3
+    pre_e.add_joules(base.extra.get("prefill_energy_j"))   # the target's prompt pass
     if w.draft_prefill is not None:   # the draft reads the prompt too, on the same cores
         p = simulate_graph(spec, apply_compression(w.draft_prefill, cfg), periodic=True)
         prefill_s += p.seconds
+        pre_e.add(p)
     extra = _spec_extra(run, w, base.decode_tokens_per_s)
     extra["draft_target_cost_ratio"] = (draft.seconds(w.prefill_tokens)
                                         / base_step_s(spec, w, cfg, decode_bucket))
     extra["verify_buckets"] = len(verify.done)
     extra["draft_buckets"] = len(draft.done)
+    # where a verify's and a plain decode step's time goes (per queue busy fraction): why
+    # speculation wins or loses on this design
+    extra["verify_busy"] = verify.at(w.prefill_tokens).busy
+    extra["decode_busy"] = base.extra.get("decode_busy", {})
+    extra["baseline_tokens_per_j"] = base.tokens_per_j
+    energy = energy_fields(spec, pre_e, dec_e, run.decode_s, extra)
     counts = {"verify_passes": float(len(run.rounds)),
               "draft_passes": float(0 if sc.zero_cost_draft else sc.gamma * len(run.rounds))}
     # memory and the result's fields over the compressed graphs, as the plain cycle run
     wc = w.map(lambda g: apply_compression(g, cfg))
     return result_from_times(spec, wc, "cycle", prefill_s, run.decode_s, notes=base.notes,
                              breakdown_ms={"decode": extra["split_ms"]}, counts=counts,
-                             extra=extra)
+                             extra=extra, **energy)
 
 
 def base_step_s(spec: FlightLLMSpec, w: SpeculativeWorkload,
