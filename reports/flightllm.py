@@ -123,9 +123,11 @@ def _floor(spec, r: PassResult) -> tuple[str, float]:
     at its peak MACs/cycle, or all HBM bytes over the cores' weight channels at the
     artifact's same-channel efficiency, whichever is longer."""
     mm = r.counts["MM"] > 0
-    q, peak = (Queue.MM, spec.mm_macs_per_cycle) if mm else (Queue.MV, spec.mv_macs_per_cycle)
-    rows = spec.mm_rows if mm else 1  # an MM tile computes all its rows
-    work = max(int((rows * (m["cols"] + m["pad"]).astype(np.int64) * m["k"] * m["n"]
+    # an MV of up to mv_rows rows runs on mv_rows x the MV MACs (1 as published)
+    q, peak = (Queue.MM, spec.mm_macs_per_cycle) if mm else \
+        (Queue.MV, spec.mv_macs_per_cycle * spec.mv_rows)
+    work = max(int(((spec.mm_rows if mm else np.maximum(m["rows"].astype(np.int64), 1))
+                    * (m["cols"] + m["pad"]).astype(np.int64) * m["k"] * m["n"]
                     // 16).sum()) for m in (a[a["queue"] == q] for a in r.program.cores))
     chans = spec.cores * spec.weight_channels
     load = r.hbm_bytes / (chans * spec.hbm_channel_bytes_per_s * spec.hbm_eff_same_channel)

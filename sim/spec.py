@@ -148,6 +148,17 @@ class FlightLLMSpec(_HBMSpec):
                            default=512)
     weight_channels: int = _f(1, 64, "HBM channels feeding the A buffer per core (artifact)",
                               default=8)
+    # A design knob, not a FlightLLM number: token rows one MV computes from ONE read of its
+    # weight or K/V tile from the A buffer. 1 = FlightLLM as published (artifact
+    # MV_PARALLEL_M 1). An MV uses mv_macs_per_cycle / 16 CSD-Chains on one DSP48 lane; the MM
+    # path has mm_macs_per_cycle / 32 chains x 2 lanes (two INT8 MACs share a weight per
+    # DSP48). Feeding one weight beat to m rows needs m x mv_macs_per_cycle MACs per cycle,
+    # which the core's DSPs give for m <= mm_macs_per_cycle // mv_macs_per_cycle (``check``).
+    # Not charged: the beat's broadcast to the extra chains and m x 16 B/cycle of vectors
+    # from the B buffer (docs/flightllm.md, 'Small-M MV').
+    mv_rows: int = _f(1, 256, "token rows one MV computes from one A-buffer read of its tile "
+                      "(1: FlightLLM as published; at most mm_macs_per_cycle // "
+                      "mv_macs_per_cycle)", default=1)
     a_buffer_bytes: float = _f(1024, 1e9, "A buffer per core (artifact 4096 x 256 B)",
                                default=4096 * 256)
     b_buffer_bytes: float = _f(256, 1e9, "B buffer per core (artifact 4096 x 32 B)",
@@ -189,6 +200,13 @@ class FlightLLMSpec(_HBMSpec):
                 f"mm_macs_per_cycle x cores = {macs} MACs/cycle needs more than dsp_count "
                 f"{self.dsp_count} x macs_per_dsp {self.macs_per_dsp} = "
                 f"{self.dsp_count * self.macs_per_dsp}")
+        most = max(1, self.mm_macs_per_cycle // self.mv_macs_per_cycle)
+        if self.mv_rows > most:
+            problems.append(
+                f"mv_rows = {self.mv_rows} is out of range: allowed 1 to {most} = "
+                f"mm_macs_per_cycle {self.mm_macs_per_cycle} // mv_macs_per_cycle "
+                f"{self.mv_macs_per_cycle} (an MV of m rows runs m x mv_macs_per_cycle MACs "
+                "per cycle on the DSP48 lanes the MM path already has)")
         total = self.hbm_channels * self.hbm_channel_bytes_per_s
         if not math.isclose(total, self.hbm_bytes_per_s, rel_tol=0.05):
             problems.append(

@@ -32,6 +32,9 @@ class Arch:
     mv_tile_cols: int = 512              # artifact MV_START_N_NUM
     mm_tile_rows: int = 128              # artifact MM_START_M_NUM
     mm_tile_cols: int = 16               # artifact MM_START_N_NUM
+    # token rows one MV instruction computes from one A-buffer read of its tile (a design
+    # knob, ``FlightLLMSpec.mv_rows``; the artifact's MV_PARALLEL_M is 1)
+    mv_rows: int = 1
     on_chip_decode: bool = True          # FlightLLM always-on-chip decode
     fuse: bool = True                    # linear+SiLU/eltwise/RoPE, attention+softmax
     # decode (MV) sparse indices: True = next to each kept weight in the A-buffer stream over

@@ -65,8 +65,8 @@ class _Gen(DecodeMixin, PrefillMixin):
         # decode: one new token per sequence, in MV mode (the MPE's one-token path,
         # MV_PARALLEL_M 1); a batch of B runs B MVs per weight tile (``linear_core``).
         # verify (speculation, ``Phase.VERIFY``): the gamma + 1 tokens of one sequence run in MV
-        # mode like a decode batch (each weight tile loaded once, one MV per token row), and
-        # their attention reads the sequence's K/V tiles once for all of them (decode.py)
+        # mode like a decode batch (each weight tile loaded once, one MV per ``mv_rows`` token
+        # rows), and their attention reads the sequence's K/V tiles once for all (decode.py)
         self.verify = g.phase is Phase.VERIFY
         self.decode = g.tokens == 1 or self.verify
         if self.decode and self.t > 1:
@@ -367,10 +367,12 @@ class _Gen(DecodeMixin, PrefillMixin):
             abytes = self.tile_bytes(node, w, kk, n, sparse)[0] if self.decode else 0
             after = (ld, inp) if self.decode else (ld,) + self.pre_mm(c, k0, kk)
             f = flags | (bias if first else 0) | (FLAG_RELU if end and self.relu else 0)
-            # MV computes one token: a batch's tokens take one MV each over the tile the A
-            # buffer holds (weights loaded once for all sequences); MM takes its rows at once
-            for _ in range(r if self.decode else 1):
-                last = self.b.emit(c, queue, after=after, rows=1 if self.decode else r,
+            # MV computes ``mv_rows`` tokens (1 as published): a batch's tokens take one MV
+            # per group over the tile the A buffer holds (weights loaded once for all
+            # sequences); MM takes its rows at once
+            step = self.a.mv_rows if self.decode else r
+            for g0 in range(0, r, step):
+                last = self.b.emit(c, queue, after=after, rows=min(step, r - g0),
                                    cols=w, pad=p, k=-(-kk // 16) * 16, n=n, node=nid,
                                    nbytes=abytes, flags=f)
                 after = (last,)

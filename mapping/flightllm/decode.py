@@ -80,21 +80,29 @@ class DecodeMixin:
         a GQA group share them. The causal mask among the new tokens is applied by the SFU's
         softmax pass (masked scores set to -inf as it reads them): no extra instruction; the
         MPE computes the masked scores too (at most q - 1 of kv_len per query).
+
+        Every (head, query) row of the group reads the same K and V tiles, so one MV computes
+        up to ``Arch.mv_rows`` of them from one read of the tile (1 as published: one MV per
+        row; the grouping is over heads too, as a GQA group's heads share the tiles).
         """
         s: dict[tuple[int, int], int | None] = {(h, i): None for h in hs for i in range(q)}
+        rows, m = list(s), self.a.mv_rows  # (head, query) rows; m per MV (Arch.mv_rows)
         for j in range(0, kv_len, self.a.mv_tile_cols):  # an MV per 512 keys
             w = min(self.a.mv_tile_cols, kv_len - j)
             kl = self.a_tile(c, w * d, nid)        # K (w keys x d, INT8)
-            for key in s:
-                s[key] = self.mpe(c, 1, w, d, (kl, s[key], last), nid, w * d)
+            for g0 in range(0, len(rows), m):      # every row reads this K tile: m per read
+                grp = rows[g0:g0 + m]
+                mv = self.mpe(c, len(grp), w, d, (kl, s[grp[0]], last), nid, w * d)
+                s.update(dict.fromkeys(grp, mv))
             self.mpe_done[c].append(s[hs[-1], q - 1])
         # per head: the q score vectors (rows) in one softmax pass
-        sms = [self.misc(c, "softmax", q, kv_len, tuple(s[h, i] for i in range(q)), nid)
-               for h in hs]
+        sms = {h: self.misc(c, "softmax", q, kv_len, tuple(s[h, i] for i in range(q)), nid)
+               for h in hs}
         vl = self.a_tile(c, kv_len * d, nid)       # V (kv_len x d, INT8)
-        for sm in sms:
-            for _ in range(q):
-                last = self.mpe(c, 1, d, kv_len, (vl, sm), nid, kv_len * d)
+        for g0 in range(0, len(rows), m):          # PV rows read the V tile, m per read
+            grp = rows[g0:g0 + m]
+            heads = tuple(dict.fromkeys(sms[h] for h, _ in grp))  # their softmaxes
+            last = self.mpe(c, len(grp), d, kv_len, (vl, *heads), nid, kv_len * d)
         self.mpe_done[c].append(last)
         return last
 

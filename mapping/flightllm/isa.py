@@ -15,7 +15,9 @@ of a linear on a core, the 128 head dimensions of a decode head's PV, ...).
 
 Binary encoding (32-bit words; counts from the artifact: LD 7, ST 3, MM 4, MV 4, MISC 3, SYS 1):
 word 0 of every instruction = ``queue[3] | op[5] | wait[6] | release[6] | cross[1] | flags[3]``
-from bit 0 up (8 bits spare); the other words carry the fields listed in ``_FIELDS`` (one field
+from bit 0 up, and in an MV's top 8 bits its token rows - 1 (0 as published, MV_PARALLEL_M 1;
+more with the ``mv_rows`` design knob, so FlightLLM's own programs encode as before); the
+other words carry the fields listed in ``_FIELDS`` (one field
 per word, as 32-bit two's complement), the rest are zero. ``decode`` reads them back and
 ``listing`` prints them. Not encoded, as in the artifact: an MM's N (the FSB buffer holds N per
 16 x 16 weight block) and the padded columns of a tile (the tile is fixed).
@@ -111,7 +113,8 @@ def encode(arr: np.ndarray) -> np.ndarray:
     out[start] = ((q & 7) | (arr["op"].astype(np.int64) & 31) << 3
                   | arr["wait"].astype(np.int64) << 8 | arr["release"].astype(np.int64) << 14
                   | (arr["cross"].astype(np.int64) & 1) << 20
-                  | (arr["flags"].astype(np.int64) & 7) << 21)
+                  | (arr["flags"].astype(np.int64) & 7) << 21
+                  | (np.where(q == Queue.MV, arr["rows"].astype(np.int64) - 1, 0) & 255) << 24)
     for queue, fields in _FIELDS.items():
         sel = q == queue
         for j, f in enumerate(fields):
@@ -138,6 +141,7 @@ def decode(words: np.ndarray) -> np.ndarray:
     arr["queue"], arr["op"] = w0 & 7, w0 >> 3 & 31
     arr["wait"], arr["release"] = w0 >> 8 & 63, w0 >> 14 & 63
     arr["cross"], arr["flags"] = w0 >> 20 & 1, w0 >> 21 & 7
+    arr["rows"] = np.where(arr["queue"] == Queue.MV, (w0 >> 24 & 255) + 1, 0)
     arr["node"], arr["n"] = -1, 16
     signed = words.view(np.int32)
     for queue, fields in _FIELDS.items():
@@ -167,6 +171,8 @@ def listing(arr: np.ndarray, nodes: list[str] | None = None, start: int = 0) -> 
         fields = " ".join(f"{f}={int(r[f])}" for f in _FIELDS[q]
                           if f != "node" and (int(r[f]) or f == "channel"))
         extra = (" cross" if r["cross"] else "") + (f" [{flags}]" if flags else "")
+        if q == Queue.MV and int(r["rows"]) > 1:  # an MV of several rows (mv_rows knob)
+            extra += f" rows={int(r['rows'])}"
         node = int(r["node"])
         name = f"  ; {nodes[node]}" if nodes and "node" in _FIELDS[q] \
             and 0 <= node < len(nodes) else ""

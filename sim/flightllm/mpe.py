@@ -3,7 +3,8 @@
 The MPE is made of VPUs; a VPU is one CSD-Chain of ``VPU_DSPS`` DSP48s. Under N:16 sparsity a
 chain yields ``16 / N`` output rows per pass of ``K / 16`` beats (``csd_chain_timing``); each
 DSP48 packs two INT8 MACs sharing one weight, i.e. two tokens. MV (decode, one token) uses one
-lane of ``mv_macs_per_cycle / 16`` chains; MM (prefill) uses both lanes of
+lane of ``mv_macs_per_cycle / 16`` chains (an MV of up to ``mv_rows`` tokens, a design knob,
+feeds each weight beat to ``mv_rows`` x as many chain lanes); MM (prefill) uses both lanes of
 ``mm_macs_per_cycle / 32`` chains, ``mm_rows / 2`` token pairs x the remaining chains as
 output slots. An instruction costs its passes x the chain's II plus one pipeline fill
 (the chain latency). An MV also cannot run faster than the A buffer delivers its matrix:
@@ -31,17 +32,24 @@ def _chain(n: int, k: int) -> tuple[int, int, int]:
 
 
 def mv_cycles(cols: int, k: int, n: int, macs_per_cycle: int, a_bytes: int = 0,
-              a_bytes_per_cycle: int = 0) -> int:
-    """One token x a (k x cols) weight tile at N:16 on ``macs_per_cycle / 16`` chains.
+              a_bytes_per_cycle: int = 0, rows: int = 1, mv_rows: int = 1) -> int:
+    """``rows`` tokens x a (k x cols) weight tile at N:16 on ``macs_per_cycle / 16`` chains.
 
     ``a_bytes``: the tile's bytes in the A buffer, read at ``a_bytes_per_cycle`` (0: no bound).
+    ``mv_rows`` (``FlightLLMSpec.mv_rows``, 1 as published): token rows that share one read
+    of the tile. Each weight beat from A feeds up to ``mv_rows`` rows at once, on ``mv_rows``
+    x the chains (the second DSP48 lane and the chains the MM path adds; the spec allows
+    ``mv_rows <= mm_macs_per_cycle // mv_macs_per_cycle``, so these are DSPs the core has), so
+    a group of up to ``mv_rows`` rows costs what one row costs: the same passes, the same A
+    read. More rows than ``mv_rows`` take one such group each, in one pipeline fill.
     """
+    groups = -(-max(1, rows) // mv_rows)
     chains = max(1, macs_per_cycle // VPU_DSPS)
-    rows, ii, lat = _chain(n, k)
-    passes = -(-cols // (chains * rows))
+    per, ii, lat = _chain(n, k)
+    passes = -(-cols // (chains * per))
     if a_bytes > 0 and a_bytes_per_cycle > 0:
-        return max(passes * ii, -(-a_bytes // a_bytes_per_cycle)) + lat
-    return passes * ii + lat
+        return groups * max(passes * ii, -(-a_bytes // a_bytes_per_cycle)) + lat
+    return groups * passes * ii + lat
 
 
 def mm_cycles(rows: int, cols: int, k: int, n: int, macs_per_cycle: int, mm_rows: int) -> int:

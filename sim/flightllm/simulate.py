@@ -101,7 +101,7 @@ def _macs(prog: Program) -> tuple[int, int]:
     kept = dense = 0
     for a in prog.cores:
         mpe = a[(a["queue"] == Queue.MM) | (a["queue"] == Queue.MV)]
-        rows = np.where(mpe["queue"] == Queue.MM, mpe["rows"], 1).astype(np.int64)
+        rows = np.maximum(mpe["rows"], 1).astype(np.int64)  # MV: 1, or up to mv_rows
         d = rows * mpe["cols"].astype(np.int64) * mpe["k"].astype(np.int64)
         dense += int(d.sum())
         kept += int((d * mpe["n"].astype(np.int64) // 16).sum())

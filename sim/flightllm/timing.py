@@ -31,6 +31,7 @@ def arch_of(spec: FlightLLMSpec, *, on_chip_decode: bool = True, fuse: bool = Tr
                 meta_buffer_bytes=int(spec.meta_buffer_bytes),
                 fsb_buffer_bytes=int(spec.fsb_buffer_bytes), mv_tile_cols=spec.mv_tile_cols,
                 mm_tile_rows=spec.mm_rows, mm_tile_cols=spec.mm_tile_cols,
+                mv_rows=spec.mv_rows,
                 on_chip_decode=on_chip_decode, fuse=fuse, index_in_weights=index_in_weights)
 
 
@@ -45,7 +46,8 @@ def _cycles(spec: FlightLLMSpec, r: np.void) -> int:
     if q == Queue.MV:  # the padded columns stream the A buffer like the real ones
         nbytes = -(-int(r["nbytes"]) * (cols + pad) // cols) if cols else 0
         return mv_cycles(cols + pad, int(r["k"]), int(r["n"]), spec.mv_macs_per_cycle,
-                         nbytes, A_MV_BYTES_PER_CHANNEL * spec.weight_channels)
+                         nbytes, A_MV_BYTES_PER_CHANNEL * spec.weight_channels,
+                         rows=int(r["rows"]), mv_rows=spec.mv_rows)
     if q == Queue.MM:
         return mm_cycles(int(r["rows"]), cols + pad, int(r["k"]), int(r["n"]),
                          spec.mm_macs_per_cycle, spec.mm_rows)
