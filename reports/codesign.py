@@ -141,6 +141,41 @@ def _same_compression(ok: pd.DataFrame, ref: dict) -> list[str]:
             "", *_why(r, ref)]
 
 
+def _hbm_ceiling(p: Any) -> list[str]:
+    """Plain decode's HBM bound: weight + KV bytes per token over the bandwidth the design's
+    weight channels (and the whole device) can stream at the artifact's 0.7 efficiency."""
+    from sim.spec import load_preset
+
+    x = row_of("", p.to_dict())["extra"]
+    per_token = x.get("decode_hbm_bytes_per_token")
+    if not per_token:
+        return []
+    u = load_preset("flightllm-u280")
+    ch_bw = u.hbm_channel_bytes_per_s * u.hbm_eff_same_channel
+    used = p.cores * p.weight_channels
+    mine, device = used * ch_bw / per_token, u.hbm_channels * ch_bw / per_token
+    return [f"- plain decode streams {per_token / 1e9:.2f} GB per token; {used:g} weight "
+            f"channels at {ch_bw / 1e9:.2f} GB/s each (0.7 of "
+            f"{u.hbm_channel_bytes_per_s / 1e9:.3g} GB/s) bound it to {mine:.1f} tokens/s, and "
+            f"all {u.hbm_channels} pseudo-channels of the U280 to {device:.1f} tokens/s = "
+            f"{device / U280_TOKENS_PER_S:.2f}x 55 token/s at these bytes per token: without "
+            "speculation (or fewer bytes per weight) no U280 design passes that"]
+
+
+def _verify_cost(r: dict) -> list[str]:
+    """What one speculation round costs in decode steps and gives in tokens."""
+    x = r["extra"]
+    rounds, split, base = x.get("rounds"), x.get("split_ms") or {}, x.get("baseline_tokens_per_s")
+    if not (rounds and base and split.get("verify")):
+        return []
+    step = 1e3 / base
+    return [f"- fastest speculative design ({r['label']}): a verify costs "
+            f"{split['verify'] / rounds / step:.2f} decode steps and the draft "
+            f"{split.get('draft', 0) / rounds / step:.2f} more, for {x['tokens_per_pass']:.2f} "
+            f"tokens per round: {r['tokens_per_s']:.1f} tokens/s, {x['speedup']:.2f}x its own "
+            "plain decode"]
+
+
 def _bound(best: dict, ref: dict, ok: pd.DataFrame) -> list[str]:
     """What limits the speedup, in numbers from the data (the target missed or met)."""
     ratio = best["tokens_per_s"] / ref["tokens_per_s"]
@@ -154,9 +189,10 @@ def _bound(best: dict, ref: dict, ok: pd.DataFrame) -> list[str]:
     if len(plain):
         p = plain.loc[plain.decode_tokens_per_s.idxmax()]
         lines.append(f"- best without speculation: {p.decode_tokens_per_s:.1f} tokens/s "
-                     f"({_label(p)}); plain decode is bound by the HBM weight stream "
-                     "(LD busy in the table above), so it scales with the weight channels "
-                     "in use and the bytes per weight, no further")
+                     f"({_label(p)})")
+        lines += _hbm_ceiling(p)
+    if len(spec):
+        lines += _verify_cost(row_of("", spec.loc[spec.decode_tokens_per_s.idxmax()].to_dict()))
     if len(spec) and "speedup" in spec:
         lines.append(f"- speculation's gain over the same design: median "
                      f"{spec.speedup.median():.2f}x, best {spec.speedup.max():.2f}x over "
