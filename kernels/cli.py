@@ -51,7 +51,9 @@ def run_gpu_validate(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     if args.json:
         print(json.dumps({"own": own["points"], "fit_on": res["fit_on"],
-                          "points": res["points"]}, indent=1))
+                          "points": res["points"],
+                          "notes": list(dict.fromkeys(own["notes"] + res["notes"]))},
+                         indent=1))
         return 0
     c = res["calibration"]
     for title, classes in (
@@ -69,6 +71,8 @@ def run_gpu_validate(args: argparse.Namespace) -> int:
             t.add_row(e.device, e.group, str(e.n), f"{e.median:.1%}", f"{e.max:.1%}", e.worst,
                       bar)
         Console(width=160).print(t)
+    for note in dict.fromkeys(own["notes"] + res["notes"]):   # once each, in order
+        print(f"note: {note}")
     print(f"fitted on: {c.source}")
     print(f"bar: median <= {TARGET_MEDIAN:.0%} and max <= {TARGET_MAX:.0%}; eager steps are "
           "host-bound (CPU and Python speed), shown apart.")

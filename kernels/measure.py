@@ -21,6 +21,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 
 __all__ = ["SCHEMA", "device_info", "measure_all", "plan", "time_fn"]
 
-SCHEMA = "llmcosim.gpu-baseline/1"
+SCHEMA = "llmcosim.gpu-baseline/2"  # /2 adds generate, attention_nomask, quant_ops, batch_steps
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -281,6 +282,18 @@ def _sections(device: torch.device, dtype: str, dry_run: bool, model: str | None
     # per-op: 20 calls per timing, replayed from a CUDA graph (device time, no host gaps)
     okw = {**kw, "inner": 20, "graph": True} if device.type == "cuda" else kw
     sections: list[tuple[str, Callable[[], Any]]] = []
+    from kernels import measure_extra as mx
+
+    # issue 19's sections first: the older ones have three runs per device already
+    sections += [
+        ("generate", lambda: mx.measure_generate(device, dtype=dtype, dry_run=dry_run,
+                                                 deadline=deadline, **kw)),
+        ("attention_nomask", lambda: mx.measure_attention_nomask(
+            device, dtype=dtype, dry_run=dry_run, l2=l2, **okw)),
+        ("quant_ops", lambda: mx.measure_quant(device, dtype=dtype, dry_run=dry_run, l2=l2,
+                                               **okw)),
+        ("batch_steps", lambda: mx.measure_batch_steps(device, dtype=dtype, dry_run=dry_run,
+                                                       deadline=deadline, **kw))]
     if model is not None:
         from kernels import measure_model as mm
 
@@ -306,7 +319,7 @@ def _sections(device: torch.device, dtype: str, dry_run: bool, model: str | None
 def measure_all(device: torch.device, *, dtype: str = "float16", dry_run: bool = False,
                 model: str | None = None, warmup: int = 3, repeat: int = 10,
                 budget_s: float | None = None, save: Path | None = None,
-                only: set[str] | None = None) -> dict[str, Any]:
+                only: set[str] | None = None, command: str | None = None) -> dict[str, Any]:
     """Every measurement for ``device``; tiny shapes when ``dry_run``.
 
     Sections run in order of importance; each one is appended to the result (and the result
@@ -317,6 +330,7 @@ def measure_all(device: torch.device, *, dtype: str = "float16", dry_run: bool =
     info = device_info(device)
     kw = {"warmup": warmup, "repeat": repeat}
     result: dict[str, Any] = {"schema": SCHEMA, "device": info, "dry_run": dry_run,
+                              "command": command,
                               "method": {"statistic": "median", **kw,
                                          "ops": "20 calls per timing, CUDA-graph replay"
                                          if device.type == "cuda" else "one call per timing"},
@@ -370,16 +384,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=None,
                     help="skip the sections that would start after this many seconds")
     ap.add_argument("--only", default=None,
-                    help="comma list of sections: decode_steps, ops, model_steps, power")
+                    help="comma list of sections: generate, attention_nomask, quant_ops, "
+                         "batch_steps, decode_steps, ops, model_steps, power")
     args = ap.parse_args(argv)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") \
         if args.device == "auto" else torch.device(args.device)
     if dev.type == "cpu" and not args.dry_run:
         ap.error("no CUDA device: pass --dry-run for a CPU check with tiny shapes")
     out = Path(args.out)
+    # the command that made the file: the prepared script names itself, else this module's
+    command = os.environ.get("LLMCOSIM_MEASURE_COMMAND") or " ".join(
+        ["python3 -m kernels.measure", *(sys.argv[1:] if argv is None else argv)])
     data = measure_all(dev, dtype=args.dtype, dry_run=args.dry_run, model=args.model,
                        repeat=args.repeat, budget_s=args.budget_s, save=out,
-                       only=set(args.only.split(",")) if args.only else None)
+                       only=set(args.only.split(",")) if args.only else None, command=command)
     _write(out, data)
     print(f"wrote {len(data['ops'])} op timings, {len(data.get('decode_steps', []))} decode "
           f"steps for {data['device']['name']} to {out} in {data['wall_s']} s; skipped "

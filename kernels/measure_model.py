@@ -79,22 +79,22 @@ def _eager_step(model, q: int, c: int, device: torch.device, dtype: torch.dtype,
 
 
 def static_step(model, q: int, c: int, device: torch.device, prompt: torch.Tensor | None = None,
-                ids: torch.Tensor | None = None) -> Callable[[], Any]:
-    """A step of q tokens (``ids``, [1, q]) over a StaticCache already holding c (``prompt``,
-    [1, c]), with no data-dependent host work inside (explicit positions and a prepared 4D
-    mask), so it can be graph-captured. Random tokens where not given."""
+                ids: torch.Tensor | None = None, batch: int = 1) -> Callable[[], Any]:
+    """A step of q tokens (``ids``, [batch, q]) over a StaticCache already holding c
+    (``prompt``, [batch, c]), with no data-dependent host work inside (explicit positions and a
+    prepared 4D mask), so it can be graph-captured. Random tokens where not given."""
     cfg, dtype = model.config, model.dtype
     cache = transformers.StaticCache(config=cfg, max_cache_len=c + q)
     if c:
         if prompt is None:
-            prompt = torch.randint(0, cfg.vocab_size, (1, c), device=device)
+            prompt = torch.randint(0, cfg.vocab_size, (batch, c), device=device)
         model(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1,
               cache_position=torch.arange(c, device=device))
     if ids is None:
-        ids = torch.randint(0, cfg.vocab_size, (1, q), device=device)
+        ids = torch.randint(0, cfg.vocab_size, (batch, q), device=device)
     pos = torch.arange(c, c + q, device=device)
     keep = torch.ones(q, c + q, device=device, dtype=torch.bool).tril(diagonal=c)
-    mask = torch.zeros(1, 1, q, c + q, device=device, dtype=dtype)
+    mask = torch.zeros(ids.shape[0], 1, q, c + q, device=device, dtype=dtype)
     mask.masked_fill_(~keep, torch.finfo(dtype).min)
     # transformers 5.x static layers write at a device-side running length; rewind it to c on
     # every step (two fused kernels) so a replayed step always writes rows c..c+q-1.
@@ -106,15 +106,15 @@ def static_step(model, q: int, c: int, device: torch.device, prompt: torch.Tenso
             torch._foreach_zero_(lengths)
             torch._foreach_add_(lengths, c)
         return model(input_ids=ids, past_key_values=cache, cache_position=pos,
-                     position_ids=pos[None], attention_mask=mask, use_cache=True,
-                     logits_to_keep=q)
+                     position_ids=pos[None].expand(ids.shape[0], -1), attention_mask=mask,
+                     use_cache=True, logits_to_keep=q)
 
     return call
 
 
-def _graph(model, q: int, c: int, device: torch.device) -> Callable[[], None]:
+def _graph(model, q: int, c: int, device: torch.device, batch: int = 1) -> Callable[[], None]:
     """Replay of a captured step; the closure keeps the cache and inputs it writes alive."""
-    call = static_step(model, q, c, device)
+    call = static_step(model, q, c, device, batch=batch)
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):

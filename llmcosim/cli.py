@@ -312,9 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(flightllm, hades), calibrated "
                    "(gpu: kernel model calibrated on measurements), best (the most detailed "
                    "one for the device)")
-    s.add_argument("--gpu-stack", choices=("graph", "hf-eager"), default=None,
-                   help="--fidelity calibrated: CUDA-graph replay (default, vLLM-like) or HF "
-                   "PyTorch eager (host-bound)")
+    s.add_argument("--gpu-stack", choices=("graph", "vllm", "hf-eager"), default=None,
+                   help="--fidelity calibrated: CUDA-graph replay with HF's masked SDPA "
+                   "(default), vllm (CUDA graphs, SDPA without masks where measured) or HF "
+                   "PyTorch eager generate() (host-bound)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--weight-bits", type=whole, default=None,
                    help="store linear weights in 2/3/4/8/16 bits (default: the model dtype)")

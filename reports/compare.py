@@ -38,7 +38,8 @@ DEFAULT_HW = ("flightllm-u280", "flightllm-vhk158", "hades", "gpu-v100s", "gpu-a
               "gpu-h100")
 # The calibrated GPU model's software stacks (sim/gpu/): CUDA-graph replay as in vLLM, or
 # Hugging Face PyTorch without graphs.
-GPU_STACKS = {"graph": "CUDA graphs, vLLM-like", "hf-eager": "HF PyTorch eager"}
+GPU_STACKS = {"graph": "CUDA graphs, HF masked SDPA", "vllm": "CUDA graphs, flash SDPA "
+              "without masks (vLLM-like)", "hf-eager": "HF PyTorch eager, generate()"}
 _POWER_FIELD = {"gpu": "tdp_w", "flightllm": "board_power_w"}  # HADES: its energy model
 
 

@@ -170,6 +170,16 @@ class FlightLLMSpec(_HBMSpec):
     fsb_buffer_bytes: float = _f(16, 1e9, "FSB buffer (artifact 4096 x 1 B)", default=4096)
     hbm_latency_cycles: int = _f(0, 10_000, "HBM request latency in accelerator cycles",
                                  default=24)
+    # -- memory-system physics measured or documented for the device (0 / -1: not modelled) --
+    hbm_refresh_interval_ns: float = _f(0, 1e6, "HBM refresh interval tREFI (0: no refresh "
+                                        "modelled)", default=0)
+    hbm_refresh_ns: float = _f(0, 1e5, "HBM all-bank refresh time tRFC: the pseudo-channel "
+                               "moves no data for this long every tREFI", default=0)
+    hbm_slr: int = _f(-1, 15, "SLR (= core index) whose die holds the HBM interface; the other "
+                      "cores' requests cross SLR boundaries (-1: every core next to its "
+                      "channels)", default=-1)
+    slr_crossing_cycles: int = _f(0, 100, "pipeline latency of one SLR boundary crossing, one "
+                                  "way, in accelerator cycles", default=0)
     # -- FPGA device capacities and the paper's reported use (0: not given) ------------------
     fpga_part: str = field(default="", metadata={"doc": "FPGA device part (e.g. XCU280)"})
     fpga_dsp_count: int = _f(0, 1_000_000, "DSP slices on the device (0: not given)", default=0)
@@ -214,6 +224,11 @@ class FlightLLMSpec(_HBMSpec):
                 f"hbm_bytes_per_s = {self.hbm_bytes_per_s:.4g} by more than 5%")
         if self.hbm_eff_cross_channel > self.hbm_eff_same_channel:
             problems.append("hbm_eff_cross_channel must not exceed hbm_eff_same_channel")
+        if self.hbm_refresh_ns and self.hbm_refresh_ns >= self.hbm_refresh_interval_ns:
+            problems.append("hbm_refresh_ns (tRFC) must be shorter than hbm_refresh_interval_ns "
+                            "(tREFI)")
+        if self.hbm_slr >= self.cores:
+            problems.append(f"hbm_slr = {self.hbm_slr} names no core (cores = {self.cores})")
         for used, cap in (("dsp_count", "fpga_dsp_count"),
                           ("reported_bram36_count", "fpga_bram36_count"),
                           ("reported_uram288_count", "fpga_uram288_count")):

@@ -20,7 +20,10 @@ A sweep file has four tables (every key optional except ``hardware.preset``)::
 
 Any value may be a scalar (fixed), a list (an axis over those values) or a range table
 ``{min, max, steps, scale = "linear"|"log", integer}``. Every error names the key and what is
-allowed (:class:`UserError`).
+allowed (:class:`UserError`). A relative file path (model, preset file, sparsity, tree,
+requests) is looked for next to the sweep file first, then in the working directory, then in
+the configs/ fallbacks (:mod:`sweeps.paths`); ``sweep.out`` stays relative to the working
+directory.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import UserError, empty, read_text
-from models.request import parse_tree
 from sweeps.expr import Expr, parse_expr
+from sweeps.paths import file_digest, resolve_inputs, resolve_path, sparsity_digest, tree_parents
 from sweeps.resources import RESOURCE_METRICS
 from sweeps.sampling import Axis, grid, latin_hypercube, random_samples
 from sweeps.serving import SERVING_METRICS
@@ -181,7 +184,7 @@ class SweepSpec:
                                  if k not in INPUTS))
         model = str(v["model"])
         tree = v["tree"]
-        parents = _tree_parents("speculation.tree", tree) if tree is not None else None
+        parents = tree_parents("speculation.tree", tree) if tree is not None else None
         alpha = _alpha_text("speculation.alpha", v["alpha"]) if v["alpha"] is not None else None
         sparsity = v["sparsity"]
         keep = None if v["keep"] is None or sparsity is None else round(float(v["keep"]), 6)
@@ -189,11 +192,11 @@ class SweepSpec:
                      decode=int(v["decode"]), batch=int(v["batch"]), dtype=str(v["dtype"]),
                      weight_bits=v["weight_bits"], kv_bits=v["kv_bits"],
                      fidelity=str(v["fidelity"]), overrides=overrides,
-                     model_digest=_file_digest(model), derived=self.derived,
+                     model_digest=file_digest(model), derived=self.derived,
                      gamma=None if parents or v["gamma"] is None else int(v["gamma"]),
                      alpha=alpha, tree=tree, draft=v["draft"], sparsity=sparsity, keep=keep,
                      tree_parents=parents,
-                     sparsity_digest=_sparsity_digest(sparsity) if sparsity else "",
+                     sparsity_digest=sparsity_digest(sparsity) if sparsity else "",
                      **_serving_fields(v))
 
 
@@ -202,29 +205,10 @@ def _serving_fields(v: dict[str, Any]) -> dict[str, Any]:
     if v.get("rate") is None:
         return {}
     out = {k: v.get(k) if v.get(k) is not None else d for k, d in SERVING_DEFAULTS.items()}
-    req = str(out["requests"])
-    digest = _file_digest(req, ".jsonl") or _file_digest(req, ".toml")
+    req = out["requests"] = resolve_path(str(out["requests"]), "serving.requests", base=None,
+                                         where="sweep", strict=False)   # the default too
+    digest = file_digest(req, ".jsonl") or file_digest(req, ".toml")
     return {"rate": float(v["rate"]), **out, "requests_digest": digest}
-
-
-def _file_digest(path: str, suffix: str = ".json") -> str:
-    p = Path(path)
-    if suffix == ".json" and p.is_dir() and (p / "config.json").is_file():
-        p, path = p / "config.json", str(p / "config.json")  # a model directory
-    if path.endswith(suffix) and p.is_file():
-        return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-    return ""
-
-
-def _sparsity_digest(path: str) -> str:
-    """Content hash of a compression file, found as ``load_config`` finds it (a bare name
-    falls back to configs/sparsity/)."""
-    from mapping.flightllm.compression import CONFIG_DIR
-
-    p = Path(path)
-    if not p.exists() and p.parent == Path(".") and (CONFIG_DIR / p.name).exists():
-        p = CONFIG_DIR / p.name
-    return _file_digest(str(p), ".toml")
 
 
 def _alpha_text(loc: str, v: Any, where: str = "") -> str:
@@ -239,25 +223,15 @@ def _alpha_text(loc: str, v: Any, where: str = "") -> str:
     return ",".join(f"{x:.6g}" for x in vals)
 
 
-def _tree_parents(loc: str, text: str, where: str = "") -> tuple[int, ...]:
-    """A token tree: a ``.toml`` file with ``parents = [...]`` or inline "-1,0,0,1"."""
-    if text.endswith(".toml"):
-        return parse_tree(text, f"{where}{loc}")
-    try:
-        return tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise UserError(f"{where}{loc} = {text!r}: expected \"chain\", a .toml tree file "
-                        "(configs/trees/) or comma-separated parent indices such as -1,0,0,1"
-                        ) from None
-
-
 def load_sweep(path: str | Path) -> SweepSpec:
     p = Path(path)
     return parse_sweep(read_text(p, "sweep file", kind="TOML"), where=str(p),
-                       default_name=p.stem)
+                       default_name=p.stem, base=p.absolute().parent)
 
 
-def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") -> SweepSpec:
+def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep",
+                base: Path | None = None) -> SweepSpec:
+    """A sweep from TOML; relative file paths are looked for in ``base`` first (sweeps.paths)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -294,7 +268,7 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
     hw = dict(sec["hardware"])
     if "preset" not in hw:
         raise UserError(f"{where}: hardware.preset is required (see `llmcosim hw`)")
-    presets = hw.pop("preset")
+    presets = resolve_inputs({"hw": hw.pop("preset")}, _loc, base, where)["hw"]
     field_types = _field_types(where, presets if isinstance(presets, list) else [presets])
     derived = _derived(where, hw.pop("derived", {}), field_types)
     raw: dict[str, Any] = {"hw": presets, "fidelity": sw.get("fidelity", INPUTS["fidelity"])}
@@ -303,6 +277,7 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
     raw.update(sec["speculation"])
     raw.update(sec["serving"])
     raw.update(hw)
+    raw = resolve_inputs(raw, _loc, base, where)   # file paths: sweeps.paths
 
     fixed: dict[str, Any] = dict(INPUTS)
     axes: list[Axis] = []
@@ -318,9 +293,11 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep") 
         if not isinstance(pts, list) or not pts:
             raise UserError(f"{where}: sampling = 'list' needs [[points]] tables")
         for i, pt in enumerate(pts):
-            listed.append({("hw" if k == "preset" else k):
-                           _value(where, f"points[{i}].{k}", "hw" if k == "preset" else k, v,
-                                  field_types) for k, v in pt.items()})
+            pt = resolve_inputs({("hw" if k == "preset" else k): v for k, v in pt.items()},
+                                lambda k, i=i: f"points[{i}].{'preset' if k == 'hw' else k}",
+                                base, where)
+            listed.append({k: _value(where, f"points[{i}].{'preset' if k == 'hw' else k}", k,
+                                     v, field_types) for k, v in pt.items()})
         for a in axes:
             fixed[a.name] = a.values[0] if a.values else a.lo
         axes = []
@@ -449,7 +426,7 @@ def _value(where: str, loc: str, key: str, v: Any, types: dict[str, type]) -> An
                             "or comma-separated parent indices")
         if v == "chain":
             return None
-        _tree_parents(loc, v, f"{where}: ")
+        tree_parents(loc, v, f"{where}: ")
         return v
     if key == "sparsity":
         if v == "none":

@@ -1,7 +1,8 @@
 """Per-instruction cycles of a program on a FlightLLM spec (LD/ST: HBM; MM/MV: MPE; MISC: SFU).
 
 Every instruction time comes from a unit model (``hbm``, ``mpe``, ``sfu``); there is no global
-correction factor. SYS takes 1 cycle once all cores arrived (artifact).
+correction factor. SYS takes 1 cycle once all cores arrived (artifact), plus the SLR
+crossings of the barrier where the preset places the HBM and scheduler on one SLR.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import numpy as np
 
 from mapping.flightllm.builder import Arch
 from mapping.flightllm.isa import Program, Queue
-from sim.flightllm.hbm import transfer_cycles
+from sim.flightllm.hbm import slr_hops, transfer_cycles
 from sim.flightllm.mpe import A_MV_BYTES_PER_CHANNEL, mm_cycles, mv_cycles
 from sim.flightllm.sfu import misc_cycles
 from sim.spec import FlightLLMSpec
 
-__all__ = ["ISSUE_CYCLES", "SYS_CYCLES", "arch_of", "fill_cycles", "ports"]
+__all__ = ["ISSUE_CYCLES", "SYS_CYCLES", "arch_of", "fill_cycles", "ports", "sys_cycles"]
 
 SYS_CYCLES = 1    # artifact: SYS 1 cycle
 ISSUE_CYCLES = 1  # LD queue: one instruction dispatched to a channel port per cycle
@@ -35,13 +36,26 @@ def arch_of(spec: FlightLLMSpec, *, on_chip_decode: bool = True, fuse: bool = Tr
                 on_chip_decode=on_chip_decode, fuse=fuse, index_in_weights=index_in_weights)
 
 
-def _cycles(spec: FlightLLMSpec, r: np.void) -> int:
+def sys_cycles(spec: FlightLLMSpec) -> int:
+    """SYS once every core arrived: 1 cycle (artifact) plus the barrier's round trip over the
+    SLR boundaries between the farthest core and the task scheduler, placed with the HBM
+    interface (FlightLLM: the scheduler and memory controller are top-level blocks)."""
+    hops = max(slr_hops(c, spec.hbm_slr) for c in range(spec.cores))
+    return SYS_CYCLES + 2 * hops * spec.slr_crossing_cycles
+
+
+def _cycles(spec: FlightLLMSpec, r: np.void, core: int) -> int:
     q = int(r["queue"])
     if q in (Queue.LD, Queue.ST):
         eff = spec.hbm_eff_cross_channel if r["cross"] else spec.hbm_eff_same_channel
+        # a request crosses each SLR boundary twice (address out, data or response back)
+        lat = spec.hbm_latency_cycles + \
+            2 * slr_hops(core, spec.hbm_slr) * spec.slr_crossing_cycles
         return transfer_cycles(int(r["nbytes"]), clock_hz=spec.clock_hz,
                                channel_bytes_per_s=spec.hbm_channel_bytes_per_s, eff=eff,
-                               latency_cycles=spec.hbm_latency_cycles)
+                               latency_cycles=lat,
+                               refresh_interval_ns=spec.hbm_refresh_interval_ns,
+                               refresh_ns=spec.hbm_refresh_ns)
     cols, pad = int(r["cols"]), int(r["pad"])  # a padded tile computes its full width
     if q == Queue.MV:  # the padded columns stream the A buffer like the real ones
         nbytes = -(-int(r["nbytes"]) * (cols + pad) // cols) if cols else 0
@@ -54,13 +68,13 @@ def _cycles(spec: FlightLLMSpec, r: np.void) -> int:
     if q == Queue.MISC:
         return misc_cycles(int(r["op"]), int(r["rows"]), int(r["cols"]),
                            spec.sfu_elems_per_cycle)
-    return SYS_CYCLES
+    return sys_cycles(spec)
 
 
 def fill_cycles(program: Program, spec: FlightLLMSpec) -> Program:
     """Set ``cycles`` of every instruction (memoised over identical instruction fields)."""
     key = ["queue", "op", "cross", "nbytes", "rows", "cols", "pad", "k", "n"]
-    for arr in program.cores:
+    for core, arr in enumerate(program.cores):
         if not len(arr):
             continue
         cols = np.stack([arr[f].astype(np.int64) for f in key])
@@ -70,7 +84,7 @@ def fill_cycles(program: Program, spec: FlightLLMSpec) -> Program:
         new[1:] = np.any(srt[:, 1:] != srt[:, :-1], axis=0)
         group = np.cumsum(new) - 1
         firsts = order[new]
-        cyc = np.array([_cycles(spec, arr[i]) for i in firsts], dtype=np.int64)
+        cyc = np.array([_cycles(spec, arr[i], core) for i in firsts], dtype=np.int64)
         out = np.empty(len(arr), np.int64)
         out[order] = cyc[group]
         arr["cycles"] = out

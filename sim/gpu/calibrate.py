@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.gpu.curves import fit_extras
 from sim.gpu.fit import fit_log_error
 from sim.gpu.model import (
     HF_RMSNORM_OPS,
@@ -91,6 +92,12 @@ class Baseline:
     power: dict[str, Any]                    # median over the runs that measured power
     info: dict[str, Any]
     probe: tuple[dict[str, Any], ...] = ()   # probe rows, shapes the per-op file lacks
+    # issue 19 (kernels.measure_extra): per-op rows from the newest file that has each section,
+    # generate() and batched steps from every file
+    quant: tuple[dict[str, Any], ...] = ()
+    nomask: tuple[dict[str, Any], ...] = ()
+    generate: tuple[dict[str, Any], ...] = ()
+    batch: tuple[dict[str, Any], ...] = ()
 
     @property
     def preset(self) -> str | None:
@@ -146,9 +153,17 @@ def baselines(directory: str | None = None) -> dict[str, Baseline]:
         m = merged.setdefault(name, {"files": [], "ops": [], "steps": [], "prefill": [],
                                      "info": data["device"]})
         m["files"].append(path.name)
-        if "graph" in str(data.get("method", {}).get("ops", "")) \
-                and data["device"]["date"] >= m.get("ops_date", ""):
-            m["ops"], m["ops_date"] = data["ops"], data["device"]["date"]  # newest run
+        date = data["device"]["date"]
+        # a run of other sections only (--only generate, ...) has no ops: it keeps the older
+        if data["ops"] and "graph" in str(data.get("method", {}).get("ops", "")) \
+                and date >= m.get("ops_date", ""):
+            m["ops"], m["ops_date"] = data["ops"], date  # newest run
+        for key in ("quant_ops", "attention_nomask"):
+            if data.get(key) and date >= m.get(f"{key}_date", ""):
+                m[key], m[f"{key}_date"] = data[key], date
+        m["generate"] = m.get("generate", []) + data.get("generate", [])
+        m["batch"] = m.get("batch", []) + [r for r in data.get("batch_steps", [])
+                                           if "median_s" in r]
         m["steps"] += data.get("decode_steps", [])
         m["prefill"] += data.get("model_steps", [])
         if data.get("power", {}).get("available"):
@@ -160,7 +175,9 @@ def baselines(directory: str | None = None) -> dict[str, Baseline]:
     return {name: Baseline(name, tuple(m["files"]), m["info"]["date"][:10], tuple(m["ops"]),
                            tuple(m["steps"]), tuple(m["prefill"]),
                            median_power(m.get("power_runs", [])), m["info"],
-                           tuple(m.get("probe", ())))
+                           tuple(m.get("probe", ())), tuple(m.get("quant_ops", ())),
+                           tuple(m.get("attention_nomask", ())), tuple(m.get("generate", ())),
+                           tuple(m.get("batch", ())))
             for name, m in merged.items() if m["ops"]}
 
 
@@ -384,9 +401,11 @@ def default_calibration(device: str | None = None, host: bool = False) -> GPUCal
         raise ValueError(f"no preset for measured device {device!r}; add it to "
                          "sim.gpu.calibrate.PRESET_OF_DEVICE")
     l2, sm_hz = chip(spec)
-    c = calibrate(b, spec.mem_bytes_per_s, spec.peak_ops_per_s("float16"), host=host,
-                  l2=l2, sm_hz=sm_hz)
-    return _borrow_odd_keys(c, b, data)
+    bw, peak = spec.mem_bytes_per_s, spec.peak_ops_per_s("float16")
+    c = calibrate(b, bw, peak, host=host, l2=l2, sm_hz=sm_hz)
+    extras = fit_extras(b.device, list(b.quant), list(b.nomask), list(b.generate), bw, peak,
+                        spec.peak_ops_per_s("int8"))
+    return replace(_borrow_odd_keys(c, b, data), extras=extras)
 
 
 def _borrow_odd_keys(c: GPUCalibration, b: Baseline, data: dict[str, Baseline]

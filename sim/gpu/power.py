@@ -18,7 +18,8 @@ from functools import cache
 from sim.gpu.calibrate import PRESET_OF_DEVICE, baselines
 from sim.spec import HardwareSpec, load_preset
 
-__all__ = ["PHASES", "ModelledPower", "TDPFraction", "modelled_power", "tdp_fractions"]
+__all__ = ["PHASES", "ModelledPower", "TDPFraction", "generate_fraction", "generate_power",
+           "modelled_power", "tdp_fractions"]
 
 # the measured phase per modelled one: LLaMA-2-7B, context 512, graph-replayed decode at q = 1
 # and a 512-token prefill (kernels.measure's power section)
@@ -76,3 +77,38 @@ def modelled_power(spec: HardwareSpec) -> ModelledPower | None:
             f"{tdp:.0f} W ({d.describe()}), {p.fraction * tdp:.0f} W in prefill = "
             f"{p.fraction:.3f} x TDP ({p.describe()}); no power measured on {spec.name}")
     return ModelledPower(d.fraction * tdp, p.fraction * tdp, note)
+
+
+@cache
+def generate_fraction() -> TDPFraction | None:
+    """Board power over TDP while HF generate() runs (``kernels.measure_extra``'s power of the
+    main model), the median over the GPUs that measured it; None when none did."""
+    measured = []
+    for device, b in sorted(baselines().items()):
+        preset = PRESET_OF_DEVICE.get(device)
+        watts = [r["power"]["avg_power_w"] for r in b.generate
+                 if r.get("power", {}).get("available")]
+        if preset and watts and load_preset(preset).power_w:
+            measured.append((preset, statistics.median(watts), load_preset(preset).power_w))
+    if not measured:
+        return None
+    return TDPFraction("generate", statistics.median(w / t for _, w, t in measured),
+                       tuple(measured))
+
+
+def generate_power(spec: HardwareSpec, gen, own: bool) -> tuple[float | None, str]:
+    """Decode board power for ``--gpu-stack hf-eager`` and the note that says where it comes
+    from: measured while generate() ran on this GPU (``gen``: a ``sim.gpu.curves.
+    GenerateCost``), else the measured GPUs' fraction of TDP, else None (not measured: the
+    graph-replay decode power stays, and the note says so)."""
+    if own and gen is not None and gen.power_w:
+        return gen.power_w, (f"hf-eager decode power measured while generate() ran: "
+                             f"{gen.power_w:.0f} W ({gen.model})")
+    fr = generate_fraction()
+    if fr is not None and spec.power_w:
+        w = fr.fraction * spec.power_w
+        return w, (f"hf-eager decode power modelled: {w:.0f} W = {fr.fraction:.3f} x TDP "
+                   f"{spec.power_w:.0f} W while generate() runs ({fr.describe()}); it "
+                   "replaces the graph-replay decode figure")
+    return None, ("board power while generate() runs not measured: hf-eager is charged the "
+                  "graph-replay decode power (a host-bound GPU draws less)")

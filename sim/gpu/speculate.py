@@ -72,9 +72,14 @@ def speculative_calibrated(spec: HardwareSpec, w: SpeculativeWorkload, stack: st
              "calibration": c.source}
     power = base.extra.get("decode_power_w") or spec.power_w
     energy = power * (prefill_s + run.decode_s) if power else None
+    notes = base.notes
+    if stack == "hf-eager" and c.extras is not None and c.extras.generate is not None:
+        # measured for plain generate(); assisted generation's own host work per round is not
+        notes += ("speculative rounds: generate()'s per-token host cost is charged to the "
+                  "baseline without speculation only (measured for plain decoding)",)
     return result_from_times(
         spec, w, "calibrated", prefill_s, run.decode_s, energy_j=energy,
-        decode_energy_j=power * run.decode_s if power else None, notes=base.notes,
+        decode_energy_j=power * run.decode_s if power else None, notes=notes,
         breakdown_ms={"decode": extra["split_ms"]}, counts={"verify_passes":
                                                             float(len(run.rounds))},
         extra=extra)

@@ -21,20 +21,21 @@ _TRACED_CONTEXTS = (128, 1024)  # two traces per (model, q); other contexts are 
 
 
 @cache
-def _traced(model: str, q: int, context: int) -> Graph:
+def _traced(model: str, q: int, context: int, batch: int = 1) -> Graph:
     from models.cache import get_graph  # traces (imports torch) only on a cache miss
 
     if q == 1:
-        return get_graph(model, "decode", context=context)
-    return get_graph(model, "verify", tokens=q, context=context)
+        return get_graph(model, "decode", context=context, batch=batch)
+    return get_graph(model, "verify", tokens=q, context=context, batch=batch)
 
 
-def step_graph(model: str, q: int, context: int) -> Graph:
-    """The IR graph of one step of ``q`` tokens over a cache of ``context``."""
+def step_graph(model: str, q: int, context: int, batch: int = 1) -> Graph:
+    """The IR graph of one step of ``q`` tokens over a cache of ``context`` (``batch``
+    sequences)."""
     lo, hi = _TRACED_CONTEXTS
     if context in (lo, hi):
-        return _traced(model, q, context)
-    return interpolate(_traced(model, q, lo), _traced(model, q, hi), context)
+        return _traced(model, q, context, batch)
+    return interpolate(_traced(model, q, lo, batch), _traced(model, q, hi, batch), context)
 
 
 def step_host_calls(r: dict[str, Any]) -> int:
@@ -48,7 +49,7 @@ def predict_step(r: dict[str, Any], c: GPUCalibration, bw: float, peak: float,
     """Model seconds of a measured whole-model step record (its ``mode`` picks the stack)."""
     s = r["shape"]
     stack = "graph" if r["mode"] == "cuda_graph" else "hf-eager"
-    k = kernels(step_graph(r["model"], s["q"], s["context"]), stack)
+    k = kernels(step_graph(r["model"], s["q"], s["context"], s.get("batch", 1)), stack)
     return step_time_s(k, c, bw, peak, stack, l2, sm_hz)[0]
 
 

@@ -150,6 +150,7 @@ def test_budget_skips_late_sections(tmp_path):
     out = tmp_path / "m.json"
     data = measure_all(torch.device("cpu"), dtype="float32", dry_run=True, model="llama-68m",
                        warmup=0, repeat=1, budget_s=0.0, save=out)
-    assert data["skipped"] == ["decode_steps", "ops", "ops", "ops", "ops", "model_steps",
+    assert data["skipped"] == ["generate", "attention_nomask", "quant_ops", "batch_steps",
+                               "decode_steps", "ops", "ops", "ops", "ops", "model_steps",
                                "power", "decode_steps"]
     assert data["section_s"] == [] and not out.exists()  # nothing ran, nothing written

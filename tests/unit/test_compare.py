@@ -230,7 +230,7 @@ def test_headline_only_cli(capsys):
     (["--hw", "gpu-a100,gpu-a100"], "lists gpu-a100 more than once"),
     (["--hw", "gpu-x"], "unknown hardware preset 'gpu-x'; presets: flightllm-u280"),
     (["--model", "llama9"], "unknown model 'llama9'; the zoo has"),
-    (["--gpu-stack", "tensorrt"], "unknown --gpu-stack 'tensorrt'; allowed: graph, hf-eager"),
+    (["--gpu-stack", "tensorrt"], "unknown --gpu-stack 'tensorrt'; allowed: graph, vllm, hf-eager"),
     (["--headline-only"], "--headline-only needs --assumptions"),
     (["--assumptions", "missing.toml"], "assumptions file 'missing.toml' does not exist"),
 ])
@@ -250,7 +250,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     (lambda s: s.replace("vllm = [87, 89]", "vllm = [89, 87]", 1), "need 0 < low <= high"),
     (lambda s: s.replace("vllm = [87, 89]", "trt = [87, 89]", 1), "declared in [stacks]"),
     (lambda s: s.replace("power_w = 220", "powr_w = 220"), "allowed: tokens_per_s"),
-    (lambda s: s.replace('hf = "hf-eager"', 'hf = "eager"'), "values from graph, hf-eager"),
+    (lambda s: s.replace('hf = "hf-eager"', 'hf = "eager"'), "values from graph, vllm, hf-eager"),
 ])
 def test_bad_assumptions_file(tmp_path, edit, message):
     with pytest.raises(UserError) as e:

@@ -70,7 +70,10 @@ def _digests(spec, g: Graph) -> tuple[str, str]:
 
 @pytest.mark.parametrize("preset, name", list(PINNED))
 def test_default_programs_unchanged(preset, name):
-    spec = load_preset(preset)
+    # the memory physics added after a4f0620 (HBM refresh, SLR crossings: U280 only) changes
+    # cycles, not programs; off here, so the hashes still compare against that commit
+    spec = dataclasses.replace(load_preset(preset), hbm_refresh_interval_ns=0, hbm_refresh_ns=0,
+                               hbm_slr=-1, slr_crossing_cycles=0)
     assert spec.mv_rows == 1
     assert _digests(spec, _graphs()[name]) == PINNED[preset, name]
 

@@ -83,11 +83,14 @@ def test_verify_knee_where_the_roofline_says(hbm_scale, mv_rows):
     one-token passes, R = A / H (> 1: one token is HBM-bound): flat up to the knee
     q = m x floor(R), then a staircase of m tokens per step. U280: H = 8 x 14.375 GB/s x 0.7 /
     225 MHz = 357.8 B/cycle, A = 512, R = 1.43 (m = 1: a 5-token verify costs ~3.5 tokens;
-    m = 4: a 4-token verify costs one); with the HBM 4x slower, R = 5.72."""
+    m = 4: a 4-token verify costs one); with the HBM 4x slower, R = 5.72. The U280's HBM refresh
+    (tRFC 260 ns every tREFI 3.9 us) lowers H by 6.7%: R = 1.53 and 6.13."""
     spec = dataclasses.replace(SPEC, hbm_channel_bytes_per_s=SPEC.hbm_channel_bytes_per_s
                                * hbm_scale, mv_rows=mv_rows)
     h = spec.weight_channels * spec.hbm_channel_bytes_per_s * spec.hbm_eff_same_channel \
         / spec.clock_hz
+    if spec.hbm_refresh_ns:  # data moves tREFI - tRFC of every tREFI (sim.flightllm.hbm)
+        h *= 1 - spec.hbm_refresh_ns / spec.hbm_refresh_interval_ns
     r = A_MV_BYTES_PER_CHANNEL * spec.weight_channels / h
     got = _ratios(spec)
     for q, x in enumerate(got, 1):

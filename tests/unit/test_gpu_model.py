@@ -243,7 +243,7 @@ def test_each_eager_point_counts_its_fastest_run_once():
 
 def test_bad_inputs_are_clear():
     w = _toy_workload()
-    with pytest.raises(UserError, match="unknown GPU stack 'tpu'; allowed: graph, hf-eager"):
+    with pytest.raises(UserError, match="unknown GPU stack 'tpu'; allowed: graph, vllm, hf-eager"):
         run(load_preset("gpu-h100"), w, "calibrated", stack="tpu")
     with pytest.raises(UserError, match="does not model flightllm-u280"):
         run(load_preset("flightllm-u280"), w, "calibrated")

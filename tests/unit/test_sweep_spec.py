@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -123,3 +126,112 @@ def test_expressions_evaluate_and_report_inapplicable_names():
     assert e.holds({"cores": 4}) is None   # a GPU point has no DSPs: the rule does not apply
     with pytest.raises(UserError, match="Attribute is not allowed"):
         parse_expr("x.__class__", "c")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+FILES = """
+[hardware]
+preset = "hw/u280.toml"
+[workload]
+model = "toy.workload.json"
+prefill = 16
+decode = 8
+[compression]
+sparsity = "int8.toml"
+"""
+
+
+def _spec_folder(folder: Path) -> Path:
+    """A sweep file with a preset file, a workload and a sparsity config beside it."""
+    from models.graph import Phase
+    from models.workload import Workload
+    from sweeps.workloads import save_workload_file
+    from tests.unit.graphs import decoder_like
+
+    (folder / "hw").mkdir(parents=True)
+    shutil.copy(ROOT / "configs/hw/flightllm-u280.toml", folder / "hw/u280.toml")
+    shutil.copy(ROOT / "configs/sparsity/dense_int8.toml", folder / "int8.toml")
+    w = Workload("toy", 1, 16, 8, decoder_like(2, 256, 0, Phase.PREFILL),
+                 decoder_like(2, 256, 16), decoder_like(2, 256, 23))
+    save_workload_file(w, folder / "toy.workload.json")
+    (folder / "spec.toml").write_text(FILES)
+    return folder / "spec.toml"
+
+
+def test_relative_paths_resolve_against_the_spec_folder_from_any_cwd(tmp_path, monkeypatch):
+    from sweeps import Store, run_sweep
+    from sweeps.spec import load_sweep
+
+    spec_file = _spec_folder(tmp_path / "specs")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    spec = load_sweep("../specs/spec.toml")
+    (p,) = spec.points()
+    here = (tmp_path / "specs").resolve()
+    assert (p.hw, p.model, p.sparsity) == (str(here / "hw/u280.toml"),
+                                          str(here / "toy.workload.json"), str(here / "int8.toml"))
+    assert p.model_digest and p.sparsity_digest   # the files were read, not just named
+    s = run_sweep(spec, db=tmp_path / "r.db", workers=1, progress=False, cache=False)
+    with Store(tmp_path / "r.db", readonly=True) as st:
+        rows = st.rows()
+    assert s.counts == {"ok": 1} and rows[0]["decode_tokens_per_s"] > 0
+    # beside the spec wins over the working directory (a different file of the same name)
+    (tmp_path / "elsewhere/int8.toml").write_text((ROOT / "configs/sparsity/flightllm_qk70.toml")
+                                                  .read_text())
+    assert load_sweep(spec_file).points()[0].sparsity == str(here / "int8.toml")
+
+
+def test_missing_relative_file_names_spec_key_and_paths_tried(tmp_path, monkeypatch):
+    from sweeps.spec import load_sweep
+
+    spec_file = _spec_folder(tmp_path / "specs")
+    (tmp_path / "specs/int8.toml").unlink()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as e:
+        load_sweep("specs/spec.toml")
+    msg = str(e.value)
+    assert msg.startswith("specs/spec.toml: compression.sparsity: ")
+    for tried in (spec_file.parent / "int8.toml", tmp_path / "int8.toml",
+                  ROOT / "configs/sparsity/int8.toml", ROOT / "int8.toml"):
+        assert str(tried) in msg
+
+
+def test_committed_specs_keep_their_paths_from_the_root_and_run_from_elsewhere(tmp_path,
+                                                                              monkeypatch):
+    from sweeps.spec import load_sweep
+
+    monkeypatch.chdir(ROOT)   # as written: the points (and their hashes) of older releases
+    spec = load_sweep("configs/sweeps/u280_sparsity.toml")
+    assert {p.sparsity for p in spec.points()} == {"configs/sparsity/flightllm_qk70.toml"}
+    digests = {p.sparsity_digest for p in spec.points()}
+    assert len(digests) == 1 and "" not in digests
+    monkeypatch.chdir(tmp_path)   # elsewhere: the repository-root fallback finds the file
+    moved = load_sweep(ROOT / "configs/sweeps/u280_sparsity.toml").points()
+    assert {p.sparsity for p in moved} == {str(ROOT / "configs/sparsity/flightllm_qk70.toml")}
+    assert {p.sparsity_digest for p in moved} == digests
+
+
+def test_model_folder_tree_and_requests_beside_the_spec(tmp_path, monkeypatch):
+    from sweeps.spec import load_sweep
+
+    (tmp_path / "specs/my-model").mkdir(parents=True)
+    (tmp_path / "specs/my-model/config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "specs/t.toml").write_text("parents = [-1, 0, 0]\n")
+    shutil.copy(ROOT / "configs/serving/sharegpt_like.toml", tmp_path / "specs/len.toml")
+    (tmp_path / "specs/spec.toml").write_text(BASE.replace('"llama2-7b"', '"my-model"') + """
+[speculation]
+tree = "t.toml"
+[serving]
+rate = 1
+requests = "len.toml"
+""")
+    monkeypatch.chdir(tmp_path)
+    (p,) = load_sweep("specs/spec.toml").points()
+    here = (tmp_path / "specs").resolve()
+    assert (p.model, p.tree, p.requests) == (str(here / "my-model"), str(here / "t.toml"),
+                                             str(here / "len.toml"))
+    assert p.tree_parents == (-1, 0, 0) and p.model_digest and p.requests_digest
+    # a bare model name found nowhere is left to the zoo's error (which lists the zoo)
+    (tmp_path / "specs/my-model/config.json").unlink()
+    (tmp_path / "specs/my-model").rmdir()
+    assert load_sweep("specs/spec.toml").points()[0].model == "my-model"
