@@ -173,13 +173,9 @@ class SweepSpec:
         return list(seen.values())
 
     def _point(self, v: dict[str, Any]) -> Point:
-        if v["gamma"] == NO_SPECULATION and v["tree"] is None:
-            # gamma = "none" on a chain: a plain decode, so every speculation input is unset
-            # (the point hashes as one of a sweep without [speculation]); a tree point
-            # ignores gamma as always
-            v = {**v, **dict.fromkeys(SPECULATION)}
-        elif v["gamma"] == NO_SPECULATION:
-            v = {**v, "gamma": None}
+        if v["gamma"] == NO_SPECULATION:   # a chain: plain decode (no speculation input set,
+            # so it hashes as a point of a sweep without [speculation]); a tree ignores gamma
+            v = {**v, **dict.fromkeys(SPECULATION if v["tree"] is None else ("gamma",))}
         overrides = tuple(sorted((k, self.field_types[k](x)) for k, x in v.items()
                                  if k not in INPUTS))
         model = str(v["model"])

@@ -71,6 +71,16 @@ gamma = ["none", 2]
     pts = sw.points()
     assert [p.speculative for p in pts] == [False, True]
     assert pts[0].alpha is None and pts[0].draft is None and pts[1].gamma == 2
+    # a tree ignores gamma, "none" included: one tree point, still speculative
+    trees = parse_sweep("""
+[hardware]
+preset = "flightllm-u280"
+[speculation]
+gamma = ["none", 2]
+tree = ["chain", "-1,0,0"]
+""").points()
+    assert {(p.speculative, p.gamma, p.tree) for p in trees} == {
+        (False, None, None), (True, None, "-1,0,0"), (True, 2, None)} and len(trees) == 3
 
 
 def test_report_builds_the_pareto_table_and_plots(tmp_path):
