@@ -43,10 +43,10 @@ CONSTANTS: dict[str, float] = {
 }
 SOURCES: dict[str, str] = {
     "static_w": (
-        "assumption: XCU280 leakage at a warm junction + HBM2 stack/PHY idle + the card's "
-        "DDR4, regulators and PCIe (Alveo U280 card, UG1314); no per-card idle figure was "
-        "found in this session's corpus (the same kind of assumption as hades.toml's "
-        "static_power_w = 20)"),
+        "an idle Alveo card with its shell loaded reads 17.4 W board power in xbutil "
+        "(Xilinx/XRT pull request #3697, 'xbutil --new examine' sample output; VCCINT 0.851 V "
+        "x 5.62 A = 4.8 W of it); + ~2.6 W assumed for the U280's HBM2 stacks idling "
+        "(refresh, PHY), which that card lacks"),
     "lut_pj_per_cycle": (
         "assumption: one 16 nm LUT with its routing at XPE's default 12.5% toggle rate "
         "(UG440 'Using the Logic Sheet': 12.5% default, average fanout 3); 0.04 pJ/cycle "
