@@ -160,9 +160,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     given = [f for f in _SPEC_FLAGS if getattr(args, f) is not None]
     # default: FlightLLM's cycle-level simulator (busy ratios, HBM, DSPs, program), chain
-    # speculation at batch 1 included (a tree or a batch speculates at the roofline there)
+    # and tree speculation at batch 1 included (a batch speculates at the roofline there)
     cycle_default = spec.kind == "flightllm" and (
-        not set(given) - {"trace"} or (args.tree is None and args.batch == 1))
+        not set(given) - {"trace"} or args.batch == 1)
     fidelity = args.fidelity or ("cycle" if cycle_default else "roofline")
     fl = flightllm_simulate_options(args, spec, fidelity)  # FlightLLM cycle: --sparsity, --trace
     speculative = any(not (fl and f == "trace") for f in given)
@@ -237,6 +237,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if "utilisation" in x:
             t.add_row("unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
                                              x["utilisation"].items()))
+        if "verify_groups" in x:   # FlightLLM cycle: where the draft ran, how the verify split
+            t.add_row("draft placement / verify passes",
+                      f"{x['draft_engine']} engine, weights in {x['draft_weights']}"
+                      f" ({x['predraft_hits']} pre-drafted rounds) / "
+                      f"{'+'.join(map(str, x['verify_groups']))} tokens")
     for phase in ("prefill", "decode"):  # FlightLLM cycle
         if f"{phase}_busy" in x:
             t.add_row(f"{phase} unit busy", ", ".join(f"{k} {v:.0%}" for k, v in

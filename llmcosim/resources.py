@@ -35,7 +35,11 @@ def add_resources_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--dequant-dsp", action="store_true",
                    help="dequantizer scale multiply on DSP48E2 (default: in LUTs)")
     s.add_argument("--speculation", action="store_true",
-                   help="add the speculative-decoding verifier (one per device)")
+                   help="add the speculative-decoding verifier (one per device) and the draft's "
+                   "placement (draft_engine, draft_weights of the preset)")
+    s.add_argument("--draft", default=None, metavar="MODEL",
+                   help="with --speculation and draft_weights = uram: the draft whose weights "
+                   "URAM holds (default llama-68m)")
     s.add_argument("--synth", action="store_true", help="run Yosys for block configurations "
                    "missing from configs/resources/rtl_synth.json (about 10-60 s each)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -91,6 +95,20 @@ def _synth(spec, args) -> None:
         synth_missing([spec], progress=prog, weight_bits=args.weight_bits)
 
 
+def _draft_bytes(spec, draft: str | None) -> int | None:
+    """The draft's on-chip weight bytes (compressed as FlightLLM's cycle run compresses it)
+    when the preset holds them in URAM; None otherwise."""
+    if spec.draft_weights != "uram":
+        return None
+    from mapping.flightllm.compression import apply_compression
+    from models.cache import get_graph
+    from sim.flightllm.draft import onchip_weight_bytes
+    from sim.hades.speculate import DEFAULT_DRAFT
+
+    g = get_graph(draft or DEFAULT_DRAFT, "decode", context=1)
+    return onchip_weight_bytes(apply_compression(g))
+
+
 def cmd_resources(args: argparse.Namespace) -> int:
     from sim.flightllm.resources import estimate
     from sim.spec import FlightLLMSpec, load_preset
@@ -101,8 +119,12 @@ def cmd_resources(args: argparse.Namespace) -> int:
                         "presets only (flightllm-u280, flightllm-vhk158)")
     if args.synth:
         _synth(spec, args)
+    if args.draft is not None and not args.speculation:
+        raise UserError("--draft counts a draft's on-chip weights: give --speculation too")
     rep = estimate(spec, weight_bits=args.weight_bits, dequant_on_dsp=args.dequant_dsp,
-                   speculation=args.speculation)
+                   speculation=args.speculation,
+                   draft_weight_bytes=_draft_bytes(spec, args.draft)
+                   if args.speculation else None)
     rows = report_rows(spec, rep)
     gaps = ", ".join(f"{r['resource']} {r['not_modelled']:+,.0f}" for r in rows
                      if r["not_modelled"] is not None)

@@ -107,7 +107,7 @@ def run(spec: HardwareSpec, workload: Workload, fidelity: str = "roofline", *,
 def _flightllm_cycle(spec: HardwareSpec, w: Workload, compression: Any = None,
                      trace: str | None = None, decode_bucket: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> SimResult:
-    """FlightLLM cycle level; a speculative workload runs its chain schedule
+    """FlightLLM cycle level; a speculative workload runs its speculation schedule
     (``sim.flightllm.speculate``; no trace or progress there)."""
     from sim.flightllm.simulate import simulate as flightllm_simulate
 

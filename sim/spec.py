@@ -23,6 +23,8 @@ from models.errors import UserError, read_toml
 from sim.units import parse_quantity, unit_of_field
 
 __all__ = [
+    "DRAFT_ENGINES",
+    "DRAFT_WEIGHTS",
     "HW_DIR",
     "FlightLLMSpec",
     "GPUSpec",
@@ -34,6 +36,10 @@ __all__ = [
     "spec_from_dict",
     "validate",
 ]
+
+# FlightLLM draft placement (mirrors HADES's draft_engine: sim/hades/spec.py DRAFT_ENGINES)
+DRAFT_WEIGHTS = ("hbm", "uram")
+DRAFT_ENGINES = ("shared", "separate")
 
 HW_DIR = Path(__file__).resolve().parent.parent / "configs" / "hw"
 
@@ -194,6 +200,17 @@ class FlightLLMSpec(_HBMSpec):
                                     "published)", default=0)
     reported_uram288_count: int = _f(0, 1_000_000, "URAM288 the published build uses (0: not "
                                      "published)", default=0)
+    # -- speculative decoding: where the draft model runs (sim/flightllm/speculate.py) ------
+    draft_weights: str = field(default="hbm", metadata={
+        "doc": "draft weights: hbm (streamed from HBM every draft pass) or uram (held on chip "
+               "in the URAM the design leaves free; refused if they do not fit)"})
+    draft_engine: str = field(default="shared", metadata={
+        "doc": "draft engine: shared (time-multiplexed on the cores) or separate (a one-core "
+               "engine of draft_macs_per_cycle MV MACs beside them, pre-drafting the next "
+               "chain while the cores verify, as HADES's separate engine)"})
+    draft_macs_per_cycle: int = _f(16, 1_000_000, "separate draft engine: MV MACs per cycle "
+                                   "(default: one core's MV MPE, artifact 64x16x1)",
+                                   default=1024)
 
     def peak_ops_per_s(self, dtype: str) -> float:
         return 2.0 * self.mm_macs_per_cycle * self.cores * self.clock_hz
@@ -235,6 +252,15 @@ class FlightLLMSpec(_HBMSpec):
             if getattr(self, cap) and getattr(self, used) > getattr(self, cap):
                 problems.append(f"{used} = {getattr(self, used)} exceeds the device's "
                                 f"{cap} = {getattr(self, cap)}")
+        for name, allowed in (("draft_weights", DRAFT_WEIGHTS), ("draft_engine", DRAFT_ENGINES)):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} = {getattr(self, name)!r}; allowed: "
+                                f"{', '.join(allowed)}")
+        if self.draft_engine == "separate" and \
+                self.draft_macs_per_cycle > self.mv_macs_per_cycle * self.cores:
+            problems.append(f"draft_macs_per_cycle = {self.draft_macs_per_cycle}: the separate "
+                            "draft engine has more MV MACs than all the cores "
+                            f"({self.mv_macs_per_cycle} x {self.cores})")
         return problems
 
 

@@ -11,11 +11,13 @@ tile's LD waits for the MV two A tiles back (``next_slot``).
 from __future__ import annotations
 
 from mapping.flightllm.builder import Arch
-from mapping.flightllm.isa import Queue
+from mapping.flightllm.isa import LD_TARGETS, Queue
 from models.errors import UserError
 from models.graph import Graph, Node, OpKind, Phase
 
-__all__ = ["DecodeMixin", "check_batch_buffers"]
+__all__ = ["TREE_MASK_KEYS", "DecodeMixin", "check_batch_buffers", "max_pass_tokens"]
+
+TREE_MASK_KEYS = "tree_mask_keys"   # Graph.meta key: new keys a tree pass's mask covers
 
 
 def check_batch_buffers(g: Graph, arch: Arch) -> None:
@@ -47,6 +49,14 @@ def check_batch_buffers(g: Graph, arch: Arch) -> None:
         f"{arch.b_buffer_bytes // k} (or give the preset a larger b_buffer_bytes)")
 
 
+def max_pass_tokens(g: Graph, arch: Arch) -> int:
+    """Tokens of one sequence whose input vectors fit the B buffer together (the bound
+    ``check_batch_buffers`` applies): B bytes over the widest linear input, INT8. A pass of
+    more tokens (a token tree's verify) runs as several passes of at most this many."""
+    k = max((n.in_shapes[0][-1] for n in g.nodes if n.kind is OpKind.LINEAR), default=1)
+    return max(arch.b_buffer_bytes // k, 0)
+
+
 class DecodeMixin:
     """Attention methods of the code generator (``codegen._Gen``)."""
 
@@ -62,6 +72,7 @@ class DecodeMixin:
             self.flush(c)
             h0, h1 = self.share(heads, c, 1)
             last = self.ready[c]
+            self.mask_ld = self.tree_mask(c, nid)
             for _ in range(self.g.batch):  # a batch: each sequence reads its own cache
                 for g in range(h0 // grp, -(-h1 // grp)):  # a K/V head, loaded once per core
                     hs = range(max(h0, g * grp), min(h1, (g + 1) * grp))
@@ -96,8 +107,9 @@ class DecodeMixin:
                 s.update(dict.fromkeys(grp, mv))
             self.mpe_done[c].append(s[hs[-1], q - 1])
         # per head: the q score vectors (rows) in one softmax pass
-        sms = {h: self.misc(c, "softmax", q, kv_len, tuple(s[h, i] for i in range(q)), nid)
-               for h in hs}
+        mask = (getattr(self, "mask_ld", None),)
+        sms = {h: self.misc(c, "softmax", q, kv_len, tuple(s[h, i] for i in range(q)) + mask,
+                            nid) for h in hs}
         vl = self.a_tile(c, kv_len * d, nid)       # V (kv_len x d, INT8)
         for g0 in range(0, len(rows), m):          # PV rows read the V tile, m per read
             grp = rows[g0:g0 + m]
@@ -105,6 +117,24 @@ class DecodeMixin:
             last = self.mpe(c, len(grp), d, kv_len, (vl, *heads), nid, kv_len * d)
         self.mpe_done[c].append(last)
         return last
+
+    def tree_mask(self, c: int, nid: int) -> int | None:
+        """A token tree's attention mask (verify or a draft's tree level, ``TREE_MASK_KEYS``
+        in the graph's meta: the pass's q tokens see n of the tree's new keys): one LD per
+        layer and core of q x n bits into the global buffer, which the softmax waits for and
+        reads as it masks the scores (set to -inf). A chain's causal mask is an index
+        comparison in the SFU, no data: None. Per layer because the global buffer is not
+        reserved across layers (a conservative choice; the mask is the same for all)."""
+        keys = dict(self.g.meta).get(TREE_MASK_KEYS)
+        if not keys or not self.verify:
+            return None
+        nbytes = -(-self.seq_tokens * int(keys) // 8)
+        if nbytes > self.a.global_buffer_bytes:
+            raise UserError(f"--tree: the attention mask of a pass of {self.seq_tokens} tree "
+                            f"tokens over {keys} tree keys takes {nbytes} bytes, more than the "
+                            f"global buffer's {self.a.global_buffer_bytes}; use a smaller tree")
+        return self.b.emit(c, Queue.LD, channel=self.ch(c, 0), op=LD_TARGETS["global"],
+                           nbytes=nbytes, node=nid)
 
     def a_tile(self, c: int, nbytes: int, nid: int) -> int:
         """Decode K/V into half the A buffer (after the MV two A tiles back), striped over the

@@ -126,24 +126,45 @@ def result_energy(d: DesignPower, p: Any) -> dict[str, float]:
 
 
 class EnergyTally:
-    """Sums :func:`result_energy` over passes; ``None`` design: no model (board power used)."""
+    """Energy of a run: each pass's activity (DSP, buffers, HBM) as passes are added, and the
+    design's always-on part (static, fabric) over the run's wall time at :meth:`close`, so
+    passes that overlap (a separate draft engine beside the cores) are not charged the static
+    power twice. ``design`` None: no resource estimate, no model (board power used)."""
 
     def __init__(self, spec: FlightLLMSpec, *, weight_bits: int = 4,
                  speculation: bool = False) -> None:
         self.design = design_power(spec, weight_bits=weight_bits, speculation=speculation)
-        self.parts: dict[str, float] = {}
+        self.parts: dict[str, float] = dict.fromkeys(("static", "fabric", "dsp", "buffers",
+                                                      "hbm"), 0.0)
+        self.other = 0.0   # totals computed elsewhere (add_joules)
 
     def add(self, p: Any, times: int = 1) -> None:
+        """One simulated pass (``PassResult``), ``times`` over: its activity terms."""
         if self.design is None:
             return
-        for k, v in result_energy(self.design, p).items():
-            self.parts[k] = self.parts.get(k, 0.0) + v * times
+        e = result_energy(self.design, p)
+        for k in ("dsp", "buffers", "hbm"):
+            self.parts[k] += e[k] * times
+
+    def add_bytes(self, nbytes: float) -> None:
+        """HBM bytes moved outside a simulated pass (a tree rollback's compaction)."""
+        if self.design is not None:
+            self.parts["hbm"] += pass_energy(self.design, seconds=0.0, macs=0.0,
+                                             hbm_bytes=nbytes, mpe_busy=0.0)["hbm"]
+
+    def close(self, wall_s: float) -> None:
+        """The static and fabric energy over ``wall_s`` seconds of the run."""
+        if self.design is None:
+            return
+        e = pass_energy(self.design, seconds=wall_s, macs=0.0, hbm_bytes=0.0, mpe_busy=0.0)
+        self.parts["static"] += e["static"]
+        self.parts["fabric"] += e["fabric"]
 
     def add_joules(self, joules: float | None) -> None:
         """Add a total computed elsewhere (another tally's), e.g. a base run's prefill."""
         if self.design is not None and joules is not None:
-            self.parts["total"] = self.parts.get("total", 0.0) + joules
+            self.other += joules
 
     @property
     def total(self) -> float | None:
-        return None if self.design is None else self.parts.get("total", 0.0)
+        return None if self.design is None else sum(self.parts.values()) + self.other

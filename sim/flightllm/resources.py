@@ -14,6 +14,7 @@ the per-core control; the CLI shows the gap to the paper's U280 build in numbers
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from models.errors import UserError
 from sim.spec import FlightLLMSpec
 
 __all__ = ["CSD_PATTERNS", "DATA_FILE", "RESOURCES", "BlockUse", "BufferUse", "ResourceReport",
-           "block_instances", "bram36_per_bank", "buffer_banks", "entry_key", "estimate",
+           "block_instances", "bram36_per_bank", "buffer_banks", "draft_buffers", "entry_key",
+           "estimate",
            "load_synth_data", "uram288_per_bank"]
 
 DATA_FILE = Path(__file__).resolve().parents[2] / "configs" / "resources" / "rtl_synth.json"
@@ -165,7 +167,31 @@ def block_instances(spec: FlightLLMSpec, *, weight_bits: int = 4, dequant_on_dsp
         uses.append(BlockUse("verifier", "verifier",
                              (({"mode": "greedy", "gamma": 4, "token_bits": 16}, ()),), 1,
                              "one per device (speculative decoding, greedy, gamma 4)"))
+    if speculation and spec.draft_engine == "separate":
+        n = math.ceil(spec.draft_macs_per_cycle / CHAIN_DSP48)   # MV: one MAC per DSP48
+        uses.append(BlockUse("draft engine CSD-Chain", "csd_chain", pats, n,
+                             f"separate draft engine: draft_macs_per_cycle "
+                             f"{spec.draft_macs_per_cycle} MV MACs / {CHAIN_DSP48} per chain "
+                             "(its dequantizers and SFU not counted)"))
     return uses
+
+
+def draft_buffers(spec: FlightLLMSpec, draft_weight_bytes: int | None = None
+                  ) -> list[BufferUse]:
+    """On-chip memory speculation adds (``sim.flightllm.draft``): a separate draft engine's
+    buffers (a one-core FlightLLM's, A in URAM) and, with ``draft_weights = "uram"``, the
+    draft's weights (``draft_weight_bytes``) in 4K x 72 URAM288s, 9 bytes a row."""
+    out = []
+    if spec.draft_engine == "separate":
+        from sim.flightllm.draft import draft_engine_spec
+
+        out += [dataclasses.replace(b, name=f"draft engine {b.name}")
+                for b in buffer_banks(draft_engine_spec(spec))]
+    if spec.draft_weights == "uram" and draft_weight_bytes:
+        out.append(BufferUse("draft weights", 1, math.ceil(draft_weight_bytes / 9), 72,
+                             "uram288", f"draft_weights = uram: {draft_weight_bytes:,} bytes "
+                             "of the draft's linear weights (compressed)"))
+    return out
 
 
 def buffer_banks(spec: FlightLLMSpec, *, uram_buffers: tuple[str, ...] = ("A",)) -> list[BufferUse]:
@@ -210,8 +236,13 @@ def _sum(values: list[float | None]) -> float | None:
 
 def estimate(spec: FlightLLMSpec, *, data: dict[str, dict[str, Any]] | None = None,
              weight_bits: int = 4, dequant_on_dsp: bool = False, speculation: bool = False,
-             uram_buffers: tuple[str, ...] = ("A",)) -> ResourceReport:
-    """Modelled DSP, LUT, FF, BRAM36 and URAM288 of ``spec`` (None where data is missing)."""
+             uram_buffers: tuple[str, ...] = ("A",),
+             draft_weight_bytes: int | None = None) -> ResourceReport:
+    """Modelled DSP, LUT, FF, BRAM36 and URAM288 of ``spec`` (None where data is missing).
+
+    ``speculation``: the verifier, and the draft's placement (``draft_buffers``): with
+    ``draft_weights = "uram"`` the draft's on-chip weights need ``draft_weight_bytes``
+    (``sim.flightllm.draft.onchip_weight_bytes``; None: not counted, with a note)."""
     if not isinstance(spec, FlightLLMSpec):
         raise UserError(f"resources: {spec.name!r} is not a FlightLLM preset (kind "
                         f"{spec.kind!r}); the resource model covers FlightLLM FPGAs only")
@@ -219,6 +250,12 @@ def estimate(spec: FlightLLMSpec, *, data: dict[str, dict[str, Any]] | None = No
     blocks = tuple(_price(u, data) for u in block_instances(
         spec, weight_bits=weight_bits, dequant_on_dsp=dequant_on_dsp, speculation=speculation))
     buffers = tuple(buffer_banks(spec, uram_buffers=uram_buffers))
+    extra_notes: tuple[str, ...] = ()
+    if speculation:
+        buffers += tuple(draft_buffers(spec, draft_weight_bytes))
+        if spec.draft_weights == "uram" and not draft_weight_bytes:
+            extra_notes = ("draft_weights = uram: the draft's URAM is not counted (no draft "
+                           "given)",)
     by_source: dict[str, dict[str, float | None]] = {}
     for b in blocks:
         by_source[b.name] = {r: None if b.per_instance is None else b.count * b.per_instance[r]
@@ -229,4 +266,5 @@ def estimate(spec: FlightLLMSpec, *, data: dict[str, dict[str, Any]] | None = No
     totals = {r: _sum([v[r] for v in by_source.values()]) for r in RESOURCES}
     notes = tuple(f"{b.name}: no synthesis data for {', '.join(b.missing)} (run `llmcosim "
                   f"resources --hw {spec.name} --synth`)" for b in blocks if b.missing)
+    notes += extra_notes
     return ResourceReport(spec.name, blocks, buffers, totals, by_source, notes)

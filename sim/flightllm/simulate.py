@@ -48,14 +48,18 @@ class PassResult:
 
 def simulate_graph(spec: FlightLLMSpec, g: Graph, *, on_chip_decode: bool = True,
                    fuse: bool = True, index_in_weights: bool = True,
-                   periodic: bool = False) -> PassResult:
+                   periodic: bool = False, weights_on_chip: bool = False) -> PassResult:
     """One forward pass of an already compressed graph.
 
     ``periodic``: a decoder of identical layers is simulated as three short programs and
     extrapolated (``sim.flightllm.periodic``: checked on the spot, equal to the whole pass
     cycle for cycle); the result then carries no program (``program`` None).
+    ``weights_on_chip``: a decode/verify pass whose linear weights sit in URAM (a draft with
+    ``draft_weights = "uram"``: ``sim.flightllm.draft.weights_on_chip``).
     """
     kw = {"on_chip_decode": on_chip_decode, "fuse": fuse, "index_in_weights": index_in_weights}
+    if weights_on_chip:
+        kw["weights_on_chip"] = True
     layers = identical_layers(g) if periodic else 0
     if layers:
         runs = [_raw(spec, truncate_layers(g, k), kw)[0] for k in (FIRST, FIRST + 1, FIRST + 2)]
@@ -69,16 +73,23 @@ def simulate_graph(spec: FlightLLMSpec, g: Graph, *, on_chip_decode: bool = True
 
 def _raw(spec: FlightLLMSpec, g: Graph, kw: dict) -> tuple[dict[str, int], tuple]:
     """Cycles and the additive counts of a pass (what ``_result`` divides), and its run."""
+    kw = dict(kw)
+    onchip = kw.pop("weights_on_chip", False)
     prog = fill_cycles(generate(g, arch_of(spec, **kw)), spec)
     from sim.flightllm.engine_fast import run_fast  # numba: imported when first simulating
 
+    masks = [np.zeros(len(a), bool) for a in prog.cores]
+    if onchip:
+        from sim.flightllm.draft import weights_on_chip
+
+        masks = weights_on_chip(prog, g)
     start, finish = run_fast(prog, spec.hbm_channels)
     raw = {"cycles": int(max((f.max() for f in finish if len(f)), default=0))}  # a core may idle
     for q in Queue:
         raw[f"busy_{q.name}"] = sum(int(a["cycles"][a["queue"] == q].sum()) for a in prog.cores)
     raw |= {f"count_{k}": v for k, v in prog.counts().items()}
-    raw["hbm"] = sum(int(a["nbytes"][(a["queue"] == Queue.LD) | (a["queue"] == Queue.ST)].sum())
-                     for a in prog.cores)
+    raw["hbm"] = sum(int(a["nbytes"][((a["queue"] == Queue.LD) | (a["queue"] == Queue.ST))
+                                     & ~m].sum()) for a, m in zip(prog.cores, masks, strict=True))
     raw["kept"], raw["dense"] = _macs(prog)
     return raw, (prog, start, finish)
 
@@ -180,6 +191,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         tick(1, total)
         prefill_s = p.seconds
         pre_e.add(p)
+        pre_e.close(p.seconds)
         traced.append((f"prefill {w.prefill_tokens}", p))
         extra["prefill_busy"] = p.busy
         extra["prefill_dsp_utilisation"] = p.dsp_utilisation
@@ -197,6 +209,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         decode_s = sum(r.seconds for r in res)
         for r in res:
             dec_e.add(r)
+        dec_e.close(decode_s)
         last = res[-1]
         traced.append((f"decode (context {buckets[0]})", res[0]))
         extra["decode_busy"] = last.busy
@@ -238,7 +251,7 @@ def energy_fields(spec: FlightLLMSpec, pre: EnergyTally, dec: EnergyTally, decod
         return {}
     extra["power_model"] = "sim/flightllm/power.py"
     extra["prefill_energy_j"] = pre.total
-    extra["decode_energy_breakdown_j"] = {k: v for k, v in dec.parts.items() if k != "total"}
+    extra["decode_energy_breakdown_j"] = dict(dec.parts)
     if decode_s > 0:
         extra["decode_power_w"] = dec.total / decode_s
     return {"energy_j": pre.total + dec.total, "decode_energy_j": dec.total}

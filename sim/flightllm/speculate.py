@@ -1,14 +1,31 @@
-"""Chain speculative decoding on FlightLLM at cycle level: draft steps + verify programs.
+"""Speculative decoding on FlightLLM at cycle level: draft passes, verify programs, rollback.
 
-Every round of ``mapping.speculation.plan_rounds`` runs, on the same cores one after the other
-(time-multiplexed, the draft's weights in HBM like the target's):
+Every round of ``mapping.speculation.plan_rounds`` (the schedule and acceptance models HADES
+uses) runs:
 
-1. gamma draft decode passes: the draft model's decode program at the round's context + j;
-2. one verify pass: the target's verify program (``Phase.VERIFY``, gamma + 1 tokens of one
-   sequence over the cache, compiled in MV mode: each weight tile and each K/V tile loaded once
-   for all of them, one MV per token; ``mapping.flightllm.codegen`` / ``decode.py``);
-3. rollback: nothing (see :func:`rollback_s`). Sampling and the accept/reject comparison run
-   on the host, as the logits of FlightLLM's plain decode do: not charged either.
+1. draft: a chain's gamma draft decode passes (the draft's decode program at context + j); a
+   token tree's ``depth`` passes, as HADES counts them (``sim.hades.engine``): pass 0 over the
+   root (the last emitted token), pass j over the j-th level's nodes, each a program of that
+   many tokens of one sequence (MV mode) whose attention applies the tree's mask;
+2. verify: the target's verify program (``Phase.VERIFY``: 1 + gamma or 1 + tree-size tokens of
+   one sequence over the cache, in MV mode, each weight and K/V tile loaded once for all of
+   them; ``mapping.flightllm.codegen`` / ``decode.py``). A tree adds its attention mask: per
+   layer and core, an LD of q x n bits into the global buffer the softmax reads
+   (``DecodeMixin.tree_mask``); a chain's causal mask is free (an index comparison). A pass
+   whose tokens' input vectors do not fit the B buffer together (``max_pass_tokens``: 11 for
+   LLaMA2-7B's down_proj on the U280's 128 KB) runs as several passes over groups of at most
+   that many tokens, the way always-on-chip decode must: each group streams the weights again
+   and attends to the cache plus the earlier groups' rows (stored by their KV stores). A chain
+   too long for the B buffer is refused, as before (``check_batch_buffers``).
+3. rollback: a chain's is a pointer reset (:func:`rollback_s`, 0); a tree's is the compaction
+   program of ``mapping.flightllm.rollback`` (LD/ST of the accepted path's K/V rows, target
+   and draft caches), simulated by the same engine.
+
+Sampling and the accept/reject comparison run on the host, as the logits of FlightLLM's plain
+decode do: not charged. Where the draft runs follows the spec (``sim.flightllm.draft``):
+``draft_weights`` hbm/uram and ``draft_engine`` shared/separate; a separate engine pre-drafts
+the next chain while the cores verify (:func:`schedule`, mirroring HADES's PEARL-style
+pre-drafting; trees draft after the previous round, as in HADES).
 
 Each pass is a program compiled for its length bucket (as decode: ``DECODE_BUCKET`` keys,
 artifact length-adaptive compilation), simulated once per bucket with ``simulate_graph``.
@@ -23,20 +40,20 @@ from mapping.flightllm.decode import check_batch_buffers
 from mapping.spec_workload import SpeculativeWorkload
 from mapping.speculation import SpecConfig, plan_rounds
 from models.errors import UserError
-from models.graph import Graph, Phase, interpolate
+from models.graph import Graph, Phase
+from sim.flightllm.passes import Fallback, PassCache, Passes
 from sim.flightllm.simulate import (
     DECODE_BUCKET,
-    PassResult,
     _tallies,
     energy_fields,
     simulate,
     simulate_graph,
 )
-from sim.flightllm.timing import arch_of
 from sim.result import SimResult, result_from_times
 from sim.spec import FlightLLMSpec
 
-__all__ = ["PassCache", "base_step_s", "check_flags", "rollback_s", "simulate_speculative"]
+__all__ = ["PassCache", "base_step_s", "check_flags", "rollback_s", "schedule",
+           "simulate_speculative"]
 
 
 def rollback_s() -> float:
@@ -48,7 +65,8 @@ def rollback_s() -> float:
     never read (the next pass's attention covers only the valid length, its program compiled
     for that context) and the next verify overwrites them in place. Rollback is therefore a
     pointer reset (the host's context register), exactly as HADES's chain rollback; every byte
-    it involves was already charged by the verify program's stores.
+    it involves was already charged by the verify program's stores. (A tree's is not free:
+    ``mapping.flightllm.rollback``.)
     """
     return 0.0
 
@@ -57,132 +75,135 @@ def _ceil(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
-class PassCache:
-    """Simulated pass time per (graph kind, length bucket), each bucket simulated once.
-
-    ``first``/``last``: two traces (or compressed/mapped graphs) of one phase at two contexts;
-    the graph at any other context is their affine interpolation, or ``fallback(context)``
-    (e.g. ``models.cache.get_graph``) when a field is not affine in the context.
-    """
-
-    def __init__(self, spec: FlightLLMSpec, first: Graph, last: Graph,
-                 cfg: CompressionConfig | None = None, bucket: int = DECODE_BUCKET,
-                 fallback: Callable[[int], Graph] | None = None) -> None:
-        self.spec, self.first, self.last, self.cfg = spec, first, last, cfg
-        self.bucket, self.fallback = bucket, fallback
-        self.done: dict[int, PassResult] = {}
-
-    def context_of(self, context: int) -> int:
-        """The cache length the pass is compiled for: its keys (context + tokens) rounded up
-        to the bucket, as decode's ceil16(c + 1)."""
-        q = self.first.tokens
-        return _ceil(context + q, self.bucket) - q
-
-    def graph_at(self, context: int) -> Graph:
-        for g in (self.first, self.last):
-            if g.context == context:
-                return g
-        try:
-            return interpolate(self.first, self.last, context)
-        except ValueError:
-            if self.fallback is None:
-                raise
-            return self.fallback(context)
-
-    def at(self, context: int) -> PassResult:
-        c = self.context_of(context)
-        if c not in self.done:
-            g = apply_compression(self.graph_at(c), self.cfg)
-            self.done[c] = simulate_graph(self.spec, g, periodic=True)
-        return self.done[c]
-
-    def seconds(self, context: int) -> float:
-        return self.at(context).seconds
-
-
 def check_flags(spec: FlightLLMSpec, sc: SpecConfig, batch: int) -> None:
-    """UserError unless the speculation is a chain at batch 1 (what this schedule runs)."""
-    if sc.tree:
-        raise UserError(
-            f"--tree on FlightLLM at --fidelity cycle: {spec.name}'s speculation schedule runs "
-            "chains only (a tree's verify needs a tree-attention mask and a rollback that "
-            "gathers the accepted path's K/V rows, which its program does not model); use a "
-            "chain (--gamma) or --fidelity roofline for trees")
+    """UserError unless the speculation runs at batch 1 (what this schedule runs)."""
     if batch != 1:
         raise UserError(
             f"--batch {batch} with speculation on FlightLLM at --fidelity cycle: the "
-            "speculation schedule runs batch 1 only (one sequence's gamma + 1 tokens per "
-            "verify); use --batch 1, or --fidelity roofline for batched speculation")
+            "speculation schedule runs batch 1 only (one sequence's tokens per verify); use "
+            "--batch 1, or --fidelity roofline for batched speculation")
+
+
+def schedule(rounds: list, steps: Callable[[int], list[float]],
+             predraft: Callable[[int], list[float]] | None, verify: Callable[[int], float],
+             rollback: Callable[[object], float]) -> tuple[dict[str, float], int]:
+    """Wall time of the rounds, split into draft / verify / rollback, and the pre-draft hits.
+
+    ``steps(context)``: the draft passes of a round, in order. ``predraft(context)`` (a
+    separate engine drafting chains, else None): the passes it runs while the cores verify
+    the round at ``context``, from the context after a fully accepted round (HADES
+    ``_predraft``: the bonus guess, then the next round's gamma drafts). A round whose drafts
+    were pre-drafted (``Round.predrafted``) waits only for what is left of them; otherwise it
+    abandons the pre-draft after the pass in flight (HADES: ``abort``, then the step ends)
+    and drafts anew.
+    """
+    # sampling: on the host, not charged (the key as HADES's split has it)
+    split = dict.fromkeys(("draft", "verify", "sampling", "rollback"), 0.0)
+    t, ends, hits = 0.0, None, 0
+    for rd in rounds:
+        if rd.predrafted and ends is not None:
+            d = max(ends[-1] - t, 0.0)
+            hits += 1
+        else:   # a pre-draft's pass in flight finishes first
+            wait = next((e for e in ends if e > t), t) - t if ends is not None else 0.0
+            d = wait + sum(steps(rd.context))
+        t += d
+        split["draft"] += d
+        if predraft is not None:
+            ends, acc = [], t
+            for s in predraft(rd.context):
+                acc += s
+                ends.append(acc)
+        v = verify(rd.context)
+        b = rollback(rd)
+        split["verify"] += v
+        split["rollback"] += b
+        t += v + b
+    return split, hits
 
 
 def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
                          cfg: CompressionConfig | None = None,
-                         fallback: Callable[[Phase, int, int], Graph] | None = None,
+                         fallback: Fallback | None = None,
                          decode_bucket: int | None = None) -> SimResult:
-    """Prefill + chain speculative decode of ``w`` on ``spec`` at cycle level, with the
+    """Prefill + speculative decode of ``w`` on ``spec`` at cycle level, with the
     non-speculative baseline (``sim.flightllm.simulate.simulate``) for the speedup.
 
-    ``fallback(phase, tokens, context)``: the raw graph at a bucket context when the two traces
-    do not interpolate (``models.cache.get_graph``); None raises instead.
-    ``decode_bucket``: keys per length bucket of every pass (decode, draft, verify; None:
-    ``DECODE_BUCKET``).
+    ``fallback(phase, tokens, context, draft)``: the raw graph of the target (draft False) or
+    the draft at a context the two traces do not give, or of a token count the workload does
+    not carry (a tree's draft levels, a verify split in B-buffer groups); None: traced from
+    the zoo (``models.cache.get_graph``).
+    ``decode_bucket``: keys per length bucket of every pass (None: ``DECODE_BUCKET``).
     """
-    from sim.hades.engine import SpecRun
-    from sim.hades.simulate import _spec_extra
-
     sc = w.config
     assert sc is not None, "a speculative workload carries its SpecConfig"
     check_flags(spec, sc, w.batch)
     if None in (w.verify_first, w.verify_last, w.draft_first, w.draft_last):
         raise ValueError("a speculative workload needs draft and verify graphs at two contexts")
     assert w.verify_first is not None and w.draft_first is not None
-    assert w.verify_last is not None and w.draft_last is not None
-    # the verify's gamma + 1 input vectors sit in the B buffer like a decode batch's
-    check_batch_buffers(w.verify_first, arch_of(spec))
-    base = simulate(spec, w, cfg, decode_bucket=decode_bucket)   # UserError if < 1
-    decode_bucket = DECODE_BUCKET if decode_bucket is None else decode_bucket
+    if not sc.tree:   # the verify's gamma + 1 input vectors sit in the B buffer together
+        from sim.flightllm.timing import arch_of
 
-    def fb(phase: Phase, tokens: int) -> Callable[[int], Graph] | None:
-        return None if fallback is None else (lambda c: fallback(phase, tokens, c))
-    verify = PassCache(spec, w.verify_first, w.verify_last, cfg, decode_bucket,
-                       fb(Phase.VERIFY, w.verify_first.tokens))
-    draft = PassCache(spec, w.draft_first, w.draft_last, cfg, decode_bucket,
-                      fb(Phase.DECODE, 1))
-    run = SpecRun(rounds=plan_rounds(sc, w.prefill_tokens, w.decode_tokens, 1))
+        check_batch_buffers(w.verify_first, arch_of(spec))
+    decode_bucket = DECODE_BUCKET if decode_bucket is None else decode_bucket
+    p = Passes(spec, w, cfg, decode_bucket,   # UserError: draft placement
+               fallback if fallback is not None else default_fallback(w))
+    base = simulate(spec, w, cfg, decode_bucket=decode_bucket)   # UserError if < 1
+    rounds = plan_rounds(sc, w.prefill_tokens, w.decode_tokens, 1)
+    zero = sc.zero_cost_draft
+    pre = p.predraft if p.separate and not sc.tree and not zero else None
     pre_e, dec_e = _tallies(spec, cfg, speculation=True)
-    for r in run.rounds:
-        if not sc.zero_cost_draft:
-            for j in range(sc.gamma):
-                run.split["draft"] += draft.seconds(r.context + j)
-                dec_e.add(draft.at(r.context + j))
-        run.split["verify"] += verify.seconds(r.context)
-        dec_e.add(verify.at(r.context))
-        run.split["rollback"] += rollback_s()
-    run.decode_s = sum(run.split.values())
+    p.on_pass = dec_e.add   # every draft, pre-draft and verify pass the schedule runs
+    split, hits = schedule(rounds, (lambda c: []) if zero else p.draft_steps, pre, p.verify_s,
+                           p.rollback_s)
+    p.on_pass = None
+    decode_s = sum(split.values())
+    dec_e.add_bytes(p.moved_bytes)   # a tree rollback's compaction LD/ST
+    dec_e.close(decode_s)
     prefill_s = base.prefill_ms / 1e3
     pre_e.add_joules(base.extra.get("prefill_energy_j"))   # the target's prompt pass
-    if w.draft_prefill is not None:   # the draft reads the prompt too, on the same cores
-        p = simulate_graph(spec, apply_compression(w.draft_prefill, cfg), periodic=True)
-        prefill_s += p.seconds
-        pre_e.add(p)
+    if w.draft_prefill is not None:   # the draft reads the prompt too
+        d = simulate_graph(p.dspec, apply_compression(w.draft_prefill, cfg), periodic=True)
+        # on the cores after the target's prefill, or on its own engine beside it (HADES)
+        longer = max(prefill_s, d.seconds) if p.separate else prefill_s + d.seconds
+        pre_e.add(d)
+        pre_e.close(longer - prefill_s)
+        prefill_s = longer
+    power: dict = {}   # the power model's fields of extra (energy_fields fills them)
+    energy = energy_fields(spec, pre_e, dec_e, decode_s, power)
+    return _result(spec, w, cfg, p, base, rounds, split, hits, prefill_s, decode_s,
+                   (energy, power))
+
+
+def _result(spec: FlightLLMSpec, w: SpeculativeWorkload, cfg: CompressionConfig | None,
+            p: Passes, base: SimResult, rounds: list, split: dict[str, float], hits: int,
+            prefill_s: float, decode_s: float,
+            energy: tuple[dict[str, float], dict]) -> SimResult:
+    from sim.hades.engine import SpecRun
+    from sim.hades.simulate import _spec_extra
+
+    sc = w.config
+    assert sc is not None
+    run = SpecRun(decode_s=decode_s, split=split, rounds=rounds)
     extra = _spec_extra(run, w, base.decode_tokens_per_s)
-    extra["draft_target_cost_ratio"] = (draft.seconds(w.prefill_tokens)
-                                        / base_step_s(spec, w, cfg, decode_bucket))
-    extra["verify_buckets"] = len(verify.done)
-    extra["draft_buckets"] = len(draft.done)
-    # where a verify's and a plain decode step's time goes (per queue busy fraction): why
-    # speculation wins or loses on this design
+    extra["draft_target_cost_ratio"] = (sum(p.draft_steps(w.prefill_tokens)) / sc.draft_steps
+                                        / base_step_s(spec, w, cfg, p.bucket))
+    extra.update(p.describe(), predraft_hits=hits)
+    # why speculation wins or loses on this design: where a verify's and a plain decode
+    # step's time goes (busy fraction per queue), and the plain decode's energy
+    verify = p.cache(False, p.groups[0][1], p.groups[0][1] if sc.tree else None)
     extra["verify_busy"] = verify.at(w.prefill_tokens).busy
     extra["decode_busy"] = base.extra.get("decode_busy", {})
     extra["baseline_tokens_per_j"] = base.tokens_per_j
-    energy = energy_fields(spec, pre_e, dec_e, run.decode_s, extra)
-    counts = {"verify_passes": float(len(run.rounds)),
-              "draft_passes": float(0 if sc.zero_cost_draft else sc.gamma * len(run.rounds))}
+    extra.update(energy[1])
+    steps = 0 if sc.zero_cost_draft else sum(p.draft_passes(r.context) for r in rounds)
+    counts = {"verify_passes": float(len(rounds) * len(p.groups)),
+              "draft_passes": float(steps), "rollback_bytes": float(p.moved_bytes)}
     # memory and the result's fields over the compressed graphs, as the plain cycle run
     wc = w.map(lambda g: apply_compression(g, cfg))
-    return result_from_times(spec, wc, "cycle", prefill_s, run.decode_s, notes=base.notes,
+    return result_from_times(spec, wc, "cycle", prefill_s, decode_s, notes=base.notes,
                              breakdown_ms={"decode": extra["split_ms"]}, counts=counts,
-                             extra=extra, **energy)
+                             extra=extra, **energy[0])
 
 
 def base_step_s(spec: FlightLLMSpec, w: SpeculativeWorkload,
@@ -192,3 +213,14 @@ def base_step_s(spec: FlightLLMSpec, w: SpeculativeWorkload,
     g = w.decode_at(_ceil(w.prefill_tokens + 1, bucket) - 1) \
         if w.decode_first.context != w.decode_last.context else w.decode_first
     return simulate_graph(spec, apply_compression(g, cfg), periodic=True).seconds
+
+
+def default_fallback(w: SpeculativeWorkload, use_cache: bool = True) -> Fallback:
+    """Raw graphs from the zoo's models (traced once, then cached on disk)."""
+    def fb(phase: Phase, tokens: int, context: int, draft: bool) -> Graph:
+        from models.cache import get_graph
+
+        assert w.verify_first is not None
+        return get_graph(w.draft if draft else w.model, phase, tokens=tokens, context=context,
+                         batch=w.batch, dtype=w.verify_first.dtype, use_cache=use_cache)
+    return fb

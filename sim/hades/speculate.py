@@ -59,8 +59,8 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
 
     ``compression``, ``decode_bucket``: FlightLLM at cycle fidelity, the compression config
     (None: the default) and the keys per program length bucket (None: 16).
-    The default fidelity is cycle on HADES, and on FlightLLM for chains at batch 1 (what its
-    schedule runs; trees and batches run at the roofline there, with a note).
+    The default fidelity is cycle on HADES, and on FlightLLM at batch 1 (chains and trees:
+    what its schedule runs; batches run at the roofline there, with a note).
     """
     importlib.import_module("sim.hades.spec")  # registers the hades kind
     from sim.hades.simulate import simulate_speculative
@@ -75,16 +75,16 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
     fid = fidelity or (HADES_FIDELITY if spec.kind == "hades" else "roofline")
     notes: tuple[str, ...] = ()
     if spec.kind == "flightllm" and fidelity is None:
-        fid = "cycle" if tree is None and batch == 1 else "roofline"
+        fid = "cycle" if batch == 1 else "roofline"
         if fid == "roofline":
             notes = (f"speculative decoding on {spec.name} runs at roofline: FlightLLM's "
-                     "cycle-level speculation schedule runs chains at batch 1 only",)
+                     "cycle-level speculation schedule runs batch 1 only",)
     if fid == "best":
         fid = best_fidelity(spec.kind, speculative=True)
     if fid not in fidelities(spec.kind):
         raise UserError(f"unknown --fidelity {fid!r} for {spec.name}; available: "
                         f"{', '.join(fidelities(spec.kind))}")
-    if spec.kind == "flightllm" and fid == "cycle":   # before tracing: chains at batch 1
+    if spec.kind == "flightllm" and fid == "cycle":   # before tracing: batch 1
         from sim.flightllm.speculate import check_flags
 
         check_flags(spec, cfg, batch)
@@ -108,8 +108,8 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
         from models.cache import get_graph
         from sim.flightllm.speculate import simulate_speculative as flightllm_speculative
 
-        def fallback(phase: Phase, tokens: int, context: int) -> Graph:
-            g = get_graph(d_entry if phase is Phase.DECODE else target, phase, tokens=tokens,
+        def fallback(phase: Phase, tokens: int, context: int, draft: bool) -> Graph:
+            g = get_graph(d_entry if draft else target, phase, tokens=tokens,
                           context=context, batch=batch, dtype=dtype, use_cache=use_cache)
             return graph_pass(g) if graph_pass is not None else g
 

@@ -38,3 +38,21 @@ def test_traced_verify_of_one_token_costs_one_decode_step():
         for q in (1, 2, 5)]
     assert ver[0] == dec
     assert dec < ver[1] < ver[2]
+
+
+def test_tree_is_cycle_level_with_a_compaction_rollback():
+    """A token tree (binary_7, 8 verified tokens: one B-buffer group for TinyLlama) runs at
+    cycle level by default: one draft pass per level, a tree-mask verify, and a rollback that
+    moves the accepted path's rows whenever one is out of place."""
+    from models.request import parse_tree
+
+    tree = parse_tree("configs/trees/binary_7.toml")
+    r = speculate(SPEC, get_model("tinyllama-1.1b"), draft="llama-68m", gamma=None,
+                  alpha="0.8", acceptance=None, tree=tree, prefill=64, decode=24)
+    e = r.extra
+    assert r.fidelity == "cycle" and e["verify_groups"] == [8]
+    assert e["draft_level_passes"] == [1, 2, 4]
+    assert r.counts["draft_passes"] == 3 * e["rounds"]
+    moved = r.counts["rollback_bytes"] > 0
+    assert moved == (e["split_ms"]["rollback"] > 0)
+    assert e["split_ms"]["verify"] / e["rounds"] >= 1e3 / e["baseline_tokens_per_s"]

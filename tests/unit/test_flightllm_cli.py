@@ -127,8 +127,6 @@ def test_ablate_rows(small):
      "--weight-bits = 16 on FlightLLM (its dequantizer takes 2, 3, 4, 8-bit weights)"),
     (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--kv-bits", "4"],
      "stores the KV cache in 8 bits (FlightLLM supports only that)"),
-    (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--draft", "llama-68m",
-      "--tree=-1,0,0"], "--tree on FlightLLM at --fidelity cycle: flightllm-vhk158's"),
     (["--hw", "flightllm-u280", "--draft", "llama-68m", "--batch", "2", "--fidelity", "cycle"],
      "--batch 2 with speculation on FlightLLM at --fidelity cycle"),
     (["--hw", "gpu-a100", "--sparsity", "configs/sparsity/flightllm_qk70.toml"],

@@ -87,3 +87,20 @@ def test_cycle_energy_comes_from_the_power_model():
     # more weight channels: more buffers and dequantizers, and HBM bytes at a higher rate
     more = simulate(dataclasses.replace(U280, weight_channels=10), _workload())
     assert more.extra["decode_power_w"] > r.extra["decode_power_w"]
+
+
+@pytest.mark.parametrize("engine", ["shared", "separate"])
+def test_speculation_charges_every_pass_and_static_power_once(engine):
+    """Draft, pre-draft and verify passes each add their activity; static power is charged
+    over the wall time once, also while a separate draft engine overlaps the verify."""
+    from sim.flightllm.speculate import simulate_speculative
+    from tests.unit.test_flightllm_speculate import _workload as spec_workload
+
+    spec = dataclasses.replace(U280, draft_engine=engine)
+    r = simulate_speculative(spec, spec_workload(3, 0.7, 64, 48))
+    parts = r.extra["decode_energy_breakdown_j"]
+    decode_s = sum(r.extra["split_ms"].values()) / 1e3
+    assert parts["static"] == pytest.approx(CONSTANTS["static_w"] * decode_s)
+    assert sum(parts.values()) == pytest.approx(r.decode / r.tokens_per_j)
+    assert parts["hbm"] > 0 and parts["dsp"] > 0
+    assert r.extra["power_model"] == "sim/flightllm/power.py"
