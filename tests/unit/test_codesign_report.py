@@ -60,6 +60,31 @@ def test_the_resource_rules_bite(codesign):
     assert _broken(codesign, dsp) == ["resources_dsp <= fpga_dsp_count"]
 
 
+def test_draft_placement_rules(codesign):
+    """A separate engine on 2 cores (no HBM channel left) is filtered by its rule, not a crash
+    of the resource columns; URAM draft weights only at INT2."""
+    sep = _point(codesign, cores=2, draft_engine="separate", gamma=3)
+    assert _broken(codesign, sep) == ['draft_engine == "shared" or hbm_channels % cores > 0']
+    uram = _point(codesign, cores=3, mm_macs_per_cycle=4096, weight_channels=8,
+                  draft_weights="uram", weight_bits=4, gamma=3)
+    assert _broken(codesign, uram) == ['draft_weights == "hbm" or weight_bits == 2']
+
+
+def test_tree_points_count_the_verifier():
+    from sweeps.resources import resource_columns
+
+    sw = parse_sweep("""
+[hardware]
+preset = "flightllm-u280"
+[speculation]
+tree = ["chain", "-1,0,0"]
+gamma = ["none"]
+""")
+    plain, tree = sorted(sw.points(), key=lambda p: p.speculative)
+    lut = [resource_columns(resolve_spec(p), p)[0]["resources_lut"] for p in (plain, tree)]
+    assert lut[1] > lut[0]   # the verifier's LUTs
+
+
 def test_gamma_none_is_a_plain_decode_point():
     sw = parse_sweep("""
 [hardware]
