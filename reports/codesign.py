@@ -25,7 +25,7 @@ from reports.flightllm import U280_TOKENS_PER_S
 from sweeps.analysis import load, pareto
 
 __all__ = ["DB", "SPEC", "build_report", "gpu_rows", "main", "reference_row", "row_of",
-           "within_device"]
+           "speculation_of", "within_device"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "configs" / "sweeps" / "u280_codesign.toml"
@@ -54,6 +54,16 @@ def row_of(name: str, r: Any) -> dict[str, Any]:
             "busy": extra.get("verify_busy") or extra.get("decode_busy") or {},
             "extra": extra, **{c: get(c) for c in ("resources_dsp", "resources_uram",
                                                     "resources_bram", "resources_lut")}}
+
+
+def speculation_of(df: pd.DataFrame) -> pd.Series:
+    """Each row's speculation: "none", "γ = k" (chain) or "tree" (a tree point's gamma is
+    unset, as a plain point's)."""
+    tree = df["tree"] if "tree" in df else pd.Series(None, index=df.index)
+    gamma = df["gamma"] if "gamma" in df else pd.Series(float("nan"), index=df.index)
+    return pd.Series([("tree" if isinstance(t, str) else "none" if g is None or g != g
+                       else f"γ = {g:g}")
+                      for t, g in zip(tree, gamma, strict=True)], index=df.index)
 
 
 def _label(r: Any) -> str:
@@ -136,11 +146,16 @@ def _published_grid(ok: pd.DataFrame) -> list[str]:
         sel = sel[sel[k] == v]
     if not len(sel) or "mv_rows" not in sel:
         return []
-    t = sel.assign(g=sel.gamma.map(lambda g: "none" if g != g else f"{g:g}")).pivot_table(
-        index="g", columns="mv_rows", values="decode_tokens_per_s", aggfunc="max")
+    for k, v in (("draft_weights", "hbm"), ("draft_engine", "shared")):   # the defaults
+        sel = sel[sel[k] == v] if k in sel else sel
+    if not len(sel):
+        return []
+    t = sel.pivot_table(index="speculation", columns="mv_rows", values="decode_tokens_per_s",
+                        aggfunc="max")
     out = ["## Speculation on the published hardware (3 cores, 4096 MACs, 8 channels, INT4)", "",
-           "Decode tokens/s by draft length γ (rows) and `mv_rows` (columns); γ none = no draft.",
-           "", "| γ | " + " | ".join(f"mv_rows {c:g}" for c in t.columns) + " |",
+           "Decode tokens/s by speculation (rows: none, chain γ, tree) and `mv_rows` (columns); "
+           "the draft on the cores, its weights in HBM.",
+           "", "| speculation | " + " | ".join(f"mv_rows {c:g}" for c in t.columns) + " |",
            "|---|" + "---:|" * len(t.columns)]
     for g, r in t.iterrows():
         out.append(f"| {g} | " + " | ".join(_fmt(v) for v in r) + " |")
@@ -209,8 +224,8 @@ def _bound(best: dict, ref: dict, ok: pd.DataFrame) -> list[str]:
              f"tokens/s = {ratio:.2f}x our model ({ref['tokens_per_s']:.1f}) and "
              f"{best['tokens_per_s'] / U280_TOKENS_PER_S:.2f}x the measured "
              f"{U280_TOKENS_PER_S:g} token/s."]
-    plain = ok[ok.gamma.isna()]
-    spec = ok[ok.gamma.notna()]
+    plain = ok[ok.speculation == "none"]
+    spec = ok[ok.speculation != "none"]
     if len(plain):
         p = plain.loc[plain.decode_tokens_per_s.idxmax()]
         lines.append(f"- best without speculation: {p.decode_tokens_per_s:.1f} tokens/s "
@@ -228,7 +243,7 @@ def _bound(best: dict, ref: dict, ok: pd.DataFrame) -> list[str]:
             b = sub.loc[sub.decode_tokens_per_s.idxmax()]
             lines.append(f"- mv_rows = {m:g}: speculation gains median {sub.speedup.median():.2f}x"
                          f", best {sub.speedup.max():.2f}x; fastest speculative design "
-                         f"{b.decode_tokens_per_s:.1f} tokens/s (γ = {b.gamma:g}, "
+                         f"{b.decode_tokens_per_s:.1f} tokens/s ({b.speculation}, "
                          f"{b.tokens_per_pass:.2f} tokens per verify)")
     else:
         lines.append("- a verify of q tokens runs q MVs that each stream the A buffer "
@@ -244,9 +259,10 @@ def build_report(df: pd.DataFrame, meta: dict, out: Path, *, ref: dict,
                  wall_s: float | None = None) -> Path:
     """Write ``out`` (Markdown) and its PNGs beside it from the sweep table ``df``."""
     ran = df[(df.status == "ok") & (df.kind == "flightllm")].copy()
-    for c in ("gamma", "speedup", *_CAPS):
+    for c in ("gamma", "tree", "speedup", *_CAPS):
         if c not in ran:
             ran[c] = float("nan")
+    ran["speculation"] = speculation_of(ran)
     ok = within_device(ran, caps or {})
     if not len(ok):
         raise ValueError("the sweep DB has no finished FlightLLM points within the device")
@@ -383,8 +399,9 @@ def main(argv: list[str] | None = None,
     ok = within_device(df[(df.status == "ok") & (df.kind == "flightllm")], caps)
     echo("GPUs ...")
     gpus = gpu_rows(row_of("best", ok.loc[ok.decode_tokens_per_s.idxmax()].to_dict()))
-    spec = ok[ok.gamma.notna()] if "gamma" in ok else ok.iloc[:0]
-    if len(spec) and not gpus[0]["extra"].get("gamma"):   # the best is plain: also its draft
+    ok = ok.assign(speculation=speculation_of(ok))
+    spec = ok[ok.speculation.str.startswith("γ")]   # chains: what the GPU model speculates
+    if len(spec) and not gpus[0]["extra"].get("gamma"):   # best plain or a tree: best chain
         gpus += gpu_rows(row_of("best speculative",
                                 spec.loc[spec.decode_tokens_per_s.idxmax()].to_dict()))
     return build_report(df, meta, a.out, ref=ref, gpus=gpus, caps=caps, wall_s=wall)

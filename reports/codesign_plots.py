@@ -16,14 +16,13 @@ from matplotlib.figure import Figure  # noqa: E402
 __all__ = ["resources_figure", "split_figure", "tradeoff_figure"]
 
 
-def _spec_label(v: object) -> str:
-    return "no speculation" if v is None or v != v else f"γ = {int(v)}"  # type: ignore[call-overload]
-
-
 def _by_gamma(ax, ok: pd.DataFrame, x: str, y: str) -> None:
-    for i, (g, sub) in enumerate(ok.groupby(ok.gamma.fillna(0), dropna=False)):
+    """Points coloured by the ``speculation`` column ("none", "γ = k", "tree")."""
+    order = sorted(ok.speculation.unique(), key=lambda s: (s != "none", s == "tree", s))
+    for i, g in enumerate(order):
+        sub = ok[ok.speculation == g]
         ax.scatter(sub[x], sub[y], s=14, alpha=0.6, color=f"C{i}",
-                   label=_spec_label(None if g == 0 else g))
+                   label="no speculation" if g == "none" else g)
 
 
 def tradeoff_figure(ok: pd.DataFrame, front: pd.DataFrame, ref: dict, paper_tps: float) -> Figure:

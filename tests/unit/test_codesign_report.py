@@ -153,3 +153,12 @@ def test_row_of_reads_the_split_of_a_speculative_result():
     row = row_of("x", r)
     assert row["split_ms_per_token"] == {"draft": 0.5, "verify": 12.0}
     assert row["busy"]["MV"] == 0.9
+
+
+def test_speculation_of_tells_trees_from_plain_points():
+    import pandas as pd
+
+    from reports.codesign import speculation_of
+
+    df = pd.DataFrame({"gamma": [None, 3.0, None], "tree": [None, None, "trees/b7.toml"]})
+    assert list(speculation_of(df)) == ["none", "γ = 3", "tree"]
