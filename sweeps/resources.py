@@ -32,13 +32,14 @@ def resource_columns(spec: Any, point: Any) -> tuple[dict[str, float | None], li
         return dict.fromkeys(RESOURCE_METRICS), []
     bits = point.weight_bits if point.weight_bits in (2, 3, 4, 8) else 4
     # a tree point (gamma unset) speculates too: the verifier and the draft's placement count
-    key = (spec, bits, point.speculative)
+    speculative = getattr(point, "speculative", getattr(point, "gamma", None) is not None)
+    key = (spec, bits, speculative)
     if key not in _MEMO:
         from models.errors import UserError
         from sim.flightllm.resources import estimate
 
         try:
-            rep = estimate(spec, weight_bits=bits, speculation=point.speculative)
+            rep = estimate(spec, weight_bits=bits, speculation=speculative)
         except UserError as e:   # e.g. a separate draft engine with no HBM channel left:
             # NULL columns (rules on them do not apply); simulating fails with the message
             _MEMO[key] = dict.fromkeys(RESOURCE_METRICS), [f"resources: {e}"]
