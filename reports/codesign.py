@@ -303,6 +303,9 @@ def build_report(df: pd.DataFrame, meta: dict, out: Path, *, ref: dict,
               "(shared/papers/flightllm.md); the GPU rows run FP16 weights (the calibrated "
               "model's measured stack), the FPGA rows INT2-4.", "",
               f"## Pareto front ({len(front)} designs: max tokens/s, max tokens/J, min DSP)", "",
+              "Resource columns from sim/flightllm/resources.py (RTL syntheses + buffers; a "
+              "`draft_weights = uram` draft's own URAM288s are not in them: the simulator "
+              "checks they fit the URAM the design leaves free).", "",
               *_table(front, [*_DESIGN, "decode_tokens_per_s", "tokens_per_j", "speedup",
                               "resources_dsp", "resources_uram", "resources_bram"]), "",
               f"![tokens/s vs tokens/J]({stem.name}_tradeoff.png)", "",
