@@ -25,6 +25,7 @@ _out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    from reports.best_batch import BATCHES
     from reports.compare import DEFAULT_HW, GPU_STACKS
 
     s = sub.add_parser("compare", help="one model on several devices at their best fidelity: "
@@ -51,6 +52,12 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
                    help="every device at the roofline (seconds; skips the cycle-level and "
                    "calibrated models)")
     s.add_argument("--batch", type=whole, default=1, help="sequences per pass (default 1)")
+    s.add_argument("--best-batch", nargs="?", const=",".join(map(str, BATCHES)), default=None,
+                   metavar="B1,B2,...", help="also decode at each batch (default "
+                   f"{','.join(map(str, BATCHES))}) up to the first that does not fit memory or "
+                   "buffers: tokens/s at batch 1 and at the batch with the most decode tokens/s")
+    s.add_argument("--max-tpot-ms", default=None, metavar="MS",
+                   help="with --best-batch: only batches within this time per output token")
     s.add_argument("--dtype", default="float16", help="float16 (default), bfloat16, float32")
     s.add_argument("--no-cache", action="store_true", help="trace again, ignore cached graphs")
     g = s.add_argument_group("serving columns (--rate turns them on; as `llmcosim serve`)")
@@ -75,6 +82,46 @@ def _print_serving(serving: list[dict]) -> None:
     for m in serving:
         t.add_row(*table_row(m))
     _out.print(t)
+
+
+def _print_best(found, batches, max_tpot_ms) -> None:
+    from reports.best_batch import BEST_COLUMNS, best_cells
+
+    bound = f", within {max_tpot_ms:g} ms/token" if max_tpot_ms is not None else ""
+    t = Table(title=f"best batch: decode at batch {','.join(map(str, batches))}, the most "
+              f"tokens/s{bound}")
+    for i, col in enumerate(BEST_COLUMNS):
+        t.add_column(col, justify="left" if i in (0, 1, len(BEST_COLUMNS) - 1) else "right",
+                     overflow="fold")
+    for b in found:
+        t.add_row(*best_cells(b))
+    _out.print(t)
+    for b in found:
+        if b.limit is not None:
+            _out.print(f"  {b.hw}: limit at batch {b.limit}: {b.limit_reason}", highlight=False)
+        for note in b.notes:
+            _out.print(f"  {b.hw}: note: {note}", highlight=False)
+
+
+def _best_batch(args, entry, names, a, max_tpot_ms, rows) -> list:
+    """``--best-batch``: each device's decode batch search (``reports.best_batch``)."""
+    from llmcosim.progress import TaskProgress
+    from reports.best_batch import decode_workload, parse_batches, search_devices
+    from sim.spec import load_preset
+
+    def workload_at(batch: int):
+        return decode_workload(entry, args.prefill, args.decode, batch, args.dtype,
+                               use_cache=not args.no_cache)
+
+    with TaskProgress(f"best batch {entry.name}", "runs", verb="simulated",
+                      enabled=not args.json) as bar:
+        return search_devices([load_preset(n) for n in names], workload_at,
+                              parse_batches(args.best_batch), cycle=not args.no_cycle,
+                              gpu_stack=args.gpu_stack, max_tpot_ms=max_tpot_ms,
+                              overrides=a.overrides() if a else None,
+                              overrides_from=f"assumptions {a.path}" if a else "",
+                              progress=bar, reference={r.hw: r.decode_tokens_per_s
+                                                       for r in rows if args.batch == 1})
 
 
 def _print_tables(rows, results, assumptions) -> None:
@@ -122,6 +169,7 @@ def _out_files(out: str, stem: str) -> tuple[Path, str]:
 def cmd_compare(args: argparse.Namespace) -> int:
     from models.cache import get_workload
     from models.zoo import get_model
+    from reports.best_batch import best_markdown, check_max_tpot, parse_batches
     from reports.compare import check_inputs, compare, parse_hw_list, write_compare
     from reports.headline import headline, headline_markdown, load_assumptions
     from reports.serve import serve_devices
@@ -136,6 +184,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         parse_rate(args.rate)
         parse_slo(args.slo)
         load_lengths(args.requests)
+    max_tpot_ms = check_max_tpot(args.max_tpot_ms)
+    if args.best_batch is not None:
+        parse_batches(args.best_batch)
+        if args.headline_only:
+            raise UserError("--best-batch simulates decode; --headline-only simulates nothing")
+        if args.decode < 1:
+            raise UserError("--best-batch compares decode throughput: give --decode >= 1")
+    elif max_tpot_ms is not None:
+        raise UserError("--max-tpot-ms bounds the --best-batch search; add --best-batch")
     a = load_assumptions(args.assumptions) if args.assumptions else None
     if args.headline_only and a is None:
         raise UserError("--headline-only needs --assumptions FILE "
@@ -158,6 +215,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for stack, ours in (a.model_stacks.items() if a and gpus else ()):
             same = ours == (args.gpu_stack or "graph")
             stack_rows[stack] = rows if same else compare(gpus, w, gpu_stack=ours, **kw)
+    found = _best_batch(args, entry, names, a, max_tpot_ms, rows) \
+        if args.best_batch is not None else None
+    best = None if found is None else {
+        "batches": list(parse_batches(args.best_batch)), "max_tpot_ms": max_tpot_ms,
+        "devices": [b.to_dict() for b in found]}
     serving = serve_devices(names, entry, args.rate, args.num_requests, args.requests,
                             args.slo) if args.rate else None
     results = headline(a, rows, stack_rows) if a else []
@@ -169,16 +231,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"workload": workload, "devices": [r.to_dict() for r in rows],
                           **({"headline": [r.to_dict() for r in results]} if a else {}),
+                          **({"best_batch": best} if best else {}),
                           **({"serving": serving} if serving else {})}))
     else:
         _print_tables(rows, results, a)
+        if found is not None:
+            _print_best(found, best["batches"], max_tpot_ms)
         if serving:
             _print_serving(serving)
     if rows:
         out, stem = _out_files(args.out, "headline" if a else "compare")
         path = write_compare(out, rows, stem=stem, workload=workload, command=command,
                              headline=[r.to_dict() for r in results] if a else None,
-                             headline_md=md, serving=serving)
+                             headline_md=md, serving=serving, best_batch=best,
+                             best_batch_md=best_markdown(found, best["batches"], max_tpot_ms)
+                             if found is not None else "")
         if not args.json:
             _out.print(f"report written to {path}", highlight=False)
     return 0

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["COLUMNS", "DEFAULT_HW", "GPU_STACKS", "Row", "best_fidelity", "check_inputs",
-           "compare", "markdown", "parse_hw_list", "plot", "row_from_result", "serving_markdown",
-           "table_cells",
+           "compare", "fpga_roofline_workload", "markdown", "parse_hw_list", "plan_device", "plot",
+           "row_from_result", "serving_markdown", "table_cells", "with_overrides",
            "write_compare"]
 
 DEFAULT_HW = ("flightllm-u280", "flightllm-vhk158", "hades", "gpu-v100s", "gpu-a100",
@@ -125,7 +125,7 @@ def _source(spec: HardwareSpec, fidelity: str, stack: str | None, r: SimResult,
     return f"modelled: {fidelity} simulator"
 
 
-def _with_overrides(spec: HardwareSpec, power_w: float | None, price_usd: float | None,
+def with_overrides(spec: HardwareSpec, power_w: float | None, price_usd: float | None,
                     why: str) -> HardwareSpec:
     """The spec with the assumptions file's power and price (and their sources)."""
     changes: dict[str, Any] = {}
@@ -189,6 +189,31 @@ def check_inputs(hw: Iterable[str], gpu_stack: str | None = None) -> list[Hardwa
     return [load_preset(name) for name in hw]
 
 
+def plan_device(spec: HardwareSpec, w: Workload, cycle: bool = True,
+                gpu_stack: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(fidelity, ``run`` options) of ``spec`` in the comparison: its best fidelity, the
+    roofline for a mixture-of-experts model on FlightLLM, the GPU stack when given."""
+    fidelity = best_fidelity(spec, cycle)
+    g0 = w.prefill or w.decode_first
+    if fidelity == "cycle" and spec.kind == "flightllm" and g0 is not None \
+            and any(n.kind is OpKind.EXPERTS for n in g0.nodes):
+        fidelity = "roofline"  # FlightLLM's cycle flow maps dense layers only (refuse_moe)
+    options: dict[str, Any] = {}
+    if spec.kind == "gpu" and gpu_stack is not None:
+        if fidelity != "calibrated":
+            raise UserError("--gpu-stack needs the calibrated GPU model (sim/gpu/), "
+                            + ("not --no-cycle" if not cycle else "which is not available")
+                            + "; the roofline has no software stack")
+        options["stack"] = gpu_stack
+    return fidelity, options
+
+
+def fpga_roofline_workload(w: Workload) -> Workload:
+    """FlightLLM at the roofline: the artifact's W4 weights and INT8 KV cache (the cycle
+    simulator compresses by itself)."""
+    return w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
+
+
 def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: str | None = None,
             overrides: Mapping[str, Mapping[str, float]] | None = None, overrides_from: str = "",
             known: Mapping[tuple[str, str], SimResult] | None = None,
@@ -206,25 +231,14 @@ def compare(hw: Iterable[str], w: Workload, *, cycle: bool = True, gpu_stack: st
         if progress is not None:
             progress(len(rows), len(specs))
         o = (overrides or {}).get(spec.name, {})
-        spec = _with_overrides(spec, o.get("power_w"), o.get("price_usd"), overrides_from)
-        fidelity = best_fidelity(spec, cycle)
-        g0 = w.prefill or w.decode_first
-        if fidelity == "cycle" and spec.kind == "flightllm" and g0 is not None \
-                and any(n.kind is OpKind.EXPERTS for n in g0.nodes):
-            fidelity = "roofline"  # FlightLLM's cycle flow maps dense layers only (refuse_moe)
-        options: dict[str, Any] = {}
-        if spec.kind == "gpu" and gpu_stack is not None:
-            if fidelity != "calibrated":
-                raise UserError("--gpu-stack needs the calibrated GPU model (sim/gpu/), "
-                                + ("not --no-cycle" if not cycle else "which is not available")
-                                + "; the roofline has no software stack")
-            options["stack"] = gpu_stack
+        spec = with_overrides(spec, o.get("power_w"), o.get("price_usd"), overrides_from)
+        fidelity, options = plan_device(spec, w, cycle, gpu_stack)
         r = (known or {}).get((spec.name, fidelity)) if not o else None
         if r is None:
             workload = w
             if spec.kind == "flightllm" and fidelity == "roofline":
                 # the cycle simulator compresses itself; the roofline gets the artifact's W4/KV8
-                w_fpga = w_fpga or w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
+                w_fpga = w_fpga or fpga_roofline_workload(w)
                 workload = w_fpga
             r = _run_or_bound(spec, workload, fidelity, options, w_fpga or w)
         rows.append(row_from_result(spec, r, _source(spec, r.fidelity, gpu_stack, r, cycle),
@@ -244,7 +258,7 @@ def _run_or_bound(spec: HardwareSpec, w: Workload, fidelity: str, options: dict[
         if fidelity == "roofline":
             raise
         if spec.kind == "flightllm" and w_roofline is w:
-            w_roofline = w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
+            w_roofline = fpga_roofline_workload(w)
         r = run(spec, w_roofline, "roofline")
         return replace(r, notes=(f"{fidelity} refused ({e}); the roofline bound is shown",
                                  *r.notes))
@@ -345,9 +359,11 @@ def plot(rows: list[Row], title: str) -> Figure:
 
 def write_compare(out: Path, rows: list[Row], *, workload: dict[str, Any], command: str,
                   headline: list[dict[str, Any]] | None = None, headline_md: str = "",
-                  stem: str = "compare", serving: list[dict[str, Any]] | None = None) -> Path:
+                  stem: str = "compare", serving: list[dict[str, Any]] | None = None,
+                  best_batch: dict[str, Any] | None = None, best_batch_md: str = "") -> Path:
     """``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` under ``out``; returns the .md path.
-    ``serving``: each device's serving metrics (``sim.serving``), a section of their own."""
+    ``serving``: each device's serving metrics (``sim.serving``), a section of their own;
+    ``best_batch``/``best_batch_md``: ``--best-batch``'s search (``reports.best_batch``)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} is a file; give a directory")
     out.mkdir(parents=True, exist_ok=True)
@@ -358,9 +374,13 @@ def write_compare(out: Path, rows: list[Row], *, workload: dict[str, Any], comma
         data["headline"] = headline
     if serving:
         data["serving"] = serving
+    if best_batch is not None:
+        data["best_batch"] = best_batch
     (out / f"{stem}.json").write_text(json.dumps(data, indent=1))
     plot(rows, title).savefig(out / f"{stem}.png")
     md = markdown(rows, title=title, command=command, headline_md=headline_md)
+    if best_batch_md:
+        md += "\n" + best_batch_md
     if serving:
         md += "\n" + serving_markdown(serving)
     path = out / f"{stem}.md"

@@ -33,6 +33,7 @@ from mapping.flightllm.isa import (
     Queue,
 )
 from mapping.flightllm.prefill import PrefillMixin
+from mapping.flightllm.replay import LinearReplay
 from mapping.flightllm.replicate import Period, layer_ranges, signature, snapshot
 from models.errors import UserError
 from models.graph import Graph, Node, OpKind, Phase
@@ -101,6 +102,7 @@ class _Gen(DecodeMixin, PrefillMixin):
                          len(n.in_shapes[0]) == 4}
         self.out_heads: tuple[int, int] | None = None  # prefill: last split output per head
         self.exch_layout: tuple[int, int] | None = None  # ... of the input read from all
+        self.replay: LinearReplay | None = None  # prefill linears copied (replay.py)
 
     # -- helpers -----------------------------------------------------------------------
     def ch(self, core: int, j: int) -> int:
@@ -309,8 +311,8 @@ class _Gen(DecodeMixin, PrefillMixin):
             lo, hi = self.share(n_out, c)
             self.bias_left = (hi - lo) * BIAS_BYTES if node.attr.get("bias_bytes", 0) else 0
             if not self.decode:
-                self.prefill_linear(node, c, self.segments(node, lo, hi), k, sparse, epi,
-                                    src is not None and src == self.exch_src)
+                self.prefill_linear_any(node, c, self.segments(node, lo, hi), k, sparse, epi,
+                                        src is not None and src == self.exch_src)
                 continue
             if self.offchip:
                 self.act_roundtrip_in(c, rows * k, nid)
@@ -504,11 +506,13 @@ def refuse_moe(g: Graph) -> None:
 def generate(g: Graph, arch: Arch, replicate: bool = True) -> Program:
     """The instruction program of one forward pass of (compressed) ``g`` on ``arch``.
 
-    ``replicate``: layers identical to the previous one are copied (``replicate.py``; the
-    result is the same program, checked by tests), not generated op by op.
+    ``replicate``: layers identical to the previous one are copied (``replicate.py``), and
+    so are prefill linears whose instructions repeat an earlier one's (``replay.py``); the
+    result is the same program (checked by tests), not generated op by op.
     """
     refuse_moe(g)
     gen = _Gen(g, arch)
+    gen.replay = LinearReplay() if replicate else None
     pending: Node | None = None
     ranges = layer_ranges(g) if replicate and g.nodes else []
     starts = {start: k for k, (_, start, _) in enumerate(ranges)}

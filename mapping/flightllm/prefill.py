@@ -30,6 +30,7 @@ where the next linear's striped loads read it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from mapping.flightllm.compression import ATTN_BLOCK
 from mapping.flightllm.isa import LD_TARGETS, Queue
@@ -239,8 +240,9 @@ class PrefillMixin:
             self.flush(c)
             if self.split:
                 self.ready[c] = self.b.emit(c, Queue.SYS, after=(self.ready[c],))
-            self.deferred[c].append(lambda c=c, split=self.split: self._sfu_pass(
-                c, chunks, size, nid, kind, split))
+            # a partial, not a lambda: replay.py reads its arguments
+            self.deferred[c].append(partial(self._sfu_pass, c, chunks, size, nid, kind,
+                                            self.split))
         self.split = False
 
     def prefill_embedding(self, node: Node) -> None:
@@ -282,6 +284,14 @@ class PrefillMixin:
         return last
 
     # -- linears -------------------------------------------------------------------------
+    def prefill_linear_any(self, node: Node, c: int, segs: list[tuple[int, int]], k: int,
+                           sparse: bool, epi: list[str], from_all: bool) -> None:
+        """``prefill_linear``, or an earlier identical one's instructions (replay.py)."""
+        if self.replay is None:
+            self.prefill_linear(node, c, segs, k, sparse, epi, from_all)
+        else:
+            self.replay.linear(self, node, c, segs, k, sparse, epi, from_all)
+
     def prefill_linear(self, node: Node, c: int, segs: list[tuple[int, int]], k: int,
                        sparse: bool, epi: list[str], from_all: bool) -> None:
         """Core ``c``'s columns of a prefill linear, one row tile at a time."""
@@ -296,16 +306,24 @@ class PrefillMixin:
             for h in rt.halves:  # other rows now: nothing resident (slots still in use)
                 h.key = None
             rt.coltiles = rt.chunks = 0
-            used = 0
-            for i, (n, cols) in enumerate(segs):
-                self.linear_core(c, node, n, cols, k, rt.rows, sparse, epi, used,
-                                 i == len(segs) - 1)
-                used += cols
-            self.store_chunk(c)
+            if self.replay is not None and r0:
+                self.replay.row_tile(self, node, c, segs, k, sparse, epi)
+            else:
+                self.row_tile(node, c, segs, k, sparse, epi)
         self.pf[c] = None
         if rt.sts:
             self.ready[c] = rt.sts[-1]
         self.out_heads = None
+
+    def row_tile(self, node: Node, c: int, segs: list[tuple[int, int]], k: int,
+                 sparse: bool, epi: list[str]) -> None:
+        """The core's columns of the current row tile (``pf[c]``), then its last chunk."""
+        used = 0
+        for i, (n, cols) in enumerate(segs):
+            self.linear_core(c, node, n, cols, k, self.pf[c].rows, sparse, epi, used,
+                             i == len(segs) - 1)
+            used += cols
+        self.store_chunk(c)
 
     # -- attention -----------------------------------------------------------------------
     def block_rows(self, qk: Node, heads: int) -> list[list[int]]:

@@ -61,9 +61,9 @@ class Snapshot:
 
 
 def snapshot(gen) -> Snapshot:
-    cores = gen.b._cores
-    return Snapshot([len(c.rows) for c in cores], [[r[_R] for r in c.rows] for c in cores],
-                    [dict(c.last) for c in cores], list(gen.ready),
+    b, cores = gen.b, range(len(gen.b._cores))
+    return Snapshot([b.count(c) for c in cores], [b.releases(c) for c in cores],
+                    [dict(b._cores[c].last) for c in cores], list(gen.ready),
                     [len(m) for m in gen.mpe_done], list(gen.tiles), gen.split, gen.full_src,
                     len(gen.b.nodes), frozenset(gen.fused))
 
@@ -100,17 +100,17 @@ class Period:
             return None
         dn = s2.nnodes - s1.nnodes
         d, rows, mods, last, done = [], [], [], [], []
-        for c, core in enumerate(gen.b._cores):
+        for c in range(len(gen.b._cores)):
             a1, a2, a3 = s1.nrows[c], s2.nrows[c], s3.nrows[c]
             dc = a3 - a2
             if dc != a2 - a1:
                 return None
-            r1 = [list(r) for r in core.rows[a1:a2]]
+            r1 = gen.b.row_lists(c, a1, a2)
             for j, r in enumerate(r1):
                 r[_R] = s2.rel[c][a1 + j]
                 if r[_NODE] >= 0:
                     r[_NODE] += dn
-            r2 = [list(r) for r in core.rows[a2:a3]]
+            r2 = gen.b.row_lists(c, a2, a3)
             for j, r in enumerate(r2):
                 r[_R] = s3.rel[c][a2 + j]
             if r1 != r2:
@@ -146,19 +146,16 @@ class Period:
         for name in self.names:
             gen.b.node(_rename(name, a, b))
         for c, core in enumerate(gen.b._cores):
-            base = len(core.rows)
+            base = gen.b.count(c)
             for off, before, after in self.mods[c]:
-                row = core.rows[base + off]
-                row[_R] = (row[_R] & ~(before ^ after)) | (after & (before ^ after))
-            qlen, qidx, out = core.qlen, core.qidx, core.rows
-            for r in self.rows[c]:
-                r = r.copy()
+                bits = gen.b.release_of(c, base + off)
+                gen.b.set_release(c, base + off,
+                                  (bits & ~(before ^ after)) | (after & (before ^ after)))
+            rows = [r.copy() for r in self.rows[c]]
+            for r in rows:
                 if r[_NODE] >= 0:
                     r[_NODE] += dn
-                out.append(r)
-                q = r[0]
-                qidx.append(qlen[q])
-                qlen[q] += 1
+            gen.b.append_rows(c, rows)
             for k, (p, cc) in self.last[c].items():
                 core.last[k] = (p + base, cc + base)
             if gen.ready[c] is not None:

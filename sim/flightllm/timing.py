@@ -71,13 +71,35 @@ def _cycles(spec: FlightLLMSpec, r: np.void, core: int) -> int:
     return sys_cycles(spec)
 
 
+def _packed(arr: np.ndarray, fields: list[str]) -> list[np.ndarray]:
+    """``fields`` of ``arr`` packed into as few int64 words as their ranges allow (each field
+    offset by its minimum, in just enough bits): equal words <=> equal fields."""
+    words: list[np.ndarray] = []
+    cur, bits = None, 0
+    for f in fields:
+        v = arr[f].astype(np.int64)
+        lo = int(v.min())
+        w = (int(v.max()) - lo).bit_length()
+        if lo:
+            v -= lo
+        if cur is None or bits + w > 62:
+            if cur is not None:
+                words.append(cur)
+            cur, bits = v, w
+        else:
+            cur = (cur << w) | v
+            bits += w
+    words.append(cur)
+    return words
+
+
 def fill_cycles(program: Program, spec: FlightLLMSpec) -> Program:
     """Set ``cycles`` of every instruction (memoised over identical instruction fields)."""
     key = ["queue", "op", "cross", "nbytes", "rows", "cols", "pad", "k", "n"]
     for core, arr in enumerate(program.cores):
         if not len(arr):
             continue
-        cols = np.stack([arr[f].astype(np.int64) for f in key])
+        cols = np.stack(_packed(arr, key))
         order = np.lexsort(cols)               # groups of identical fields, without sorting
         srt = cols[:, order]                   # a structured array (slow)
         new = np.ones(len(arr), bool)

@@ -33,7 +33,7 @@ def test_engines_agree_on_llama2_7b_decode(hw):
 @pytest.mark.parametrize("phase", ["decode", "prefill"])
 def test_replicated_program_equals_generated(phase):
     """Layer replication gives the op-by-op program on the traced model (prefill: per-layer
-    masks, so nothing is replicated and both paths are the same code)."""
+    masks, so no whole layer repeats; its linears are replayed, replay.py)."""
     import numpy as np
 
     spec = load_preset("flightllm-vhk158")
