@@ -162,3 +162,14 @@ def test_speculation_of_tells_trees_from_plain_points():
 
     df = pd.DataFrame({"gamma": [None, 3.0, None], "tree": [None, None, "trees/b7.toml"]})
     assert list(speculation_of(df)) == ["none", "γ = 3", "tree"]
+
+
+def test_wall_time_from_the_rows():
+    import pandas as pd
+
+    from reports.codesign import _wall
+
+    df = pd.DataFrame({"status": ["ok", "ok", "filtered", "ok"],
+                       "finished_at": [100.0, 100.0, None, 160.0], "wall_s": [3.0, 7.0, None, 5.0]})
+    assert _wall(df) == 70.0   # the first chunk started 10 s before it finished
+    assert _wall(df[df.status == "filtered"]) is None
