@@ -42,6 +42,12 @@ SPEC_DRAFT, SPEC_GAMMA, SPEC_ALPHA = "llama-68m", 4, "0.8"
 DEMO_COMPARE_HW = tuple(h for h in DEFAULT_HW if h != "flightllm-vhk158")
 # The serving section: one request stream (ShareGPT-like lengths) on one device of each kind.
 SERVE_HW, SERVE_RATE, SERVE_REQUESTS = ("flightllm-u280", "hades", "gpu-h100"), "1/s", 200
+# The co-designed FlightLLM: the fastest design of the U280 co-design sweep at FlightLLM's own
+# compression (INT4 weights, q/k_proj 70%), i.e. the architecture's gain, not a compression
+# choice (configs/sweeps/u280_codesign.toml, reports/codesign.md), with its best gamma.
+CODESIGN_HW = (Path(__file__).resolve().parent.parent
+               / "configs/hw/variants/flightllm-u280-codesign.toml")
+CODESIGN_GAMMA = 3
 
 
 def _vocab(entry: ModelEntry) -> int:
@@ -93,7 +99,11 @@ def markdown(rows: list[tuple[SimResult, str]], graph_summary: str,
         "HADES (event-driven, our parameterised ASIC; docs/hades.md).",
         f"- **spec** rows decode speculatively with draft {draft}, gamma {SPEC_GAMMA}, "
         f"i.i.d. acceptance {SPEC_ALPHA}; on a GPU each pass is a roofline bound, or the "
-        "calibrated GPU model's step time (CUDA graphs)." if draft else
+        "calibrated GPU model's step time (CUDA graphs). On FlightLLM the draft and verify "
+        "passes are cycle-level programs on the same cores; the **co-design** row is "
+        "configs/hw/variants/flightllm-u280-codesign.toml (4-row MVs, 10 weight channels per "
+        f"core, gamma {CODESIGN_GAMMA}), the U280 co-design sweep's best design at FlightLLM's "
+        "compression (reports/codesign.md)." if draft else
         "- no **spec** rows: no zoo model shares this model's vocabulary to draft for it.",
         "- Energy is power x time with the board power (FPGA), the TDP (GPU; at --fidelity "
         "calibrated, a GPU we measured: its measured board power, any other: its TDP x the "
@@ -142,10 +152,10 @@ def breakdown_plot(results: list[SimResult], path: Path) -> None:
 
 
 def _speculative(hw: str, model: str, draft: str, prefill: int, decode: int,
-                 fidelity: str | None = None) -> SimResult:
+                 fidelity: str | None = None, gamma: int = SPEC_GAMMA) -> SimResult:
     from sim.hades.speculate import speculate
 
-    return speculate(load_preset(hw), get_model(model), draft=draft, gamma=SPEC_GAMMA,
+    return speculate(load_preset(hw), get_model(model), draft=draft, gamma=gamma,
                      alpha=SPEC_ALPHA, acceptance=None, tree=None, prefill=prefill,
                      decode=decode, fidelity=fidelity)
 
@@ -177,7 +187,7 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
                  f"{_vocab(ZOO[SPEC_DRAFT])})",)
         echo(f"note: {notes[0]}")
     # no draft: no speculative rows (one cycle-level, two GPU)
-    total = len(presets) + ((2 + bool(draft)) if cycle else 0) + 2 + 2 * bool(draft)
+    total = len(presets) + ((2 + 3 * bool(draft)) if cycle else 0) + 2 + 2 * bool(draft)
     # FlightLLM runs compressed models: the authors' artifact loads every linear weight as INT4
     # with an INT8 KV cache; GPUs and HADES run the FP16 model (HF/vLLM baselines).
     w_fpga = w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
@@ -199,6 +209,15 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
         if draft:
             rows.append((_speculative("hades", model, draft, prefill, decode),
                          "FP16 spec / cycle"))
+            step()
+            # FlightLLM speculating: the published U280 design, and the co-designed variant
+            # the co-design sweep found (reports/codesign.md) at its best gamma
+            rows.append((_speculative("flightllm-u280", model, draft, prefill, decode),
+                         "artifact spec / cycle"))
+            step()
+            rows.append((_speculative(str(CODESIGN_HW), model, draft, prefill, decode,
+                                      gamma=CODESIGN_GAMMA),
+                         f"co-design spec γ{CODESIGN_GAMMA} / cycle"))
             step()
     # Each device at its best fidelity, reusing the runs above (the calibrated GPU model runs
     # here once it exists). The VHK158 is left out: its cycle run would add ~20 s to the demo;

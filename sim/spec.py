@@ -365,10 +365,43 @@ def validate(spec: HardwareSpec, where: str = "<spec>") -> HardwareSpec:
     return spec
 
 
+def _raw_spec(path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A hardware TOML as a dict, with its ``base`` preset's keys under its own.
+
+    ``base = "flightllm-u280"`` (a preset name or a path, relative to the file) makes a design
+    variant that states only what it changes; the base's ``[sources]`` carry over, so a
+    variant never drifts from the board it modifies when the board's preset gains fields.
+    """
+    data = read_toml(path, "hardware file", SpecError,
+                     expected="kind = \"gpu\", \"flightllm\" or \"hades\" and that "
+                     "device's fields (configs/hw/*.toml), or base = \"PRESET\" and the "
+                     "fields a variant changes")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise SpecError(f"{path}: base = {base!r}: expected a preset name or a .toml path")
+    if base.endswith(".toml") or "/" in base:
+        bpath = Path(path).parent / base
+        bpath = bpath if bpath.exists() else Path(base)
+    else:
+        bpath = HW_DIR / f"{base}.toml"
+        if not bpath.exists():
+            raise SpecError(f"{path}: base = {base!r}: unknown hardware preset; presets: "
+                            f"{', '.join(list_presets())} (or a path to a .toml file)")
+    key = str(bpath.resolve())
+    if key in seen:
+        raise SpecError(f"{path}: base = {base!r} refers back to itself")
+    merged = _raw_spec(bpath, (*seen, key))
+    sources = {**merged.pop("sources", {}), **data.pop("sources", {})}
+    merged.update(data)
+    if sources:
+        merged["sources"] = sources
+    return merged
+
+
 def load_spec(path: str | Path) -> HardwareSpec:
-    return spec_from_dict(read_toml(path, "hardware file", SpecError,
-                                    expected="kind = \"gpu\", \"flightllm\" or \"hades\" "
-                                    "and that device's fields (configs/hw/*.toml)"), str(path))
+    return spec_from_dict(_raw_spec(path, (str(Path(path).resolve()),)), str(path))
 
 
 def list_presets() -> list[str]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MAX_GAMMA", "MODES", "VerifierTiming", "check_verifier_params", "verifier_timing"]
+__all__ = ["MAX_GAMMA", "MODES", "VerifierTiming", "check_verifier_params", "round_cycles",
+           "verifier_timing"]
 
 MODES = ("greedy", "sample")
 MAX_GAMMA = 16
@@ -50,3 +51,22 @@ def verifier_timing(mode: str, gamma: int, vocab: int = 16, token_bits: int = 16
         return VerifierTiming(mode, gamma, latency_cycles=2, ii_cycles=1, beats_per_request=1)
     return VerifierTiming(mode, gamma, latency_cycles=4, ii_cycles=gamma + 1,
                           beats_per_request=gamma + 1)
+
+
+def round_cycles(mode: str, gamma: int, levels: int | None = None, vocab: int = 16) -> int:
+    """Cycles of the verifier for one speculation round: a chain of ``gamma`` drafts, or a
+    token tree of ``levels`` levels.
+
+    A chain longer than the RTL's ``MAX_GAMMA`` is split into several requests; a tree is
+    verified level by level (one request of one position per level, the candidates of a level
+    compared against the target's choice at the accepted parent).
+    """
+    if levels is not None:
+        t = verifier_timing(mode, 1, vocab=vocab)
+        return levels * (t.beats_per_request + t.latency_cycles)
+    total = 0
+    for start in range(0, gamma, MAX_GAMMA):
+        g = min(MAX_GAMMA, gamma - start)
+        t = verifier_timing(mode, g, vocab=vocab)
+        total += t.beats_per_request + t.latency_cycles
+    return total

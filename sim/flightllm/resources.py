@@ -25,9 +25,8 @@ from models.errors import UserError
 from sim.spec import FlightLLMSpec
 
 __all__ = ["CSD_PATTERNS", "DATA_FILE", "RESOURCES", "BlockUse", "BufferUse", "ResourceReport",
-           "block_instances", "bram36_per_bank", "buffer_banks", "draft_buffers", "entry_key",
-           "estimate",
-           "load_synth_data", "uram288_per_bank"]
+           "block_instances", "bram36_per_bank", "buffer_banks", "check_device", "draft_buffers",
+           "entry_key", "estimate", "load_synth_data", "uram288_per_bank"]
 
 DATA_FILE = Path(__file__).resolve().parents[2] / "configs" / "resources" / "rtl_synth.json"
 RESOURCES = ("dsp", "lut", "ff", "bram36", "uram288")
@@ -268,3 +267,29 @@ def estimate(spec: FlightLLMSpec, *, data: dict[str, dict[str, Any]] | None = No
                   f"resources --hw {spec.name} --synth`)" for b in blocks if b.missing)
     notes += extra_notes
     return ResourceReport(spec.name, blocks, buffers, totals, by_source, notes)
+
+
+# resources a design must fit on its device: the DSP, BRAM and URAM counts, which our model
+# prices close to the paper's build (docs/flightllm.md, 'Resources'). LUT and FF are not
+# checked: our RTL's sparse muxes and LUT dequantizer put even the published design at 135%
+# of the U280's LUTs, so a LUT rule would refuse FlightLLM itself.
+_DEVICE_LIMITS = (("dsp", "fpga_dsp_count", "DSP"), ("bram36", "fpga_bram36_count", "BRAM36"),
+                  ("uram288", "fpga_uram288_count", "URAM288"))
+
+
+def check_device(spec: FlightLLMSpec) -> None:
+    """UserError when the modelled design needs more DSP, BRAM36 or URAM288 than the device
+    has (presets without device capacities, 0, are not checked)."""
+    totals = None
+    for key, cap_field, label in _DEVICE_LIMITS:
+        cap = getattr(spec, cap_field)
+        if not cap:
+            continue
+        totals = totals or estimate(spec).totals
+        need = totals.get(key)
+        if need is not None and need > cap:
+            where = spec.fpga_part or "the device"
+            raise UserError(
+                f"{spec.name}: the design needs {need:,.0f} {label} and {where} has {cap:,} "
+                f"({cap_field}); `llmcosim resources` on this hardware itemises the need "
+                "(shrink the buffers, cores or MPE, or pick a larger device)")

@@ -21,6 +21,7 @@ from models.graph import Graph
 from models.workload import Workload
 from sim.flightllm.periodic import FIRST, identical_layers, truncate_layers
 from sim.flightllm.power import EnergyTally
+from sim.flightllm.resources import check_device
 from sim.flightllm.timing import arch_of, fill_cycles
 from sim.result import SimResult, memory_fit, result_from_times
 from sim.spec import FlightLLMSpec
@@ -176,6 +177,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         if g is not None:
             refuse_moe(g)
     w = w.map(lambda g: apply_compression(g, cfg))
+    check_device(spec)   # DSP / BRAM / URAM of the design within the FPGA's
     check_fits(spec, w)
     if w.decode_tokens and w.batch > 1:   # before the prefill: the batch must fit its buffers
         check_batch_buffers(w.decode_first, arch_of(spec))

@@ -20,9 +20,14 @@ uses) runs:
 3. rollback: a chain's is a pointer reset (:func:`rollback_s`, 0); a tree's is the compaction
    program of ``mapping.flightllm.rollback`` (LD/ST of the accepted path's K/V rows, target
    and draft caches), simulated by the same engine.
+4. verifier: the accept/reject comparison runs on the verifier block (``rtl/`` and its timing
+   ``sim.blocks.verifier``, the same function HADES and the RTL's cocotb test use; its
+   resources are in ``llmcosim resources --speculation``), greedy mode: one request per chain
+   (split at the RTL's ``MAX_GAMMA``), one per tree level, after the verify pass and before
+   the next round's draft. The target's argmax over the vocabulary is not charged (as in plain
+   decode, whose lm_head output the program ends with); sampling is greedy.
 
-Sampling and the accept/reject comparison run on the host, as the logits of FlightLLM's plain
-decode do: not charged. Where the draft runs follows the spec (``sim.flightllm.draft``):
+Where the draft runs follows the spec (``sim.flightllm.draft``):
 ``draft_weights`` hbm/uram and ``draft_engine`` shared/separate; a separate engine pre-drafts
 the next chain while the cores verify (:func:`schedule`, mirroring HADES's PEARL-style
 pre-drafting; trees draft after the previous round, as in HADES).
@@ -38,9 +43,10 @@ from collections.abc import Callable
 from mapping.flightllm.compression import CompressionConfig, apply_compression
 from mapping.flightllm.decode import check_batch_buffers
 from mapping.spec_workload import SpeculativeWorkload
-from mapping.speculation import SpecConfig, plan_rounds
+from mapping.speculation import SpecConfig, plan_rounds, tree_levels
 from models.errors import UserError
 from models.graph import Graph, Phase
+from sim.blocks.verifier import round_cycles
 from sim.flightllm.passes import Fallback, PassCache, Passes
 from sim.flightllm.simulate import (
     DECODE_BUCKET,
@@ -53,7 +59,7 @@ from sim.result import SimResult, result_from_times
 from sim.spec import FlightLLMSpec
 
 __all__ = ["PassCache", "base_step_s", "check_flags", "rollback_s", "schedule",
-           "simulate_speculative"]
+           "simulate_speculative", "verifier_s"]
 
 
 def rollback_s() -> float:
@@ -69,6 +75,12 @@ def rollback_s() -> float:
     ``mapping.flightllm.rollback``.)
     """
     return 0.0
+
+
+def verifier_s(spec: FlightLLMSpec, sc: SpecConfig) -> float:
+    """Seconds of the verifier block per round (greedy mode, at the accelerator clock)."""
+    levels = len(tree_levels(sc.tree)) if sc.tree else None
+    return round_cycles("greedy", sc.gamma or 1, levels) / spec.clock_hz
 
 
 def _ceil(x: int, m: int) -> int:
@@ -157,6 +169,7 @@ def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
     split, hits = schedule(rounds, (lambda c: []) if zero else p.draft_steps, pre, p.verify_s,
                            p.rollback_s)
     p.on_pass = None
+    split["verifier"] = len(rounds) * verifier_s(spec, sc)
     decode_s = sum(split.values())
     dec_e.add_bytes(p.moved_bytes)   # a tree rollback's compaction LD/ST
     dec_e.close(decode_s)

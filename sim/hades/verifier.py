@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.blocks.verifier import MAX_GAMMA, verifier_timing
+from sim.blocks.verifier import round_cycles
 from sim.hades.spec import HadesSpec
 
 __all__ = ["verify_cycles", "verify_greedy", "verify_sample"]
@@ -57,20 +57,6 @@ def verify_sample(draft: np.ndarray, p: np.ndarray, q: np.ndarray,
 
 
 def verify_cycles(spec: HadesSpec, gamma: int, levels: int | None = None) -> int:
-    """Cycles of the verification unit for one round (chain of ``gamma``, or a tree).
-
-    A chain longer than the RTL's ``MAX_GAMMA`` is split into several requests; a tree is
-    verified level by level (one request of one position per level, the candidates of a level
-    compared against the target's choice at the accepted parent).
-    """
-    mode = spec.verify_mode
-    vocab = spec.verify_topk
-    if levels is not None:
-        t = verifier_timing(mode, 1, vocab=vocab)
-        return levels * (t.beats_per_request + t.latency_cycles)
-    total = 0
-    for start in range(0, gamma, MAX_GAMMA):
-        g = min(MAX_GAMMA, gamma - start)
-        t = verifier_timing(mode, g, vocab=vocab)
-        total += t.beats_per_request + t.latency_cycles
-    return total
+    """Cycles of the verification unit for one round (chain of ``gamma``, or a tree of
+    ``levels``): ``sim.blocks.verifier.round_cycles`` in the spec's mode."""
+    return round_cycles(spec.verify_mode, gamma, levels, vocab=spec.verify_topk)

@@ -152,6 +152,9 @@ def test_schedule_adds_draft_steps_and_reports_the_split():
     assert e["speedup"] == pytest.approx(res.decode_tokens_per_s / e["baseline_tokens_per_s"])
     assert res.counts["draft_passes"] == 3 * e["rounds"]
     assert rollback_s() == 0.0
+    # the verifier block, timed by the RTL's timing function: greedy, one request of 3 drafts
+    # per round (1 beat + 2 cycles of latency, sim.blocks.verifier)
+    assert e["split_ms"]["verifier"] == pytest.approx(e["rounds"] * 3 / SPEC.clock_hz * 1e3)
 
 
 def test_batches_are_refused():

@@ -172,3 +172,40 @@ decode = 8
     # resources are minimised on a Pareto front: the smallest design is never dominated
     front = pareto(df[df.status == "ok"], "tokens_per_s,resources_dsp")
     assert 2048 in list(front.mm_macs_per_cycle)
+
+
+_KNOBS = {"cores": (2, 3), "mm_macs_per_cycle": (2048, 4096, 8192),
+          "mv_macs_per_cycle": (512, 1024, 2048), "weight_channels": (4, 8, 10),
+          "a_buffer_bytes": (2 ** 19, 2 ** 20, 2 ** 22),
+          "b_buffer_bytes": (2 ** 16, 2 ** 17, 2 ** 19), "global_buffer_bytes": (2 ** 16, 2 ** 17),
+          "meta_buffer_bytes": (2 ** 15, 2 ** 16), "fsb_buffer_bytes": (2 ** 11, 2 ** 12)}
+
+
+@pytest.mark.parametrize("knob", sorted(_KNOBS))
+def test_totals_monotone_in_every_size_knob(u280, knob):
+    """More of any size knob never needs fewer DSP, LUT, FF, BRAM36 or URAM288. (The SFU
+    width is left out: only its 16-lane configuration is synthesized, others price as None.)"""
+    big = estimate(dataclasses.replace(u280, **{knob: _KNOBS[knob][-1]})).totals
+    assert all(v is not None for v in big.values())
+    prev = None
+    for v in _KNOBS[knob]:
+        t = estimate(dataclasses.replace(u280, **{knob: v})).totals
+        if prev is not None:
+            for r, x in t.items():
+                assert x is None or prev[r] is None or x >= prev[r], (knob, v, r)
+        prev = t
+
+
+def test_simulate_refuses_a_design_over_the_device(u280):
+    """A design over the device's URAM is refused before anything runs, naming the resource,
+    the need and the limit; the published design passes."""
+    from models.errors import UserError
+    from sim.flightllm.resources import check_device
+
+    check_device(u280)
+    big = dataclasses.replace(u280, a_buffer_bytes=4 * 2 ** 20)
+    need = estimate(big).totals["uram288"]
+    with pytest.raises(UserError, match=rf"needs {need:,.0f} URAM288 and XCU280 has 960"):
+        check_device(big)
+    with pytest.raises(UserError, match="DSP"):
+        check_device(dataclasses.replace(u280, mm_macs_per_cycle=4 * 4096))

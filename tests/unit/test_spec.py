@@ -114,3 +114,31 @@ def test_quantity_errors():
         parse_quantity("clock_hz", "fast")
     with pytest.raises(ValueError, match="unit 'B' is not Hz"):
         parse_quantity("clock_hz", "3 GB")
+
+
+def test_variant_states_only_what_it_changes(tmp_path):
+    """``base = PRESET``: the base's fields and sources, the variant's keys over them."""
+    v = tmp_path / "v.toml"
+    v.write_text('base = "flightllm-u280"\nname = "u280-v"\nmv_rows = 2\n'
+                 '[sources]\nmv_rows = "a variant"\n')
+    base, got = load_preset("flightllm-u280"), load_spec(v)
+    assert (got.name, got.mv_rows, base.mv_rows) == ("u280-v", 2, 1)
+    assert got.hbm_refresh_ns == base.hbm_refresh_ns > 0   # a field the variant never names
+    src = dict(got.sources)
+    assert src["mv_rows"] == "a variant" and src["clock_hz"] == dict(base.sources)["clock_hz"]
+    # a variant of a variant, by path relative to the file
+    (tmp_path / "w.toml").write_text('base = "v.toml"\nname = "u280-w"\ncores = 2\n')
+    w = load_spec(tmp_path / "w.toml")
+    assert (w.mv_rows, w.cores) == (2, 2)
+
+
+@pytest.mark.parametrize("text, msg", [
+    ('base = "no-such-board"\n', "unknown hardware preset"),
+    ('base = "x.toml"\nname = "x"\n', "refers back to itself"),
+    ("base = 3\n", "expected a preset name"),
+])
+def test_variant_base_errors(tmp_path, text, msg):
+    p = tmp_path / "x.toml"
+    p.write_text(text)
+    with pytest.raises(SpecError, match=msg):
+        load_spec(p)
