@@ -69,7 +69,7 @@ def split_figure(rows: list[dict]) -> Figure:
     """Decode time per generated token split into draft / verify (or plain decode)."""
     fig = Figure(figsize=(9, 1.2 + 0.5 * max(len(rows), 2)), layout="constrained")
     ax = fig.subplots()
-    parts = ("decode", "draft", "verify")
+    parts = ("decode", "draft", "verify", "verifier", "rollback")
     y = np.arange(len(rows))
     left = np.zeros(len(rows))
     for i, p in enumerate(parts):
