@@ -221,6 +221,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     t.add_row("memory", f"{eng(result.memory_bytes, 'B')}"
               + ("" if result.fits_memory else " (does not fit)"))
     x = result.extra
+    if x.get("decode_power_w"):   # FlightLLM's power model (sim/flightllm/power.py)
+        dec_s = result.decode_ms_per_token * result.decode / 1e3
+        parts = x.get("decode_energy_breakdown_j", {})
+        t.add_row("decode power (model)", f"{x['decode_power_w']:.1f} W: " + ", ".join(
+            f"{k} {v / dec_s:.1f}" for k, v in parts.items()))
     if "mean_accepted" in x:   # speculative decoding
         t.add_row("mean accepted / tokens per pass",
                   f"{x['mean_accepted']:.2f} / {x['tokens_per_pass']:.2f}")

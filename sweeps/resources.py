@@ -31,11 +31,19 @@ def resource_columns(spec: Any, point: Any) -> tuple[dict[str, float | None], li
     if not isinstance(spec, FlightLLMSpec):
         return dict.fromkeys(RESOURCE_METRICS), []
     bits = point.weight_bits if point.weight_bits in (2, 3, 4, 8) else 4
-    key = (spec, bits, point.gamma is not None)
+    # a tree point (gamma unset) speculates too: the verifier and the draft's placement count
+    speculative = getattr(point, "speculative", getattr(point, "gamma", None) is not None)
+    key = (spec, bits, speculative)
     if key not in _MEMO:
+        from models.errors import UserError
         from sim.flightllm.resources import estimate
 
-        rep = estimate(spec, weight_bits=bits, speculation=point.gamma is not None)
+        try:
+            rep = estimate(spec, weight_bits=bits, speculation=speculative)
+        except UserError as e:   # e.g. a separate draft engine with no HBM channel left:
+            # NULL columns (rules on them do not apply); simulating fails with the message
+            _MEMO[key] = dict.fromkeys(RESOURCE_METRICS), [f"resources: {e}"]
+            return dict(_MEMO[key][0]), list(_MEMO[key][1])
         cols: dict[str, float | None] = {}
         for col, (res, cap_field) in _COUNT.items():
             total, cap = rep.totals[res], getattr(spec, cap_field)

@@ -71,6 +71,7 @@ _SECTIONS = {
 }
 _SERVING_INT = ("num_requests", "requests_seed", "token_budget")
 SPECULATION = _SECTIONS["speculation"]
+NO_SPECULATION = "none"   # speculation.gamma = "none": the point decodes without a draft
 _FLOAT_INPUTS = ("alpha", "keep", "rate")   # may be ranges
 _INT_INPUTS = ("prefill", "decode", "batch")
 _BITS = ("weight_bits", "kv_bits")
@@ -172,6 +173,9 @@ class SweepSpec:
         return list(seen.values())
 
     def _point(self, v: dict[str, Any]) -> Point:
+        if v["gamma"] == NO_SPECULATION:   # a chain: plain decode (no speculation input set,
+            # so it hashes as a point of a sweep without [speculation]); a tree ignores gamma
+            v = {**v, **dict.fromkeys(SPECULATION if v["tree"] is None else ("gamma",))}
         overrides = tuple(sorted((k, self.field_types[k](x)) for k, x in v.items()
                                  if k not in INPUTS))
         model = str(v["model"])
@@ -403,9 +407,11 @@ def _value(where: str, loc: str, key: str, v: Any, types: dict[str, type]) -> An
             raise UserError(f"{where}: {loc} = {v!r}: expected a string")
         return v
     if key == "gamma":
+        if v == "none":   # no speculation: the point's plain decode (see SweepSpec._point)
+            return NO_SPECULATION
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise UserError(f"{where}: {loc} = {v!r}: expected a whole number >= 1 "
-                            "(draft tokens per round)")
+                            "(draft tokens per round) or \"none\" (no speculation)")
         return v
     if key == "alpha":
         text = _alpha_text(loc, v, f"{where}: ")

@@ -62,6 +62,8 @@ class PassCache:
         self.bucket, self.fallback = bucket, fallback
         self.mask_keys, self.onchip = mask_keys, onchip
         self.done: dict[int, PassResult] = {}
+        # called with the PassResult of every pass run through ``seconds`` (the energy tally)
+        self.on_pass: Callable[[PassResult], None] | None = None
 
     def context_of(self, context: int) -> int:
         """The cache length the pass is compiled for: its keys (context + tokens) rounded up
@@ -89,7 +91,10 @@ class PassCache:
         return self.done[c]
 
     def seconds(self, context: int) -> float:
-        return self.at(context).seconds
+        r = self.at(context)
+        if self.on_pass is not None:
+            self.on_pass(r)
+        return r.seconds
 
 
 def _groups(tokens: int, limit: int) -> list[tuple[int, int]]:
@@ -116,6 +121,8 @@ class Passes:
         self.caches: dict[tuple[bool, int, int | None], PassCache] = {}
         self.rollbacks: dict[tuple, tuple[float, int]] = {}
         self.moved_bytes = 0
+        # every pass the schedule runs (draft, verify, pre-draft) is handed to this, if set
+        self.on_pass: Callable[[PassResult], None] | None = None
         t = w.verify_first.tokens
         self.groups = [(0, t)]
         if sc.tree:   # a tree's verify: B-buffer-sized groups (chains: check_batch_buffers)
@@ -159,6 +166,7 @@ class Passes:
                 spec, first, last, self.cfg, self.bucket,
                 lambda c, p=phase, t=tokens, d=draft: fb(p, t, c, d),
                 mask_keys=keys, onchip=self.onchip and draft)
+            self.caches[key].on_pass = lambda r: self.on_pass(r) if self.on_pass else None
         return self.caches[key]
 
     def draft_steps(self, context: int) -> list[float]:

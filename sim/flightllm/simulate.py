@@ -20,13 +20,14 @@ from models.errors import UserError
 from models.graph import Graph
 from models.workload import Workload
 from sim.flightllm.periodic import FIRST, identical_layers, truncate_layers
+from sim.flightllm.power import EnergyTally
 from sim.flightllm.resources import check_device
 from sim.flightllm.timing import arch_of, fill_cycles
 from sim.result import SimResult, memory_fit, result_from_times
 from sim.spec import FlightLLMSpec
 
-__all__ = ["DECODE_BUCKET", "PREFILL_BUCKET", "PassResult", "check_fits", "simulate",
-           "simulate_graph"]
+__all__ = ["DECODE_BUCKET", "PREFILL_BUCKET", "PassResult", "check_fits", "energy_fields",
+           "simulate", "simulate_graph"]
 
 PREFILL_BUCKET = 128  # artifact: prefill lengths rounded up to multiples of 128
 DECODE_BUCKET = 16    # artifact: decode contexts rounded up to multiples of 16
@@ -181,6 +182,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
     if w.decode_tokens and w.batch > 1:   # before the prefill: the batch must fit its buffers
         check_batch_buffers(w.decode_first, arch_of(spec))
     prefill_s, extra, counts = 0.0, {}, {}
+    pre_e, dec_e = _tallies(spec, cfg)
     traced: list[tuple[str, PassResult]] = []
     buckets = _decode_buckets(w, decode_bucket)
     total = (w.prefill is not None) + len(set(buckets))
@@ -190,6 +192,8 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
         p = simulate_graph(spec, w.prefill, periodic=not trace)  # a trace needs the program
         tick(1, total)
         prefill_s = p.seconds
+        pre_e.add(p)
+        pre_e.close(p.seconds)
         traced.append((f"prefill {w.prefill_tokens}", p))
         extra["prefill_busy"] = p.busy
         extra["prefill_dsp_utilisation"] = p.dsp_utilisation
@@ -205,6 +209,9 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
                 tick((w.prefill is not None) + len(done), total)
         res = [done[c] for c in buckets]
         decode_s = sum(r.seconds for r in res)
+        for r in res:
+            dec_e.add(r)
+        dec_e.close(decode_s)
         last = res[-1]
         traced.append((f"decode (context {buckets[0]})", res[0]))
         extra["decode_busy"] = last.busy
@@ -222,5 +229,31 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
 
         write_trace(trace, traced, spec)
         notes.append(f"trace of {', '.join(t for t, _ in traced)} written to {trace}")
+    energy = energy_fields(spec, pre_e, dec_e, decode_s, extra)
     return result_from_times(spec, w, "cycle", prefill_s, decode_s, notes=tuple(notes),
-                             counts=counts, extra=extra)
+                             counts=counts, extra=extra, **energy)
+
+
+def _tallies(spec: FlightLLMSpec, cfg: CompressionConfig | None,
+             speculation: bool = False) -> tuple[EnergyTally, EnergyTally]:
+    """Prefill and decode energy tallies of the power model (``sim/flightllm/power.py``) for
+    the design at the config's weight bits (the default config's 4 without one)."""
+    bits = cfg.weight_bits if cfg is not None else 4
+    return (EnergyTally(spec, weight_bits=bits, speculation=speculation),
+            EnergyTally(spec, weight_bits=bits, speculation=speculation))
+
+
+def energy_fields(spec: FlightLLMSpec, pre: EnergyTally, dec: EnergyTally, decode_s: float,
+                  extra: dict) -> dict[str, float]:
+    """``energy_j``/``decode_energy_j`` for ``result_from_times`` from the power model, and
+    its breakdown in ``extra``; empty (board power x time) when the model has no resources."""
+    if pre.total is None or dec.total is None:
+        extra["power_model"] = f"board_power_w x time ({spec.board_power_w:g} W): no resource " \
+            "estimate for this design"
+        return {}
+    extra["power_model"] = "sim/flightllm/power.py"
+    extra["prefill_energy_j"] = pre.total
+    extra["decode_energy_breakdown_j"] = dict(dec.parts)
+    if decode_s > 0:
+        extra["decode_power_w"] = dec.total / decode_s
+    return {"energy_j": pre.total + dec.total, "decode_energy_j": dec.total}

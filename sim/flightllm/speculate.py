@@ -48,7 +48,13 @@ from models.errors import UserError
 from models.graph import Graph, Phase
 from sim.blocks.verifier import round_cycles
 from sim.flightllm.passes import Fallback, PassCache, Passes
-from sim.flightllm.simulate import DECODE_BUCKET, simulate, simulate_graph
+from sim.flightllm.simulate import (
+    DECODE_BUCKET,
+    _tallies,
+    energy_fields,
+    simulate,
+    simulate_graph,
+)
 from sim.result import SimResult, result_from_times
 from sim.spec import FlightLLMSpec
 
@@ -158,21 +164,34 @@ def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
     rounds = plan_rounds(sc, w.prefill_tokens, w.decode_tokens, 1)
     zero = sc.zero_cost_draft
     pre = p.predraft if p.separate and not sc.tree and not zero else None
+    pre_e, dec_e = _tallies(spec, cfg, speculation=True)
+    p.on_pass = dec_e.add   # every draft, pre-draft and verify pass the schedule runs
     split, hits = schedule(rounds, (lambda c: []) if zero else p.draft_steps, pre, p.verify_s,
                            p.rollback_s)
+    p.on_pass = None
     split["verifier"] = len(rounds) * verifier_s(spec, sc)
     decode_s = sum(split.values())
+    dec_e.add_bytes(p.moved_bytes)   # a tree rollback's compaction LD/ST
+    dec_e.close(decode_s)
     prefill_s = base.prefill_ms / 1e3
+    pre_e.add_joules(base.extra.get("prefill_energy_j"))   # the target's prompt pass
     if w.draft_prefill is not None:   # the draft reads the prompt too
         d = simulate_graph(p.dspec, apply_compression(w.draft_prefill, cfg), periodic=True)
         # on the cores after the target's prefill, or on its own engine beside it (HADES)
-        prefill_s = max(prefill_s, d.seconds) if p.separate else prefill_s + d.seconds
-    return _result(spec, w, cfg, p, base, rounds, split, hits, prefill_s, decode_s)
+        longer = max(prefill_s, d.seconds) if p.separate else prefill_s + d.seconds
+        pre_e.add(d)
+        pre_e.close(longer - prefill_s)
+        prefill_s = longer
+    power: dict = {}   # the power model's fields of extra (energy_fields fills them)
+    energy = energy_fields(spec, pre_e, dec_e, decode_s, power)
+    return _result(spec, w, cfg, p, base, rounds, split, hits, prefill_s, decode_s,
+                   (energy, power))
 
 
 def _result(spec: FlightLLMSpec, w: SpeculativeWorkload, cfg: CompressionConfig | None,
             p: Passes, base: SimResult, rounds: list, split: dict[str, float], hits: int,
-            prefill_s: float, decode_s: float) -> SimResult:
+            prefill_s: float, decode_s: float,
+            energy: tuple[dict[str, float], dict]) -> SimResult:
     from sim.hades.engine import SpecRun
     from sim.hades.simulate import _spec_extra
 
@@ -183,6 +202,13 @@ def _result(spec: FlightLLMSpec, w: SpeculativeWorkload, cfg: CompressionConfig 
     extra["draft_target_cost_ratio"] = (sum(p.draft_steps(w.prefill_tokens)) / sc.draft_steps
                                         / base_step_s(spec, w, cfg, p.bucket))
     extra.update(p.describe(), predraft_hits=hits)
+    # why speculation wins or loses on this design: where a verify's and a plain decode
+    # step's time goes (busy fraction per queue), and the plain decode's energy
+    verify = p.cache(False, p.groups[0][1], p.groups[0][1] if sc.tree else None)
+    extra["verify_busy"] = verify.at(w.prefill_tokens).busy
+    extra["decode_busy"] = base.extra.get("decode_busy", {})
+    extra["baseline_tokens_per_j"] = base.tokens_per_j
+    extra.update(energy[1])
     steps = 0 if sc.zero_cost_draft else sum(p.draft_passes(r.context) for r in rounds)
     counts = {"verify_passes": float(len(rounds) * len(p.groups)),
               "draft_passes": float(steps), "rollback_bytes": float(p.moved_bytes)}
@@ -190,7 +216,7 @@ def _result(spec: FlightLLMSpec, w: SpeculativeWorkload, cfg: CompressionConfig 
     wc = w.map(lambda g: apply_compression(g, cfg))
     return result_from_times(spec, wc, "cycle", prefill_s, decode_s, notes=base.notes,
                              breakdown_ms={"decode": extra["split_ms"]}, counts=counts,
-                             extra=extra)
+                             extra=extra, **energy[0])
 
 
 def base_step_s(spec: FlightLLMSpec, w: SpeculativeWorkload,
