@@ -242,14 +242,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                       f"{x['draft_engine']} engine, weights in {x['draft_weights']}"
                       f" ({x['predraft_hits']} pre-drafted rounds) / "
                       f"{'+'.join(map(str, x['verify_groups']))} tokens")
-    for phase in ("prefill", "decode"):  # FlightLLM cycle
-        if f"{phase}_busy" in x:
+    for phase in ("prefill", "decode"):  # FlightLLM cycle (speculative runs: verify_busy)
+        if f"{phase}_dsp_utilisation" in x:
             t.add_row(f"{phase} unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
                                                       x[f"{phase}_busy"].items() if v))
             t.add_row(f"{phase} DSP utilisation",
                       f"{x[f'{phase}_dsp_utilisation']:.1%} of MAC slots (dense-equivalent "
                       f"{x[f'{phase}_dsp_dense_utilisation']:.1%})")
-    if "decode_busy" in x:
+    if "verify_busy" in x:
+        t.add_row("verify unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
+                                                x["verify_busy"].items() if v))
+    if "decode_bw_utilisation" in x:
         t.add_row("decode HBM", f"{eng(x['decode_hbm_bytes_per_token'], 'B')}/token, "
                   f"{x['decode_bw_utilisation']:.1%} of peak bandwidth")
         t.add_row("decode program", f"{sum(x['decode_instructions'].values()):,} instructions, "

@@ -109,8 +109,8 @@ def schedule(rounds: list, steps: Callable[[int], list[float]],
     abandons the pre-draft after the pass in flight (HADES: ``abort``, then the step ends)
     and drafts anew.
     """
-    # sampling: on the host, not charged (the key as HADES's split has it)
-    split = dict.fromkeys(("draft", "verify", "sampling", "rollback"), 0.0)
+    # the verifier block's time is added per round by the caller (greedy: no sampling step)
+    split = dict.fromkeys(("draft", "verify", "rollback"), 0.0)
     t, ends, hits = 0.0, None, 0
     for rd in rounds:
         if rd.predrafted and ends is not None:
