@@ -250,7 +250,7 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
                f"({tot.param_bytes / 1e9:.2f} GB), {tot.flops / 1e9:.2f} GFLOP per token at "
                f"context {w.decode_first.context}.")
     for r, label in rows:
-        echo(f"  {r.hw:17s} {label:26s} {r.decode_tokens_per_s:9.1f} tokens/s  "
+        echo(f"  {r.hw:23s} {label:28s} {r.decode_tokens_per_s:9.1f} tokens/s  "
              f"prefill {r.prefill_ms:8.2f} ms")
     data = [{**replace(r, notes=r.notes).to_dict(), "label": label} for r, label in rows]
     (out / "demo.json").write_text(json.dumps(data, indent=1, default=str))
