@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,7 @@ def _affine_shape(s0: tuple[int, ...], s1: tuple[int, ...], c0: int, c1: int, c:
     return tuple(_affine_int(a, b, c0, c1, c, what) for a, b in zip(s0, s1, strict=True))
 
 
+@lru_cache(maxsize=32)   # graphs are immutable: a decode bucket seen again is not rebuilt
 def interpolate(g0: Graph, g1: Graph, context: int) -> Graph:
     """The graph at ``context`` from two traces of the same model and phase at other contexts.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mapping.flightllm.compression import CompressionConfig, apply_compression
+from mapping.flightllm.compression import CompressionConfig
 from mapping.flightllm.decode import TREE_MASK_KEYS, max_pass_tokens
 from mapping.flightllm.rollback import generate_rollback
 from mapping.spec_workload import SpeculativeWorkload
@@ -20,7 +20,7 @@ from mapping.speculation import tree_levels
 from models.errors import UserError
 from models.graph import Graph, Phase, interpolate
 from sim.flightllm.draft import check_draft_fits, draft_engine_spec
-from sim.flightllm.simulate import DECODE_BUCKET, PassResult, simulate_graph
+from sim.flightllm.simulate import DECODE_BUCKET, PassResult, compressed, simulate_graph
 from sim.flightllm.timing import arch_of, fill_cycles
 from sim.spec import FlightLLMSpec
 
@@ -85,7 +85,7 @@ class PassCache:
     def at(self, context: int) -> PassResult:
         c = self.context_of(context)
         if c not in self.done:
-            g = apply_compression(_masked(self.graph_at(c), self.mask_keys), self.cfg)
+            g = compressed(_masked(self.graph_at(c), self.mask_keys), self.cfg)
             self.done[c] = simulate_graph(self.spec, g, periodic=True,
                                           weights_on_chip=self.onchip)
         return self.done[c]
@@ -115,7 +115,7 @@ class Passes:
         self.separate = spec.draft_engine == "separate"
         self.dspec = draft_engine_spec(spec) if self.separate else spec
         self.onchip = spec.draft_weights == "uram"
-        self.uram288 = check_draft_fits(spec, apply_compression(w.draft_first, cfg), w.draft) \
+        self.uram288 = check_draft_fits(spec, compressed(w.draft_first, cfg), w.draft) \
             if self.onchip else 0
         self.end = w.prefill_tokens + w.decode_tokens + sc.draft_steps
         self.caches: dict[tuple[bool, int, int | None], PassCache] = {}
@@ -210,7 +210,7 @@ class Passes:
                     path: tuple[int, ...]) -> tuple[float, int]:
         from sim.flightllm.engine_fast import run_fast
 
-        prog = generate_rollback(apply_compression(g, self.cfg), arch_of(spec), context, path)
+        prog = generate_rollback(compressed(g, self.cfg), arch_of(spec), context, path)
         if not prog.moves:
             return 0.0, 0
         prog = fill_cycles(prog.program, spec)

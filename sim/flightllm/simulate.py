@@ -7,11 +7,15 @@ Prefill runs the program for ceil128(P) tokens.
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
+from mapping.flightllm.builder import Arch
 from mapping.flightllm.codegen import generate, refuse_moe
 from mapping.flightllm.compression import CompressionConfig, apply_compression
 from mapping.flightllm.decode import check_batch_buffers
@@ -26,11 +30,62 @@ from sim.flightllm.timing import arch_of, fill_cycles
 from sim.result import SimResult, memory_fit, result_from_times
 from sim.spec import FlightLLMSpec
 
-__all__ = ["DECODE_BUCKET", "PREFILL_BUCKET", "PassResult", "check_fits", "energy_fields",
-           "simulate", "simulate_graph"]
+__all__ = ["DECODE_BUCKET", "PREFILL_BUCKET", "PassResult", "check_fits", "clear_programs",
+           "compressed", "energy_fields", "program_for", "simulate", "simulate_graph"]
 
 PREFILL_BUCKET = 128  # artifact: prefill lengths rounded up to multiples of 128
 DECODE_BUCKET = 16    # artifact: decode contexts rounded up to multiples of 16
+
+# Compiled programs kept per process, keyed on (compressed graph, Arch). A program depends only
+# on the graph and the code generator's view of the hardware (``arch_of``: cores, channels,
+# buffers, tiles), not on the clock, the MPE's MACs per cycle or the HBM's speed, which only
+# set instruction cycles (``fill_cycles``, applied to a copy). A sweep over those knobs (or a
+# second pass over the same bucket) compiles once and simulates every point.
+# LLMCOSIM_PROGRAM_CACHE_MB sets the budget (0: compile every time).
+_PROGRAMS: OrderedDict[tuple[Graph, Arch], Program] = OrderedDict()
+
+
+def _budget_bytes() -> int:
+    raw = os.environ.get("LLMCOSIM_PROGRAM_CACHE_MB", "256")
+    try:
+        return max(0, int(float(raw) * 2**20))
+    except ValueError:
+        raise UserError(f"LLMCOSIM_PROGRAM_CACHE_MB must be a number of MiB (0 turns the "
+                        f"program cache off), got {raw!r}") from None
+
+
+def clear_programs() -> None:
+    """Forget the compiled programs (and memoised compressed graphs) of this process."""
+    _PROGRAMS.clear()
+    compressed.cache_clear()
+
+
+@lru_cache(maxsize=64)
+def compressed(g: Graph, cfg: CompressionConfig | None) -> Graph:
+    """``apply_compression(g, cfg)``, memoised (graphs and configs are immutable)."""
+    return apply_compression(g, cfg)
+
+
+def _nbytes(p: Program) -> int:
+    return sum(a.nbytes for a in p.cores)
+
+
+def program_for(g: Graph, arch: Arch) -> Program:
+    """``generate(g, arch)``, compiled once per process while it fits the budget; the caller
+    gets its own copy of the instruction arrays (``fill_cycles`` writes into them)."""
+    budget = _budget_bytes()
+    key = (g, arch)
+    prog = _PROGRAMS.get(key) if budget else None
+    if prog is None:
+        prog = generate(g, arch)
+        if not budget or _nbytes(prog) > budget // 2:
+            return prog
+        _PROGRAMS[key] = prog
+        while sum(_nbytes(p) for p in _PROGRAMS.values()) > budget:
+            _PROGRAMS.popitem(last=False)
+    else:
+        _PROGRAMS.move_to_end(key)
+    return Program([a.copy() for a in prog.cores], list(prog.nodes), dict(prog.meta))
 
 
 @dataclass(frozen=True)
@@ -76,7 +131,7 @@ def _raw(spec: FlightLLMSpec, g: Graph, kw: dict) -> tuple[dict[str, int], tuple
     """Cycles and the additive counts of a pass (what ``_result`` divides), and its run."""
     kw = dict(kw)
     onchip = kw.pop("weights_on_chip", False)
-    prog = fill_cycles(generate(g, arch_of(spec, **kw)), spec)
+    prog = fill_cycles(program_for(g, arch_of(spec, **kw)), spec)
     from sim.flightllm.engine_fast import run_fast  # numba: imported when first simulating
 
     masks = [np.zeros(len(a), bool) for a in prog.cores]
@@ -176,7 +231,7 @@ def simulate(spec: FlightLLMSpec, w: Workload, cfg: CompressionConfig | None = N
     for g in (w.prefill, w.decode_first):
         if g is not None:
             refuse_moe(g)
-    w = w.map(lambda g: apply_compression(g, cfg))
+    w = w.map(lambda g: compressed(g, cfg))
     check_device(spec)   # DSP / BRAM / URAM of the design within the FPGA's
     check_fits(spec, w)
     if w.decode_tokens and w.batch > 1:   # before the prefill: the batch must fit its buffers

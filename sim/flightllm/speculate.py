@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mapping.flightllm.compression import CompressionConfig, apply_compression
+from mapping.flightllm.compression import CompressionConfig
 from mapping.flightllm.decode import check_batch_buffers
 from mapping.spec_workload import SpeculativeWorkload
 from mapping.speculation import SpecConfig, plan_rounds, tree_levels
@@ -51,6 +51,7 @@ from sim.flightllm.passes import Fallback, PassCache, Passes
 from sim.flightllm.simulate import (
     DECODE_BUCKET,
     _tallies,
+    compressed,
     energy_fields,
     simulate,
     simulate_graph,
@@ -176,7 +177,7 @@ def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
     prefill_s = base.prefill_ms / 1e3
     pre_e.add_joules(base.extra.get("prefill_energy_j"))   # the target's prompt pass
     if w.draft_prefill is not None:   # the draft reads the prompt too
-        d = simulate_graph(p.dspec, apply_compression(w.draft_prefill, cfg), periodic=True)
+        d = simulate_graph(p.dspec, compressed(w.draft_prefill, cfg), periodic=True)
         # on the cores after the target's prefill, or on its own engine beside it (HADES)
         longer = max(prefill_s, d.seconds) if p.separate else prefill_s + d.seconds
         pre_e.add(d)
@@ -213,7 +214,7 @@ def _result(spec: FlightLLMSpec, w: SpeculativeWorkload, cfg: CompressionConfig 
     counts = {"verify_passes": float(len(rounds) * len(p.groups)),
               "draft_passes": float(steps), "rollback_bytes": float(p.moved_bytes)}
     # memory and the result's fields over the compressed graphs, as the plain cycle run
-    wc = w.map(lambda g: apply_compression(g, cfg))
+    wc = w.map(lambda g: compressed(g, cfg))
     return result_from_times(spec, wc, "cycle", prefill_s, decode_s, notes=base.notes,
                              breakdown_ms={"decode": extra["split_ms"]}, counts=counts,
                              extra=extra, **energy[0])
@@ -225,7 +226,7 @@ def base_step_s(spec: FlightLLMSpec, w: SpeculativeWorkload,
     assert w.decode_first is not None and w.decode_last is not None
     g = w.decode_at(_ceil(w.prefill_tokens + 1, bucket) - 1) \
         if w.decode_first.context != w.decode_last.context else w.decode_first
-    return simulate_graph(spec, apply_compression(g, cfg), periodic=True).seconds
+    return simulate_graph(spec, compressed(g, cfg), periodic=True).seconds
 
 
 def default_fallback(w: SpeculativeWorkload, use_cache: bool = True) -> Fallback:
