@@ -17,7 +17,7 @@ from mapping.flightllm.codegen import generate
 from mapping.flightllm.compression import apply_compression
 from models.cache import get_graph, get_workload
 from sim.flightllm.engine_fast import run_fast
-from sim.flightllm.simulate import simulate, simulate_graph
+from sim.flightllm.simulate import clear_programs, simulate, simulate_graph
 from sim.flightllm.timing import arch_of, fill_cycles
 from sim.spec import load_preset
 
@@ -51,16 +51,19 @@ def main() -> None:
               f"{cycles:,} cycles ({cycles / spec.clock_hz * 1e3:.2f} ms simulated), "
               f"{cycles / total / 1e6:.1f} M simulated cycles/s, engine alone "
               f"{cycles / max(t4, 1e-9) / 1e6:.0f} M cycles/s")
+    clear_programs()   # every timing below compiles its programs (no reuse across stages)
     _timed("[warm] one decode token, periodic (what simulate runs)",
            lambda: simulate_graph(spec, apply_compression(g), periodic=True))
     w, _ = _timed("workload [prefill 128, decode 512]",
                   lambda: get_workload("llama2-7b", prefill=128, decode=512))
+    clear_programs()
     r, dt = _timed("whole request (prefill + 33 decode buckets)", lambda: simulate(spec, w))
     print(f"request: prefill {r.prefill_ms:.1f} ms, decode {r.decode_ms_per_token:.3f} ms/token, "
           f"{r.extra['decode_buckets']} decode buckets, {dt:.1f} s wall")
     if "--long" in sys.argv:
         w, _ = _timed("workload [prefill 2048, decode 1]",
                       lambda: get_workload("llama2-7b", prefill=2048, decode=1))
+        clear_programs()
         r, dt = _timed("prefill 2048 + one decode token", lambda: simulate(spec, w))
         print(f"long prefill: {r.prefill_ms:.1f} ms simulated, {dt:.1f} s wall")
 
