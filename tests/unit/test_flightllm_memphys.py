@@ -37,7 +37,9 @@ def test_preset_values_are_the_cited_ones():
     assert (U280.hbm_refresh_interval_ns, U280.hbm_refresh_ns) == (3900, 260)
     assert (U280.hbm_slr, U280.slr_crossing_cycles) == (0, 3)
     vhk = load_preset("flightllm-vhk158")
-    assert (vhk.hbm_refresh_ns, vhk.hbm_slr, vhk.slr_crossing_cycles) == (0, -1, 0)
+    # JESD235C tRFC at 16 Gb per channel (32 GB over 2 stacks x 8 channels); no SLR data
+    assert (vhk.hbm_refresh_interval_ns, vhk.hbm_refresh_ns) == (3900, 450)
+    assert (vhk.hbm_slr, vhk.slr_crossing_cycles) == (-1, 0)
 
 
 def test_refresh_is_the_pg276_throughput_loss():
