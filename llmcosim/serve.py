@@ -46,7 +46,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--kv-budget", type=whole, default=None, help="KV-cache tokens (default: "
                    "memory capacity minus weights, over the per-token KV bytes)")
     s.add_argument("--fidelity", default=None, help="one fidelity for every device (default: "
-                   "calibrated on GPUs, roofline on FlightLLM and HADES)")
+                   "calibrated on GPUs, cycle on FlightLLM, roofline on HADES)")
     s.add_argument("--out", default=None, help="directory for serve.md, serve.json, serve_kv.png")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_serve)
@@ -111,6 +111,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 if m["arrivals"] == label:
                     t.add_row(*table_row(m))
             _out.print(t)
+        for note in dict.fromkeys(f"{m['hw']}: {n}" for m in devices for n in m.get("notes", ())):
+            _out.print(f"note: {note}", highlight=False)
     if args.out:
         command = "llmcosim " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["serve"] \
             else "llmcosim serve"

@@ -311,8 +311,10 @@ def serving_markdown(serving: list[dict[str, Any]]) -> str:
     return "\n".join([f"## Serving: {serving[0]['arrivals']}", "",
                       "| " + " | ".join(SERVE_COLUMNS) + " |", "|" + "---|" * len(SERVE_COLUMNS),
                       *("| " + " | ".join(table_row(m)) + " |" for m in serving), "",
-                      "Continuous batching with chunked prefill (`llmcosim serve`, "
-                      "docs/serving.md); each device at its serving fidelity.", ""])
+                      *(f"- {m['hw']}: {n}" for m in serving for n in m.get("notes", ())),
+                      "", "Continuous batching with chunked prefill (`llmcosim serve`, "
+                      "docs/serving.md); each device at its serving fidelity (FlightLLM: "
+                      "whole prefill and decode passes from its cycle-level simulator).", ""])
 
 
 _PANELS = (  # (label, value of a row); units in the label (reports.labels)

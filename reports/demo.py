@@ -242,7 +242,8 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
     serving = serve_devices(list(SERVE_HW), get_model(model), SERVE_RATE, SERVE_REQUESTS)
     step()
     for m in serving:
-        echo(f"  {m['hw']:17s} serving {SERVE_RATE}: goodput {m['goodput_req_per_s']:.3f} "
+        echo(f"  {m['hw']:17s} serving {SERVE_RATE} ({m['fidelity']}): goodput "
+             f"{m['goodput_req_per_s']:.3f} "
              f"req/s, TTFT p99 {m['ttft_s']['p99'] * 1e3:,.1f} ms")
     assert w.decode_first is not None
     tot = w.decode_first.totals()

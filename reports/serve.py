@@ -97,6 +97,7 @@ def write_serve(out: Path, devices: list[dict[str, Any]], series: dict[str, Any]
              "| arrivals | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
     lines += [f"| {m.get('arrivals', '')} | " + " | ".join(table_row(m)) + " |"
               for m in devices]
+    lines += [f"- {m['hw']}: {n}" for m in devices for n in m.get("notes", ())]
     lines += ["", "Setup: " + ", ".join(f"{k} {v}" for k, v in setup.items()), "",
               "TTFT: arrival to the end of the iteration that runs the last prompt chunk. "
               "TPOT: (completion - first token) / (outputs - 1). Goodput: requests per second "

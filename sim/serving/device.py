@@ -1,9 +1,11 @@
 """One device's serving run: fidelity and storage choices, KV budget, the pass table, the run.
 
-Defaults: GPUs at ``calibrated`` (the measured-GPU model), FlightLLM and HADES at ``roofline``
-(FlightLLM's cycle simulator has no batch > 1 yet). FlightLLM stores INT4 weights and an INT8
-KV cache (the artifact's compression, as ``llmcosim compare`` assumes on its roofline); other
-devices FP16.
+Defaults: GPUs at ``calibrated`` (the measured-GPU model), FlightLLM at ``cycle`` (its
+cycle-level simulator, whole prefill and decode passes: ``sim.serving.passes``), HADES at
+``roofline``. FlightLLM stores the artifact's compression (INT4 weights, INT8 KV cache; at
+cycle level its whole setting, which the simulator applies itself); other devices FP16.
+FlightLLM's decode batch is bounded by its B buffer (``mapping.flightllm.decode``): a larger
+``--max-batch`` is lowered to that bound, with a note.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sim.spec import HardwareSpec
 
 __all__ = ["DeviceServe", "default_fidelity", "kv_budget_tokens", "serve_device"]
 
-_DEFAULT_FIDELITY = {"gpu": "calibrated"}   # every other kind: roofline
+_DEFAULT_FIDELITY = {"gpu": "calibrated", "flightllm": "cycle"}   # every other kind: roofline
 _TABLES: dict[tuple, PassTable] = {}         # in-process memo (several rates, one table)
 
 
@@ -30,10 +32,30 @@ def default_fidelity(kind: str) -> str:
     return _DEFAULT_FIDELITY.get(kind, "roofline")
 
 
-def _storage(kind: str) -> tuple[str, Any]:
+def _storage(kind: str, fidelity: str) -> tuple[str, Any, Any]:
+    """(label, pass the simulator's graphs get, pass the byte counts get)."""
+    if kind == "flightllm" and fidelity == "cycle":   # the simulator compresses by itself
+        from sim.flightllm.simulate import compressed
+
+        return "artifact setting", None, lambda g: compressed(g, None)
     if kind == "flightllm":   # FlightLLM artifact: INT4 weights, INT8 KV cache
-        return "W4 KV8", lambda g: quantize(g, weight_bits=4, kv_bits=8)
-    return "FP16", None
+        w4 = lambda g: quantize(g, weight_bits=4, kv_bits=8)  # noqa: E731
+        return "W4 KV8", w4, w4
+    return "FP16", None, None
+
+
+def _batch_limit(spec: HardwareSpec, fidelity: str, decode: Any, size: Any) -> int | None:
+    """FlightLLM at cycle level: the largest decode batch its B buffer holds."""
+    if spec.kind != "flightllm" or fidelity != "cycle":
+        return None
+    from mapping.flightllm.decode import max_pass_tokens
+    from sim.flightllm.timing import arch_of
+
+    limit = max_pass_tokens(size(decode(1, 1)), arch_of(spec))
+    if limit < 1:
+        raise UserError(f"{spec.name}: one sequence's decode vector does not fit its B buffer "
+                        f"({spec.b_buffer_bytes} bytes)")
+    return limit
 
 
 def kv_budget_tokens(spec: HardwareSpec, table: PassTable) -> int:
@@ -61,23 +83,31 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
     """Build the device's pass table for these requests and simulate serving them."""
     cfg.check()
     fid = fidelity or default_fidelity(spec.kind)
-    storage, gp = _storage(spec.kind)
+    storage, gp, sp = _storage(spec.kind, fid)
     prefill, decode = sources or default_sources(entry)
+    limit = _batch_limit(spec, fid, decode, sp)
+    max_batch = min(cfg.max_batch, limit or cfg.max_batch)
     longest = max(r.prompt_tokens for r in requests)
     max_ctx = max(r.prompt_tokens + r.output_tokens for r in requests)
-    key = (spec, entry.name, fid, max(cfg.token_budget, longest), cfg.max_batch, max_ctx,
+    key = (spec, entry.name, fid, max(cfg.token_budget, longest), max_batch, max_ctx,
            sources is None)
     table = _TABLES.get(key)
     if table is None:
         table = build_table(spec, fid, prefill, decode, max_tokens=key[3],
-                            max_batch=cfg.max_batch, max_context=max_ctx, graph_pass=gp)
+                            max_batch=max_batch, max_context=max_ctx, graph_pass=gp,
+                            size_pass=sp, separate=limit is not None)
         if sources is None:   # tables from the trace cache are reused across runs
             _TABLES[key] = table
     budget = cfg.kv_budget_tokens or kv_budget_tokens(spec, table)
-    c = SchedulerConfig(cfg.token_budget, cfg.max_batch, budget)
+    c = SchedulerConfig(cfg.token_budget, max_batch, budget)
     run = simulate_serving(table, requests, c)
     m = summarize(run, slo)
-    m.update(hw=spec.name, fidelity=fid, storage=storage, energy=table.has_energy)
+    m.update(hw=spec.name, fidelity=fid, storage=storage, energy=table.has_energy,
+             max_batch=max_batch)
+    if max_batch < cfg.max_batch:
+        m["notes"] = [f"max batch {max_batch}, not {cfg.max_batch}: always-on-chip decode "
+                      f"keeps each sequence's vector in the {int(spec.b_buffer_bytes):,}-byte B "
+                      "buffer (FlightLLM cycle level)"]
     if not table.has_energy:
         m["energy_per_request_j"] = None
     return DeviceServe(spec.name, fid, storage, table, run, m)

@@ -19,6 +19,14 @@ the way Vidur splits operators (Agrawal et al., MLSys 2024):
 
 Every number comes from ``sim.registry.run`` on traced graphs (``models.cache.get_graph``);
 energy is each run's energy split in proportion to time.
+
+A device that runs prefill and decode as **separate programs** (FlightLLM: prefill in the
+MPE's MM mode, decode in MV mode, one compiled program per pass) cannot share the dense ops
+between them, and its cycle-level simulator times whole passes only. Its table
+(``separate``) holds whole passes: a prefill of T tokens, and a decode pass at batch B and
+context c; an iteration runs its decode pass, then each prompt chunk as a prefill pass. A
+chunk of C tokens over c0 cached costs C/(c0 + C) of the prefill of c0 + C tokens (exact
+for a whole prompt, c0 = 0, which a token budget at least the prompt gives).
 """
 
 from __future__ import annotations
@@ -69,6 +77,9 @@ class PassTable:
     weight_bytes: float
     kv_bytes_per_token: float
     has_energy: bool
+    # whole passes (see the module docstring): dense_* are whole prefills, pre_attn_* zero,
+    # dec_attn_* whole decode passes
+    separate: bool = False
 
     def prefill_s(self, tokens: int) -> float:
         """Time of a whole prefill of ``tokens`` in one iteration (the table's own sum)."""
@@ -109,8 +120,12 @@ class PassTable:
         """(seconds, joules) of one iteration: ``n_decode`` decode tokens whose caches hold
         ``ctx_sum`` tokens in all, plus prefill ``chunks`` of (tokens, cached before)."""
         dense_s, dense_j, pre_s, pre_j = self._lut
-        t = n_decode + sum(c for c, _ in chunks)
-        s, j = dense_s[t], dense_j[t]
+        if self.separate:   # the decode pass, then each chunk as its own prefill pass
+            s = j = 0.0
+            pre_s, pre_j = dense_s, dense_j
+        else:
+            t = n_decode + sum(c for c, _ in chunks)
+            s, j = dense_s[t], dense_j[t]
         if n_decode:
             ctx = ctx_sum / n_decode
             rows_s, rows_j = self._dec_rows
@@ -135,21 +150,37 @@ def _split(res, phase: str) -> tuple[float, float, float, float]:
     return total - attn, attn, energy * (total - attn) / total, energy * attn / total
 
 
+def _whole(res, phase: str) -> tuple[float, float, float, float]:
+    """(pass s, 0, pass J, 0): a whole pass of a separate-pass device (no attention share)."""
+    total = (res.prefill_ms if phase == "prefill" else res.decode_ms_per_token) / 1e3
+    energy = (res.energy_j or 0.0) / (max(res.decode, 1) if phase == "decode" else 1)
+    return total, 0.0, energy, 0.0   # the table's runs are one phase each
+
+
 def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: DecodeFn, *,
                 max_tokens: int, max_batch: int, max_context: int,
-                graph_pass: Callable[[Graph], Graph] | None = None) -> PassTable:
+                graph_pass: Callable[[Graph], Graph] | None = None,
+                size_pass: Callable[[Graph], Graph] | None = None,
+                separate: bool = False) -> PassTable:
     """Run the simulator on the grid shapes: prefill of every grid token count up to
     ``max_tokens``; decode at every power-of-two batch up to ``max_batch`` and five contexts
-    up to ``max_context`` (two traces per batch, the rest interpolated)."""
+    up to ``max_context`` (two traces per batch, the rest interpolated).
+
+    ``graph_pass`` maps each graph before the simulator sees it (storage: the roofline's
+    quantization); ``size_pass`` (default ``graph_pass``) before the weight and KV bytes are
+    counted, for a simulator that compresses the graphs itself. ``separate``: whole passes,
+    as the module docstring says."""
     gp = graph_pass or (lambda g: g)
+    sp = size_pass or gp
+    split = _whole if separate else _split
     tokens = token_grid(max_tokens)
-    rows, energy, weight_bytes = [], True, 0.0
+    rows, energy = [], True
     for t in tokens:
         g = gp(prefill(t))
         res = run(spec, Workload(g.model, 1, t, 0, g, None, None), fidelity)
         energy &= res.energy_j is not None
-        rows.append(_split(res, "prefill"))
-        weight_bytes = float(sum(p.bytes for p in g.params))   # as stored after graph_pass
+        rows.append(split(res, "prefill"))
+    weight_bytes = float(sum(p.bytes for p in sp(prefill(tokens[-1])).params))  # as stored
     pre = np.array(rows)
     batches = sorted({1 << k for k in range(max_batch.bit_length()) if 1 << k < max_batch}
                      | {max_batch})
@@ -163,13 +194,13 @@ def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: D
             g = gp(g0 if c == contexts[0] else g1 if c == contexts[-1] else interpolate(g0, g1, c))
             res = run(spec, Workload(g.model, b, c, 1, None, g, g), fidelity)
             energy &= res.energy_j is not None
-            _, attn_s, _, attn_j = _split(res, "decode")
-            dec[bi, ci] = attn_s, attn_j
+            d_s, attn_s, d_j, attn_j = split(res, "decode")
+            dec[bi, ci] = (d_s, d_j) if separate else (attn_s, attn_j)
             if b == 1 and ci == 0:
-                kv_per_token = float(g.totals().kv_write_bytes)
+                kv_per_token = float(sp(g0).totals().kv_write_bytes)
     return PassTable(spec.name, fidelity, np.array(tokens, dtype=float), pre[:, 0], pre[:, 2],
                      pre[:, 1], pre[:, 3], tuple(batches), tuple(contexts), dec[:, :, 0],
-                     dec[:, :, 1], weight_bytes, kv_per_token, energy)
+                     dec[:, :, 1], weight_bytes, kv_per_token, energy, separate)
 
 
 def default_sources(model, dtype: str = "float16") -> tuple[PrefillFn, DecodeFn]:
