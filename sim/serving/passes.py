@@ -38,9 +38,11 @@ from functools import cached_property
 
 import numpy as np
 
+from models.errors import UserError
 from models.graph import Graph, Phase, interpolate
 from models.workload import Workload
 from sim.registry import run
+from sim.result import memory_fit
 from sim.spec import HardwareSpec
 
 __all__ = ["ATTN_KINDS", "PassTable", "build_table", "default_sources", "token_grid"]
@@ -186,21 +188,56 @@ def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: D
                      | {max_batch})
     top = max(max_context, 2)
     contexts = sorted({1, *(max(2, top * k // 4) for k in range(1, 5))})
-    dec = np.zeros((len(batches), len(contexts), 2))
-    kv_per_token = 0.0
-    for bi, b in enumerate(batches):
-        g0, g1 = decode(b, contexts[0]), decode(b, contexts[-1])
-        for ci, c in enumerate(contexts):
-            g = gp(g0 if c == contexts[0] else g1 if c == contexts[-1] else interpolate(g0, g1, c))
-            res = run(spec, Workload(g.model, b, c, 1, None, g, g), fidelity)
-            energy &= res.energy_j is not None
-            d_s, attn_s, d_j, attn_j = split(res, "decode")
-            dec[bi, ci] = (d_s, d_j) if separate else (attn_s, attn_j)
-            if b == 1 and ci == 0:
-                kv_per_token = float(sp(g0).totals().kv_write_bytes)
+    dec, kv_per_token, dec_energy = _decode_grid(spec, fidelity, decode, gp, sp, separate,
+                                                 batches, contexts)
+    energy &= dec_energy
     return PassTable(spec.name, fidelity, np.array(tokens, dtype=float), pre[:, 0], pre[:, 2],
                      pre[:, 1], pre[:, 3], tuple(batches), tuple(contexts), dec[:, :, 0],
                      dec[:, :, 1], weight_bytes, kv_per_token, energy, separate)
+
+
+def _decode_grid(spec: HardwareSpec, fidelity: str, decode: DecodeFn, gp: Callable,
+                 sp: Callable, separate: bool, batches: list[int],
+                 contexts: list[int]) -> tuple[np.ndarray, float, bool]:
+    """(batches x contexts x (s, J), KV bytes per token, every run has energy): the decode
+    passes' attention (shared-dense table) or whole passes (separate).
+
+    A separate-pass simulator refuses a pass whose KV cache does not fit the memory (FlightLLM
+    at cycle level). The scheduler never runs one (its KV budget keeps b sequences' mean
+    context under budget / b), but the grid's corner (largest batch, longest context) may
+    be one: such a point is extrapolated from the batch's last two that fit (a decode pass is
+    affine in the context, ``models.graph.interpolate``)."""
+    dec = np.zeros((len(batches), len(contexts), 2))
+    kv_per_token, energy = 0.0, True
+    for bi, b in enumerate(batches):
+        g0, g1 = decode(b, contexts[0]), decode(b, contexts[-1])
+        kv_per_token = kv_per_token or float(sp(g0).totals().kv_write_bytes) / b
+        fitted = []
+        for ci, c in enumerate(contexts):
+            g = gp(g0 if c == contexts[0] else g1 if c == contexts[-1] else interpolate(g0, g1, c))
+            if separate and not memory_fit(spec, Workload(g.model, b, c, 1, None, sp(g),
+                                                          sp(g)))[1]:
+                continue
+            res = run(spec, Workload(g.model, b, c, 1, None, g, g), fidelity)
+            energy &= res.energy_j is not None
+            d_s, attn_s, d_j, attn_j = (_whole if separate else _split)(res, "decode")
+            dec[bi, ci] = (d_s, d_j) if separate else (attn_s, attn_j)
+            fitted.append(ci)
+        if len(fitted) < len(contexts):
+            _extrapolate(spec, b, contexts, dec[bi], fitted)
+    return dec, kv_per_token, energy
+
+
+def _extrapolate(spec: HardwareSpec, batch: int, contexts: list[int], row: np.ndarray,
+                 fitted: list[int]) -> None:
+    """Fill the contexts past the last fitted one on the line through the last two."""
+    if len(fitted) < 2:
+        raise UserError(f"{spec.name}: a decode batch of {batch} does not fit its memory even "
+                        f"at context {contexts[min(1, len(contexts) - 1)]}; lower --max-batch")
+    i, j = fitted[-2], fitted[-1]
+    slope = (row[j] - row[i]) / (contexts[j] - contexts[i])
+    for k in range(j + 1, len(contexts)):
+        row[k] = row[j] + slope * (contexts[k] - contexts[j])
 
 
 def default_sources(model, dtype: str = "float16") -> tuple[PrefillFn, DecodeFn]:

@@ -27,10 +27,14 @@ SMALL_B = validate(dataclasses.replace(U280, name="u280-small-b", b_buffer_bytes
 
 
 def _batched(g: Graph, b: int) -> Graph:
+    """``g`` (one sequence) as ``b`` sequences: leading dimension and per-sequence counts."""
     def sh(s: tuple) -> tuple:
         return (b, *s[1:]) if s and s[0] == 1 else s
     nodes = tuple(dataclasses.replace(n, in_shapes=tuple(sh(x) for x in n.in_shapes),
-                                      out_shape=sh(n.out_shape)) for n in g.nodes)
+                                      out_shape=sh(n.out_shape), flops=b * n.flops,
+                                      act_bytes=b * n.act_bytes,
+                                      kv_read_bytes=b * n.kv_read_bytes,
+                                      kv_write_bytes=b * n.kv_write_bytes) for n in g.nodes)
     return dataclasses.replace(g, nodes=nodes, batch=b)
 
 
@@ -85,3 +89,32 @@ def test_max_batch_is_lowered_to_the_b_buffer_bound_with_a_note():
     assert "B buffer" in d.metrics["notes"][0] and "not 16" in d.metrics["notes"][0]
     assert max(d.run.iter_batch) <= 8 + 8      # decoders (<= 8) plus prompt chunks
     assert all(r.generated == r.req.output_tokens for r in d.run.records)
+
+
+def test_grid_corner_past_the_memory_is_extrapolated_not_refused():
+    """FlightLLM's simulator refuses a pass whose KV cache does not fit; the table's corner
+    (largest batch, longest context) is then on the line through that batch's last two."""
+    from sim.flightllm.simulate import compressed
+
+    kw = {"layers": 4, "hidden": 1024, "heads": 8, "ffn": 2048, "vocab": 512}
+    sources = (lambda t: llama_like(phase=Phase.PREFILL, tokens=t, **kw),
+               lambda b, c: _batched(llama_like(phase=Phase.DECODE, context=c, **kw), b))
+    g = compressed(sources[1](1, 300), None)
+    weights = sum(p.bytes for p in g.params)
+    kv_token = g.totals().kv_write_bytes              # per token of one sequence (8 KB)
+    # room for 8 sequences of 2,500 tokens: batch 8 fits at context 2,000, not past it
+    small = validate(dataclasses.replace(U280, name="u280-small-hbm",
+                                         hbm_bytes=weights + 8 * 2_500 * kv_token))
+    table = build_table(small, "cycle", *sources, max_tokens=8, max_batch=8,
+                        max_context=4_000, separate=True,
+                        size_pass=lambda g: compressed(g, None))   # as the simulator stores
+    assert table.contexts == (1, 1_000, 2_000, 3_000, 4_000)
+    row = table.dec_attn_s[table.batches.index(8)]
+    slope = (row[2] - row[1]) / 1_000
+    assert slope > 0
+    assert row[3] == pytest.approx(row[2] + 1_000 * slope, rel=1e-12)
+    assert row[4] == pytest.approx(row[2] + 2_000 * slope, rel=1e-12)
+    b1 = table.dec_attn_s[0]          # batch 1 fits everywhere: the simulator's own passes
+    g1 = sources[1](1, 4_000)
+    want = run(small, Workload(g1.model, 1, 4_000, 1, None, g1, g1), "cycle")
+    assert b1[-1] == pytest.approx(want.decode_ms_per_token / 1e3, rel=1e-9)
