@@ -9,7 +9,6 @@ over the same designs, reuse them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -19,10 +18,10 @@ import time
 import traceback
 from collections import OrderedDict
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sim.version import code_version
 from sweeps.resources import resource_columns
 from sweeps.serving import SERVING_METRICS
 from sweeps.spec import Point
@@ -38,25 +37,6 @@ EXTRA_METRICS = ("mean_accepted", "tokens_per_pass", "speedup", "baseline_tokens
                  "draft_target_cost_ratio")
 _WORKLOADS: OrderedDict[tuple, Any] = OrderedDict()   # per process; small LRU
 _MAX_WORKLOADS = 16
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """llmcosim version + a hash of the modelling code (models, mapping, sim)."""
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for pkg in ("models", "mapping", "sim"):
-        for f in sorted((root / pkg).rglob("*.py")):
-            h.update(f.relative_to(root).as_posix().encode())
-            h.update(f.read_bytes())
-    for dist in ("torch", "transformers"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            h.update(metadata.version(dist).encode())
-    try:
-        version = metadata.version("llmcosim")
-    except metadata.PackageNotFoundError:
-        version = "0"
-    return f"{version}+{h.hexdigest()[:12]}"
 
 
 def result_cache_dir() -> Path:

@@ -10,12 +10,14 @@ FlightLLM's decode batch is bounded by its B buffer (``mapping.flightllm.decode`
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from mapping.compression import quantize
 from models.errors import UserError
 from models.zoo import ModelEntry
+from sim.serving.cache import load_table, save_table, table_path
 from sim.serving.metrics import summarize
 from sim.serving.passes import PassTable, build_table, default_sources
 from sim.serving.requests import Request
@@ -25,7 +27,7 @@ from sim.spec import HardwareSpec
 __all__ = ["DeviceServe", "default_fidelity", "kv_budget_tokens", "serve_device"]
 
 _DEFAULT_FIDELITY = {"gpu": "calibrated", "flightllm": "cycle"}   # every other kind: roofline
-_TABLES: dict[tuple, PassTable] = {}         # in-process memo (several rates, one table)
+_TABLES: dict[tuple, PassTable] = {}   # in-process memo (several rates, one table)
 
 
 def default_fidelity(kind: str) -> str:
@@ -77,6 +79,23 @@ class DeviceServe:
     metrics: dict[str, Any]
 
 
+def _cached_table(spec: HardwareSpec, entry: ModelEntry, grid: dict[str, Any],
+                  build: Any) -> PassTable:
+    """This process's table, else the one on disk (``sim.serving.cache``), else a new one."""
+    model = {"class": entry.config_class, "config": dict(entry.config)}
+    key = json.dumps([spec.name, model, grid], sort_keys=True, default=str)
+    if (hit := _TABLES.get((spec, key))) is not None:
+        return hit
+    path = table_path(spec, model, **grid)
+    table = load_table(path) if path is not None and path.exists() else None
+    if table is None:
+        table = build()
+        if path is not None:
+            save_table(path, table)
+    _TABLES[(spec, key)] = table
+    return table
+
+
 def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
                  cfg: SchedulerConfig, slo: dict[str, float], fidelity: str | None = None,
                  sources: tuple | None = None) -> DeviceServe:
@@ -89,15 +108,16 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
     max_batch = min(cfg.max_batch, limit or cfg.max_batch)
     longest = max(r.prompt_tokens for r in requests)
     max_ctx = max(r.prompt_tokens + r.output_tokens for r in requests)
-    key = (spec, entry.name, fid, max(cfg.token_budget, longest), max_batch, max_ctx,
-           sources is None)
-    table = _TABLES.get(key)
-    if table is None:
-        table = build_table(spec, fid, prefill, decode, max_tokens=key[3],
+    grid = {"fidelity": fid, "storage": storage, "max_tokens": max(cfg.token_budget, longest),
+            "max_batch": max_batch, "max_context": max_ctx, "separate": limit is not None}
+    if sources is None:   # tables of the trace cache's graphs are kept (memory, then disk)
+        table = _cached_table(spec, entry, grid, lambda: build_table(
+            spec, fid, prefill, decode, max_tokens=grid["max_tokens"], max_batch=max_batch,
+            max_context=max_ctx, graph_pass=gp, size_pass=sp, separate=grid["separate"]))
+    else:
+        table = build_table(spec, fid, prefill, decode, max_tokens=grid["max_tokens"],
                             max_batch=max_batch, max_context=max_ctx, graph_pass=gp,
-                            size_pass=sp, separate=limit is not None)
-        if sources is None:   # tables from the trace cache are reused across runs
-            _TABLES[key] = table
+                            size_pass=sp, separate=grid["separate"])
     budget = cfg.kv_budget_tokens or kv_budget_tokens(spec, table)
     c = SchedulerConfig(cfg.token_budget, max_batch, budget)
     run = simulate_serving(table, requests, c)
