@@ -221,7 +221,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "batches": list(parse_batches(args.best_batch)), "max_tpot_ms": max_tpot_ms,
         "devices": [b.to_dict() for b in found]}
     serving = serve_devices(names, entry, args.rate, args.num_requests, args.requests,
-                            args.slo) if args.rate else None
+                            args.slo, cycle=not args.no_cycle) if args.rate else None
     results = headline(a, rows, stack_rows) if a else []
     command = "llmcosim " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] \
         else "llmcosim compare"

@@ -239,7 +239,8 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
                      "FP16 spec / calibrated"))
         step()
     # a request stream on the compared devices (continuous batching, `llmcosim serve`)
-    serving = serve_devices(list(SERVE_HW), get_model(model), SERVE_RATE, SERVE_REQUESTS)
+    serving = serve_devices(list(SERVE_HW), get_model(model), SERVE_RATE, SERVE_REQUESTS,
+                            cycle=cycle)
     step()
     for m in serving:
         echo(f"  {m['hw']:17s} serving {SERVE_RATE} ({m['fidelity']}): goodput "

@@ -33,10 +33,12 @@ def table_row(m: dict[str, Any]) -> list[str]:
 
 def serve_devices(names: list[str], entry: Any, rate: str, num_requests: int,
                   requests: str = "configs/serving/sharegpt_like.toml",
-                  slo: str = "ttft=500ms,tpot=50ms", seed: int = 0) -> list[dict[str, Any]]:
+                  slo: str = "ttft=500ms,tpot=50ms", seed: int = 0,
+                  cycle: bool = True) -> list[dict[str, Any]]:
     """Each device's serving metrics for Poisson arrivals at ``rate`` (the serve command's
-    scheduler defaults, each device at its serving fidelity); ``arrivals`` names the stream."""
-    from sim.serving.device import serve_device
+    scheduler defaults, each device at its serving fidelity, or the roofline where that is
+    cycle-level and ``cycle`` is False: ``--no-cycle``); ``arrivals`` names the stream."""
+    from sim.serving.device import default_fidelity, serve_device
     from sim.serving.metrics import parse_slo
     from sim.serving.requests import check_lengths, load_lengths, parse_rate, poisson_requests
     from sim.serving.scheduler import SchedulerConfig
@@ -47,8 +49,14 @@ def serve_devices(names: list[str], entry: Any, rate: str, num_requests: int,
     check_lengths(reqs, entry.name, entry.max_positions)
     cfg = SchedulerConfig()   # the serve command's defaults; KV budget from the device
     label = f"Poisson {rate} ({per_s:g} req/s), {num_requests} requests, SLO {slo}"
-    return [{**serve_device(load_preset(n), entry, reqs, cfg, goals).metrics, "arrivals": label}
-            for n in names]
+    out = []
+    for n in names:
+        spec = load_preset(n)
+        fid = default_fidelity(spec.kind)
+        fid = "roofline" if fid == "cycle" and not cycle else fid
+        out.append({**serve_device(spec, entry, reqs, cfg, goals, fid).metrics,
+                    "arrivals": label})
+    return out
 
 
 def kv_series(run, points: int = 400) -> dict[str, list[float]]:
