@@ -347,9 +347,10 @@ def _caveats(best: dict, ok: pd.DataFrame, caps: dict[str, float]) -> list[str]:
         "- acceptance: i.i.d. α = " + ", ".join(f"{a:g}" for a in alpha)
         + " per drafted token (assumed, the issue's example), seeded; short decodes make the "
         "accepted count noisy between neighbouring γ",
-        "- `mv_rows` > 1 is a design knob, not FlightLLM: the broadcast of each weight beat to "
-        "the extra DSP chains and the m x 16 B/cycle of vectors from the B buffer are not "
-        "charged (docs/flightllm.md, 'Small-M MV')",
+        "- `mv_rows` > 1 is a design knob, not FlightLLM: the B bank is read m x 16 B a cycle "
+        "(charged: at 128 KB a 64 B bank takes the same 29 BRAM36 as a 32 B one), the "
+        "broadcast of each weight beat to the extra DSP chains is not (LUTs and routing; "
+        "docs/flightllm.md, 'Small-M MV')",
         "- weight bits below 4 and q/k keep below 0.7 change the model's accuracy, which is not "
         "modelled here; the INT4 section above is the like-for-like comparison",
         "- LUTs are not a rule (our RTL's LUT total exceeds the device even for the published "

@@ -204,12 +204,17 @@ def buffer_banks(spec: FlightLLMSpec, *, uram_buffers: tuple[str, ...] = ("A",))
     """
     c, ch = spec.cores, spec.weight_channels
     row = BANK_BYTES * BANKS_PER_CHANNEL  # bytes of one channel row (artifact 256 B)
+    # B is read 32 B a cycle by the MM (artifact B_BUFFER_MM_BANK_WIDTH_B: 2 tokens x 16) and
+    # 16 B by an MV (B_BUFFER_MV_BANK_WIDTH_B); an MV of mv_rows rows reads mv_rows x 16 B
+    b_width = max(32, 16 * spec.mv_rows)
     shapes = [
         ("A", c * ch * BANKS_PER_CHANNEL, int(spec.a_buffer_bytes) // row, BANK_BYTES * 8,
          "cores x channels x 16 banks; depth a_buffer_bytes / 256 B per channel"),
         ("global", c * ch * BANKS_PER_CHANNEL, int(spec.global_buffer_bytes) // row,
          BANK_BYTES * 8, "cores x channels x 16 banks; depth global_buffer_bytes / 256 B"),
-        ("B", c, int(spec.b_buffer_bytes) // 32, 256, "one 32 B bank per core"),
+        ("B", c, int(spec.b_buffer_bytes) // b_width, b_width * 8,
+         f"one {b_width} B bank per core" + (f" (mv_rows {spec.mv_rows} x 16 B)"
+                                             if b_width > 32 else "")),
         ("meta", c, int(spec.meta_buffer_bytes) // 16, 128, "one 16 B bank per core"),
         ("FSB", c, int(spec.fsb_buffer_bytes), 8, "one 1 B bank per core"),
         ("bias", c, BIAS_BANK[0], BIAS_BANK[1] * 8, "one 64 B x 4096 bank per core (artifact)"),

@@ -15,12 +15,13 @@ import pytest
 from sim.flightllm.resources import (
     CSD_PATTERNS,
     bram36_per_bank,
+    buffer_banks,
     entry_key,
     estimate,
     load_synth_data,
     uram288_per_bank,
 )
-from sim.spec import SpecError, load_preset, spec_from_dict
+from sim.spec import SpecError, load_preset, spec_from_dict, validate
 from sweeps import Store, parse_sweep, run_sweep
 from sweeps.analysis import load, pareto, where
 from sweeps.resources import RESOURCE_METRICS, resource_columns
@@ -209,3 +210,17 @@ def test_simulate_refuses_a_design_over_the_device(u280):
         check_device(big)
     with pytest.raises(UserError, match="DSP"):
         check_device(dataclasses.replace(u280, mm_macs_per_cycle=4 * 4096))
+
+
+@pytest.mark.parametrize("b_bytes, extra", [(131072, 0), (16384, 4)])
+def test_b_bank_is_as_wide_as_an_mv_of_mv_rows_reads(u280, b_bytes, extra):
+    """An MV of m rows reads m x 16 B of vectors a cycle from B (the MM 32 B): the bank is
+    max(32, 16 m) B wide. At 128 KB the wider, shallower bank costs no BRAM36; at 16 KB it
+    takes 4 more per core (a 64 B x 256 bank is two 512-deep primitives wide by 1)."""
+    def b_bank(m):
+        s = validate(dataclasses.replace(u280, mv_rows=m, b_buffer_bytes=b_bytes))
+        return next(b for b in buffer_banks(s) if b.name == "B")
+    one, two, four = b_bank(1), b_bank(2), b_bank(4)
+    assert (one.width_bits, two.width_bits, four.width_bits) == (256, 256, 512)
+    assert four.depth * 64 == b_bytes
+    assert four.per_bank - one.per_bank == extra
