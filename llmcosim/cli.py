@@ -160,9 +160,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     given = [f for f in _SPEC_FLAGS if getattr(args, f) is not None]
     # default: FlightLLM's cycle-level simulator (busy ratios, HBM, DSPs, program), chain
-    # and tree speculation at batch 1 included (a batch speculates at the roofline there)
+    # speculation at any batch and trees at batch 1 included (a batched tree speculates at
+    # the roofline there)
     cycle_default = spec.kind == "flightllm" and (
-        not set(given) - {"trace"} or args.batch == 1)
+        not set(given) - {"trace"} or args.batch == 1 or args.tree is None)
     fidelity = args.fidelity or ("cycle" if cycle_default else "roofline")
     fl = flightllm_simulate_options(args, spec, fidelity)  # FlightLLM cycle: --sparsity, --trace
     speculative = any(not (fl and f == "trace") for f in given)
