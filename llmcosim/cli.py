@@ -242,7 +242,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             t.add_row("draft placement / verify passes",
                       f"{x['draft_engine']} engine, weights in {x['draft_weights']}"
                       f" ({x['predraft_hits']} pre-drafted rounds) / "
-                      f"{'+'.join(map(str, x['verify_groups']))} tokens")
+                      f"{'+'.join(map(str, x['verify_groups']))} tokens"
+                      + (f" x batch {result.batch}" if result.batch > 1 else ""))
     for phase in ("prefill", "decode"):  # FlightLLM cycle (speculative runs: verify_busy)
         if f"{phase}_dsp_utilisation" in x:
             t.add_row(f"{phase} unit busy", ", ".join(f"{k} {v:.0%}" for k, v in
