@@ -160,9 +160,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     given = [f for f in _SPEC_FLAGS if getattr(args, f) is not None]
     # default: FlightLLM's cycle-level simulator (busy ratios, HBM, DSPs, program), chain
-    # and tree speculation at batch 1 included (a batch speculates at the roofline there)
+    # speculation at any batch and trees at batch 1 included (a batched tree speculates at
+    # the roofline there)
     cycle_default = spec.kind == "flightllm" and (
-        not set(given) - {"trace"} or args.batch == 1)
+        not set(given) - {"trace"} or args.batch == 1 or args.tree is None)
     fidelity = args.fidelity or ("cycle" if cycle_default else "roofline")
     fl = flightllm_simulate_options(args, spec, fidelity)  # FlightLLM cycle: --sparsity, --trace
     speculative = any(not (fl and f == "trace") for f in given)
@@ -241,7 +242,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             t.add_row("draft placement / verify passes",
                       f"{x['draft_engine']} engine, weights in {x['draft_weights']}"
                       f" ({x['predraft_hits']} pre-drafted rounds) / "
-                      f"{'+'.join(map(str, x['verify_groups']))} tokens")
+                      f"{'+'.join(map(str, x['verify_groups']))} tokens"
+                      + (f" x batch {result.batch}" if result.batch > 1 else ""))
     for phase in ("prefill", "decode"):  # FlightLLM cycle (speculative runs: verify_busy)
         if f"{phase}_dsp_utilisation" in x:
             t.add_row(f"{phase} unit busy", ", ".join(f"{k} {v:.0%}" for k, v in

@@ -104,7 +104,7 @@ def _remember(key: tuple, make: Any) -> Any:
 
 def _flightllm_cycle(point: Point, spec: Any) -> bool:
     """FlightLLM at its cycle-level simulator (also what ``best`` picks there, speculation
-    included: chains and trees at batch 1, ``sim.flightllm.speculate``)."""
+    included: chains at any batch, trees at batch 1, ``sim.flightllm.speculate``)."""
     return spec.kind == "flightllm" and point.fidelity in ("cycle", "best")
 
 

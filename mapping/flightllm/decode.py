@@ -35,18 +35,27 @@ def check_batch_buffers(g: Graph, arch: Arch) -> None:
     rows = g.batch * g.tokens   # decode: one vector per sequence; verify: per verified token
     if rows * k <= arch.b_buffer_bytes:
         return
-    if g.phase is Phase.VERIFY:
+    limit = arch.b_buffer_bytes // k
+    if g.phase is Phase.VERIFY and g.batch == 1:
         raise UserError(
             f"FlightLLM verify of {g.tokens} tokens (batch {g.batch}): always-on-chip decode "
             f"keeps each token's input vector in the B buffer, and {widest.module} needs "
             f"{rows} x {k} bytes, more than its {arch.b_buffer_bytes} bytes; at most "
-            f"{arch.b_buffer_bytes // k} tokens per verify for {g.model} (a smaller --gamma, "
+            f"{limit} tokens per verify for {g.model} (a smaller --gamma, "
             "or a preset with a larger b_buffer_bytes)")
+    if g.phase is Phase.VERIFY:   # a batch's verify: every sequence's tokens at once
+        raise UserError(
+            f"FlightLLM verify at batch {g.batch} of {g.tokens} tokens per sequence: "
+            f"always-on-chip decode keeps each token's input vector in the B buffer, and "
+            f"{widest.module} needs {g.batch} x {g.tokens} = {rows} rows of {k} bytes, more "
+            f"than its {arch.b_buffer_bytes} bytes; at most {limit} rows (batch x tokens per "
+            f"verify) for {g.model} (a smaller --batch or --gamma, or a preset with a larger "
+            "b_buffer_bytes)")
     raise UserError(
         f"FlightLLM decode at batch {g.batch}: always-on-chip decode keeps each sequence's "
         f"input vector in the B buffer, and {widest.module} needs {g.batch} x {k} bytes, "
         f"more than its {arch.b_buffer_bytes} bytes; the largest batch for {g.model} is "
-        f"{arch.b_buffer_bytes // k} (or give the preset a larger b_buffer_bytes)")
+        f"{limit} (or give the preset a larger b_buffer_bytes)")
 
 
 def max_pass_tokens(g: Graph, arch: Arch) -> int:

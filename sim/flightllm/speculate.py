@@ -1,36 +1,47 @@
 """Speculative decoding on FlightLLM at cycle level: draft passes, verify programs, rollback.
 
 Every round of ``mapping.speculation.plan_rounds`` (the schedule and acceptance models HADES
-uses) runs:
+uses) runs the steps below. A chain at batch B runs the B sequences in lockstep rounds, as
+HADES and the roofline do: each sequence draws its own acceptance, every pass is the batch-B
+program (one weight load per tile for all B vectors, each sequence attending to its own
+cache) at the batch's mean context (``Round.context``), and a sequence that has emitted its
+tokens keeps its slot idle until the last one ends. Token trees run at batch 1
+(:func:`check_flags`).
 
-1. draft: a chain's gamma draft decode passes (the draft's decode program at context + j); a
-   token tree's ``depth`` passes, as HADES counts them (``sim.hades.engine``): pass 0 over the
-   root (the last emitted token), pass j over the j-th level's nodes, each a program of that
-   many tokens of one sequence (MV mode) whose attention applies the tree's mask;
+1. draft: a chain's gamma draft decode passes (the draft's decode program at context + j, at
+   batch B for B sequences); a token tree's ``depth`` passes, as HADES counts them
+   (``sim.hades.engine``): pass 0 over the root (the last emitted token), pass j over the
+   j-th level's nodes, each a program of that many tokens of one sequence (MV mode) whose
+   attention applies the tree's mask;
 2. verify: the target's verify program (``Phase.VERIFY``: 1 + gamma or 1 + tree-size tokens of
-   one sequence over the cache, in MV mode, each weight and K/V tile loaded once for all of
-   them; ``mapping.flightllm.codegen`` / ``decode.py``). A tree adds its attention mask: per
+   one sequence over the cache, or 1 + gamma of each of B sequences, in MV mode, each weight
+   tile loaded once for all of them and each sequence's K/V tiles once for its tokens;
+   ``mapping.flightllm.codegen`` / ``decode.py``). A tree adds its attention mask: per
    layer and core, an LD of q x n bits into the global buffer the softmax reads
    (``DecodeMixin.tree_mask``); a chain's causal mask is free (an index comparison). A pass
    whose tokens' input vectors do not fit the B buffer together (``max_pass_tokens``: 11 for
    LLaMA2-7B's down_proj on the U280's 128 KB) runs as several passes over groups of at most
    that many tokens, the way always-on-chip decode must: each group streams the weights again
    and attends to the cache plus the earlier groups' rows (stored by their KV stores). A chain
-   too long for the B buffer is refused, as before (``check_batch_buffers``).
-3. rollback: a chain's is a pointer reset (:func:`rollback_s`, 0); a tree's is the compaction
-   program of ``mapping.flightllm.rollback`` (LD/ST of the accepted path's K/V rows, target
-   and draft caches), simulated by the same engine.
+   too long for the B buffer is refused, as before (``check_batch_buffers``: B x (gamma + 1)
+   rows at batch B, e.g. at most 11 for LLaMA2-7B on the U280, so batch 2 at gamma 4 fits
+   and batch 3 does not).
+3. rollback: a chain's is a pointer reset (:func:`rollback_s`, 0; per sequence at batch B); a
+   tree's is the compaction program of ``mapping.flightllm.rollback`` (LD/ST of the accepted
+   path's K/V rows, target and draft caches), simulated by the same engine.
 4. verifier: the accept/reject comparison runs on the verifier block (``rtl/`` and its timing
    ``sim.blocks.verifier``, the same function HADES and the RTL's cocotb test use; its
    resources are in ``llmcosim resources --speculation``), greedy mode: one request per chain
-   (split at the RTL's ``MAX_GAMMA``), one per tree level, after the verify pass and before
-   the next round's draft. The target's argmax over the vocabulary is not charged (as in plain
-   decode, whose lm_head output the program ends with); sampling is greedy.
+   (split at the RTL's ``MAX_GAMMA``; one per sequence the round verifies at batch B, in
+   turn), one per tree level, after the verify pass and before the next round's draft. The
+   target's argmax over the vocabulary is not charged (as in plain decode, whose lm_head
+   output the program ends with); sampling is greedy.
 
 Where the draft runs follows the spec (``sim.flightllm.draft``):
 ``draft_weights`` hbm/uram and ``draft_engine`` shared/separate; a separate engine pre-drafts
 the next chain while the cores verify (:func:`schedule`, mirroring HADES's PEARL-style
-pre-drafting; trees draft after the previous round, as in HADES).
+pre-drafting; at batch B it holds only when every sequence accepted all drafts and the
+bonus, ``Round.predrafted``; trees draft after the previous round, as in HADES).
 
 Each pass is a program compiled for its length bucket (as decode: ``DECODE_BUCKET`` keys,
 artifact length-adaptive compilation), simulated once per bucket with ``simulate_graph``.
@@ -89,12 +100,13 @@ def _ceil(x: int, m: int) -> int:
 
 
 def check_flags(spec: FlightLLMSpec, sc: SpecConfig, batch: int) -> None:
-    """UserError unless the speculation runs at batch 1 (what this schedule runs)."""
-    if batch != 1:
+    """UserError unless this schedule runs the speculation: chains at any batch, token trees
+    at batch 1 (a batched tree's verify groups, masks and compaction are not modelled)."""
+    if batch != 1 and sc.tree:
         raise UserError(
-            f"--batch {batch} with speculation on FlightLLM at --fidelity cycle: the "
-            "speculation schedule runs batch 1 only (one sequence's tokens per verify); use "
-            "--batch 1, or --fidelity roofline for batched speculation")
+            f"--tree at --batch {batch} on {spec.name} at --fidelity cycle: the cycle-level "
+            "schedule runs token trees at batch 1 only; use --batch 1, a chain (--gamma, any "
+            "batch), or --fidelity roofline for a batched tree")
 
 
 def schedule(rounds: list, steps: Callable[[int], list[float]],
@@ -162,7 +174,7 @@ def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
     p = Passes(spec, w, cfg, decode_bucket,   # UserError: draft placement
                fallback if fallback is not None else default_fallback(w))
     base = simulate(spec, w, cfg, decode_bucket=decode_bucket)   # UserError if < 1
-    rounds = plan_rounds(sc, w.prefill_tokens, w.decode_tokens, 1)
+    rounds = plan_rounds(sc, w.prefill_tokens, w.decode_tokens, w.batch)
     zero = sc.zero_cost_draft
     pre = p.predraft if p.separate and not sc.tree and not zero else None
     pre_e, dec_e = _tallies(spec, cfg, speculation=True)
@@ -170,7 +182,8 @@ def simulate_speculative(spec: FlightLLMSpec, w: SpeculativeWorkload,
     split, hits = schedule(rounds, (lambda c: []) if zero else p.draft_steps, pre, p.verify_s,
                            p.rollback_s)
     p.on_pass = None
-    split["verifier"] = len(rounds) * verifier_s(spec, sc)
+    # one greedy request per sequence the round verifies (Round.paths: one at batch 1)
+    split["verifier"] = sum(len(r.paths) for r in rounds) * verifier_s(spec, sc)
     decode_s = sum(split.values())
     dec_e.add_bytes(p.moved_bytes)   # a tree rollback's compaction LD/ST
     dec_e.close(decode_s)

@@ -59,8 +59,9 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
 
     ``compression``, ``decode_bucket``: FlightLLM at cycle fidelity, the compression config
     (None: the default) and the keys per program length bucket (None: 16).
-    The default fidelity is cycle on HADES, and on FlightLLM at batch 1 (chains and trees:
-    what its schedule runs; batches run at the roofline there, with a note).
+    The default fidelity is cycle on HADES, and on FlightLLM for chains at any batch and
+    trees at batch 1 (what its schedule runs; a tree at batch > 1 runs at the roofline there,
+    with a note, and ``--fidelity cycle`` refuses it).
     """
     importlib.import_module("sim.hades.spec")  # registers the hades kind
     from sim.hades.simulate import simulate_speculative
@@ -75,16 +76,17 @@ def speculate(spec: HardwareSpec, target: ModelEntry, *, draft: str | None, gamm
     fid = fidelity or (HADES_FIDELITY if spec.kind == "hades" else "roofline")
     notes: tuple[str, ...] = ()
     if spec.kind == "flightllm" and fidelity is None:
-        fid = "cycle" if batch == 1 else "roofline"
+        fid = "cycle" if batch == 1 or not cfg.tree else "roofline"
         if fid == "roofline":
-            notes = (f"speculative decoding on {spec.name} runs at roofline: FlightLLM's "
-                     "cycle-level speculation schedule runs batch 1 only",)
+            notes = (f"tree speculation at batch {batch} on {spec.name} runs at roofline: "
+                     "FlightLLM's cycle-level speculation schedule runs trees at batch 1 "
+                     "(chains at any batch)",)
     if fid == "best":
         fid = best_fidelity(spec.kind, speculative=True)
     if fid not in fidelities(spec.kind):
         raise UserError(f"unknown --fidelity {fid!r} for {spec.name}; available: "
                         f"{', '.join(fidelities(spec.kind))}")
-    if spec.kind == "flightllm" and fid == "cycle":   # before tracing: batch 1
+    if spec.kind == "flightllm" and fid == "cycle":   # before tracing: trees at batch 1
         from sim.flightllm.speculate import check_flags
 
         check_flags(spec, cfg, batch)

@@ -127,8 +127,8 @@ def test_ablate_rows(small):
      "--weight-bits = 16 on FlightLLM (its dequantizer takes 2, 3, 4, 8-bit weights)"),
     (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--kv-bits", "4"],
      "stores the KV cache in 8 bits (FlightLLM supports only that)"),
-    (["--hw", "flightllm-u280", "--draft", "llama-68m", "--batch", "2", "--fidelity", "cycle"],
-     "--batch 2 with speculation on FlightLLM at --fidelity cycle"),
+    (["--hw", "flightllm-u280", "--tree=-1,0,0", "--batch", "2", "--fidelity", "cycle"],
+     "--tree at --batch 2 on flightllm-u280 at --fidelity cycle"),
     (["--hw", "gpu-a100", "--sparsity", "configs/sparsity/flightllm_qk70.toml"],
      "FlightLLM presets at --fidelity cycle"),
     (["--hw", "flightllm-vhk158", "--fidelity", "cycle", "--sparsity", "nope.toml"], "nope"),
@@ -136,6 +136,23 @@ def test_ablate_rows(small):
 def test_simulate_flag_errors(argv, msg, capsys):
     assert main(["simulate", "--model", "llama2-7b", *argv]) == 2
     assert msg in capsys.readouterr().err
+
+
+def test_batched_verify_past_the_b_buffer_is_refused(monkeypatch, capsys):
+    """Chains at batch B run cycle-level; a batch whose verify rows (B x (gamma + 1)) do not
+    fit the B buffer is refused with the limit (LLaMA-2-7B's down_proj: 11 rows on the U280),
+    on synthetic graphs of its widths instead of the traced model."""
+    import sim.hades.speculate as hs
+    from tests.unit.test_flightllm_spec_batch import WIDE, _workload
+
+    def build(target, draft, *, prefill, decode, config, batch, **_):
+        return _workload(batch, gamma=config.gamma, prefill=prefill, decode=decode, kw=WIDE)
+    monkeypatch.setattr(hs, "build_speculative_workload", build)
+    assert main(["simulate", "--model", "llama2-7b", "--hw", "flightllm-u280", "--draft",
+                 "llama-68m", "--gamma", "4", "--batch", "3", "--fidelity", "cycle"]) == 2
+    err = capsys.readouterr().err
+    assert "FlightLLM verify at batch 3 of 5 tokens per sequence" in err
+    assert "3 x 5 = 15 rows of 11008 bytes" in err and "at most 11 rows" in err
 
 
 def test_compile_rejects_other_hw(tmp_path, capsys):
