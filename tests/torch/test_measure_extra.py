@@ -48,7 +48,12 @@ def test_generate_record_separates_the_per_token_cost(dry):
     g = dry["generate"][0]
     n1, n2 = g["shape"]["new_tokens"]
     assert len(g["total_s"][str(n1)]) == len(g["total_s"][str(n2)]) == 2
-    assert g["per_token_s"] > 0 and g["tokens_per_s"] == pytest.approx(1 / g["per_token_s"])
+    assert g["tokens_per_s"] == pytest.approx(1 / g["per_token_s"])
+    assert g["per_token_min_s"] <= g["per_token_s"]
+    # a CPU dry run's few ms are at the mercy of the machine's load: the per-token cost must
+    # be positive whenever the two lengths' timings do not overlap
+    if min(g["total_s"][str(n2)]) > max(g["total_s"][str(n1)]):
+        assert g["per_token_s"] > 0
     assert g["eager_step"]["context"] == g["shape"]["prompt"] + (n1 + n2) // 2
     assert g["power"]["available"] is False   # no NVML on the CPU: said, not invented
 
