@@ -35,7 +35,8 @@ def main(n: int = 1000) -> None:
         d = timed(f"{hw}: table + {n} requests at {rate}/s",
                   lambda spec=spec, reqs=reqs: serve_device(spec, entry, reqs,
                                                             SchedulerConfig(), slo))
-        cfg = SchedulerConfig(512, d.metrics["max_batch"], d.metrics["kv_budget_tokens"])
+        cfg = SchedulerConfig(512, d.metrics["max_batch"], d.metrics["kv_budget_tokens"],
+                              whole_prompts=d.table.separate)
         timed(f"{hw}: scheduler alone ({d.metrics['iterations']} iterations)",
               lambda d=d, reqs=reqs, cfg=cfg: simulate_serving(d.table, reqs, cfg))
     print(f"{'total':62s} {time.perf_counter() - total:7.3f} s")

@@ -119,7 +119,8 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
                             max_batch=max_batch, max_context=max_ctx, graph_pass=gp,
                             size_pass=sp, separate=grid["separate"])
     budget = cfg.kv_budget_tokens or kv_budget_tokens(spec, table)
-    c = SchedulerConfig(cfg.token_budget, max_batch, budget)
+    # a separate-pass device (FlightLLM) runs each prompt's prefill program whole
+    c = SchedulerConfig(cfg.token_budget, max_batch, budget, whole_prompts=table.separate)
     run = simulate_serving(table, requests, c)
     m = summarize(run, slo)
     m.update(hw=spec.name, fidelity=fid, storage=storage, energy=table.has_energy,

@@ -37,6 +37,10 @@ class SchedulerConfig:
     token_budget: int = 512     # tokens per iteration (Sarathi-Serve's smallest studied budget)
     max_batch: int = 64         # running requests at once
     kv_budget_tokens: int = 0   # KV-cache capacity in tokens
+    # prompts run whole, never chunked (a device whose compiled prefill has no cached
+    # context: FlightLLM); an iteration takes whole prompts while they fit what the budget
+    # leaves, and its first prompt even past the budget
+    whole_prompts: bool = False
 
     def check(self) -> None:
         if self.token_budget < 1:
@@ -90,8 +94,9 @@ def _admit(waiting: deque, running: list, cfg: SchedulerConfig, reserved: int,
     return reserved
 
 
-def _plan(running: list, budget: int) -> tuple[list, float, list]:
-    """Decoders (and their summed contexts), then prompt chunks within the token budget."""
+def _plan(running: list, budget: int, whole: bool = False) -> tuple[list, float, list]:
+    """Decoders (and their summed contexts), then prompt chunks within the token budget
+    (``whole``: whole prompts only, see ``SchedulerConfig.whole_prompts``)."""
     decoders, ctx_sum, prefilling = [], 0, []
     for r in running:
         if r.prefilled == r.req.prompt_tokens:
@@ -103,7 +108,10 @@ def _plan(running: list, budget: int) -> tuple[list, float, list]:
     for r in prefilling:
         if left <= 0:
             break
-        c = min(r.req.prompt_tokens - r.prefilled, left)
+        need = r.req.prompt_tokens - r.prefilled
+        if whole and chunks and need > left:
+            break                          # FCFS: it waits for the next iteration
+        c = need if whole else min(need, left)
         chunks.append((r, c))
         left -= c
     return decoders, float(ctx_sum), chunks
@@ -130,7 +138,7 @@ def simulate_serving(table: PassTable, requests: list[Request],
             waiting.append(records[nxt])
             nxt += 1
         reserved = _admit(waiting, running, cfg, reserved, now)
-        decoders, ctx_sum, chunks = _plan(running, cfg.token_budget)
+        decoders, ctx_sum, chunks = _plan(running, cfg.token_budget, cfg.whole_prompts)
         dt, dj = table.iteration(len(decoders), ctx_sum, [(c, r.prefilled) for r, c in chunks])
         start, now = now, now + dt
         energy += dj

@@ -118,3 +118,23 @@ def test_grid_corner_past_the_memory_is_extrapolated_not_refused():
     g1 = sources[1](1, 4_000)
     want = run(small, Workload(g1.model, 1, 4_000, 1, None, g1, g1), "cycle")
     assert b1[-1] == pytest.approx(want.decode_ms_per_token / 1e3, rel=1e-9)
+
+
+def test_prompts_run_whole_on_a_separate_pass_device():
+    """FlightLLM's compiled prefill has no cached context, so a prompt is never chunked: one
+    longer than the token budget runs whole in one iteration, and a prompt that does not fit
+    what an iteration's budget leaves waits for the next iteration."""
+    slo = {"ttft": 10.0, "tpot": 1.0}
+    cfg = SchedulerConfig(token_budget=64, max_batch=4, kv_budget_tokens=10**6)
+    alone = [Request(0, 0.0, 200, 3)]
+    d = serve_device(U280, get_model("llama2-7b"), alone, cfg, slo, None, SOURCES)
+    rec = d.run.records[0]
+    assert rec.first_token_s == pytest.approx(d.table.iteration(0, 0.0, [(200, 0)])[0])
+    assert d.run.iter_tokens[0] == 200                  # one iteration, past the budget
+    pair = [Request(0, 0.0, 40, 3), Request(1, 0.0, 40, 3)]
+    d = serve_device(U280, get_model("llama2-7b"), pair, cfg, slo, None, SOURCES)
+    first, second = (r.first_token_s for r in d.run.records)
+    one = d.table.iteration(0, 0.0, [(40, 0)])[0]
+    assert first == pytest.approx(one)                  # 40 of 64: the second (40) waits
+    assert second == pytest.approx(one + d.table.iteration(1, 40.0, [(40, 0)])[0])
+    assert list(d.run.iter_tokens[:2]) == [40, 41]
