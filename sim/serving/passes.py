@@ -144,6 +144,10 @@ def _split(res, phase: str) -> tuple[float, float, float, float]:
     """(dense s, attention s, dense J, attention J) of one SimResult's phase."""
     kinds = res.breakdown_ms.get(phase, {})
     total = res.prefill_ms if phase == "prefill" else res.decode_ms_per_token
+    if not kinds and total > 0:   # all of it would count as dense: decode blind to context
+        raise UserError(f"--fidelity {res.fidelity} on {res.hw} gives whole-pass times with no "
+                        "per-op split, which a shared-dense serving table needs; build it "
+                        "with separate passes (serve does so at --fidelity cycle)")
     attn = sum(v for k, v in kinds.items() if k in ATTN_KINDS) / 1e3
     if phase == "decode":
         attn /= max(res.decode, 1)

@@ -233,3 +233,18 @@ def test_arrival_during_an_iteration_waits_at_most_that_iteration():
     assert wait == pytest.approx(0.6 * step, rel=1e-6)
     ends = d.run.iter_start + d.run.iter_s
     assert rec.admitted_s in set(ends.tolist())    # admitted exactly at an iteration end
+
+
+def test_cycle_level_hades_serves_whole_passes_that_grow_with_the_context():
+    """HADES's cycle-level simulator times whole passes (no per-op split): serving at
+    --fidelity cycle builds a separate-pass table, whose decode passes cost more at longer
+    contexts (a shared-dense table would have counted them all as dense, blind to the
+    context), and a shared-dense table from such results is refused with one line."""
+    d = serve_device(SPEC, ENTRY, [Request(0, 0.0, 100, 3900)], BASE, {"ttft": 1.0},
+                     "cycle", SOURCES)
+    assert d.table.separate and d.fidelity == "cycle"
+    for row in d.table.dec_attn_s:   # the toy's 4 KB of KV per token outgrow its 4 MB weights
+        assert all(a <= b for a, b in zip(row[:-1], row[1:], strict=True))
+        assert row[-1] > 1.5 * row[0]
+    with pytest.raises(UserError, match="no per-op split"):
+        build_table(SPEC, "cycle", *SOURCES, max_tokens=16, max_batch=2, max_context=64)
