@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from models.graph import Graph, Node, OpKind, Param, Phase
 
-__all__ = ["attention_graph", "linear_graph", "llama_like"]
+__all__ = ["attention_graph", "batched", "linear_graph", "llama_like"]
 
 
 def _lin(name: str, layer: int, src: str, t: int, k: int, n: int, params: list[Param]) -> Node:
@@ -123,3 +123,18 @@ def attention_graph(heads: int, d: int, tokens: int = 1, context: int = 0) -> Gr
                    context=context)
     keep = [x for x in g.nodes if x.kind in (OpKind.MATMUL, OpKind.SOFTMAX)]
     return Graph("attention", g.phase, 1, tokens, g.context, "float16", tuple(keep), ())
+
+
+def batched(g: Graph, b: int) -> Graph:
+    """``g`` (one sequence) as ``b`` sequences: the leading dimension of every shape and the
+    per-sequence counts (FLOPs, activation and KV bytes) times ``b``."""
+    if b == 1:
+        return g
+
+    def sh(s: tuple) -> tuple:
+        return (b, *s[1:]) if s and s[0] == 1 else s
+    nodes = tuple(replace(n, in_shapes=tuple(sh(x) for x in n.in_shapes),
+                          out_shape=sh(n.out_shape), flops=b * n.flops,
+                          act_bytes=b * n.act_bytes, kv_read_bytes=b * n.kv_read_bytes,
+                          kv_write_bytes=b * n.kv_write_bytes) for n in g.nodes)
+    return replace(g, nodes=nodes, batch=b)

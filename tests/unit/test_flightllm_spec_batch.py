@@ -12,7 +12,7 @@ import pytest
 
 from mapping.acceptance import IIDAcceptance
 from mapping.flightllm.decode import check_batch_buffers
-from mapping.flightllm.synthetic import llama_like
+from mapping.flightllm.synthetic import batched, llama_like
 from mapping.spec_workload import SpeculativeWorkload
 from mapping.speculation import SpecConfig, eagle2_like_tree, plan_rounds
 from models.errors import UserError
@@ -31,25 +31,10 @@ DKW = {"layers": 1, "hidden": 256, "heads": 2, "ffn": 512, "vocab": 1024}
 WIDE = {"layers": 1, "hidden": 4096, "heads": 32, "ffn": 11008, "vocab": 1024}
 
 
-def _batched(g: Graph, b: int) -> Graph:
-    """``g`` (one sequence) as ``b`` sequences: leading dimension and per-sequence counts."""
-    if b == 1:
-        return g
-
-    def sh(s: tuple) -> tuple:
-        return (b, *s[1:]) if s and s[0] == 1 else s
-    nodes = tuple(dataclasses.replace(n, in_shapes=tuple(sh(x) for x in n.in_shapes),
-                                      out_shape=sh(n.out_shape), flops=b * n.flops,
-                                      act_bytes=b * n.act_bytes,
-                                      kv_read_bytes=b * n.kv_read_bytes,
-                                      kv_write_bytes=b * n.kv_write_bytes) for n in g.nodes)
-    return dataclasses.replace(g, nodes=nodes, batch=b)
-
-
 @functools.cache
 def _graph(b: int, draft: bool, phase: Phase, tokens: int | None, context: int,
            kw: tuple = tuple(KW.items())) -> Graph:
-    return _batched(llama_like(phase=phase, tokens=tokens, context=context,
+    return batched(llama_like(phase=phase, tokens=tokens, context=context,
                                **(DKW if draft else dict(kw))), b)
 
 

@@ -9,8 +9,8 @@ import dataclasses
 
 import pytest
 
-from mapping.flightllm.synthetic import llama_like
-from models.graph import Graph, Phase
+from mapping.flightllm.synthetic import batched, llama_like
+from models.graph import Phase
 from models.workload import Workload
 from models.zoo import get_model
 from sim.registry import run
@@ -26,20 +26,8 @@ U280 = load_preset("flightllm-u280")
 SMALL_B = validate(dataclasses.replace(U280, name="u280-small-b", b_buffer_bytes=4096))
 
 
-def _batched(g: Graph, b: int) -> Graph:
-    """``g`` (one sequence) as ``b`` sequences: leading dimension and per-sequence counts."""
-    def sh(s: tuple) -> tuple:
-        return (b, *s[1:]) if s and s[0] == 1 else s
-    nodes = tuple(dataclasses.replace(n, in_shapes=tuple(sh(x) for x in n.in_shapes),
-                                      out_shape=sh(n.out_shape), flops=b * n.flops,
-                                      act_bytes=b * n.act_bytes,
-                                      kv_read_bytes=b * n.kv_read_bytes,
-                                      kv_write_bytes=b * n.kv_write_bytes) for n in g.nodes)
-    return dataclasses.replace(g, nodes=nodes, batch=b)
-
-
 SOURCES = (lambda t: llama_like(phase=Phase.PREFILL, tokens=t, **KW),
-           lambda b, c: _batched(llama_like(phase=Phase.DECODE, context=c, **KW), b))
+           lambda b, c: batched(llama_like(phase=Phase.DECODE, context=c, **KW), b))
 
 
 def _table(spec=U280, max_batch=4):
@@ -98,7 +86,7 @@ def test_grid_corner_past_the_memory_is_extrapolated_not_refused():
 
     kw = {"layers": 4, "hidden": 1024, "heads": 8, "ffn": 2048, "vocab": 512}
     sources = (lambda t: llama_like(phase=Phase.PREFILL, tokens=t, **kw),
-               lambda b, c: _batched(llama_like(phase=Phase.DECODE, context=c, **kw), b))
+               lambda b, c: batched(llama_like(phase=Phase.DECODE, context=c, **kw), b))
     g = compressed(sources[1](1, 300), None)
     weights = sum(p.bytes for p in g.params)
     kv_token = g.totals().kv_write_bytes              # per token of one sequence (8 KB)
