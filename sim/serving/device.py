@@ -59,7 +59,7 @@ def _batch_limit(spec: HardwareSpec, fidelity: str, decode: Any, size: Any) -> i
     limit = max_pass_tokens(size(decode(1, 1)), arch_of(spec))
     if limit < 1:
         raise UserError(f"{spec.name}: one sequence's decode vector does not fit its B buffer "
-                        f"({spec.b_buffer_bytes} bytes)")
+                        f"({int(spec.b_buffer_bytes):,} bytes)")
     return limit
 
 
