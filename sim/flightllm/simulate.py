@@ -42,7 +42,25 @@ DECODE_BUCKET = 16    # artifact: decode contexts rounded up to multiples of 16
 # set instruction cycles (``fill_cycles``, applied to a copy). A sweep over those knobs (or a
 # second pass over the same bucket) compiles once and simulates every point.
 # LLMCOSIM_PROGRAM_CACHE_MB sets the budget (0: compile every time).
-_PROGRAMS: OrderedDict[tuple[Graph, Arch], Program] = OrderedDict()
+_PROGRAMS: OrderedDict[_Key, Program] = OrderedDict()
+_KEPT_BYTES = [0]   # instruction bytes in _PROGRAMS (kept as a sum: no pass over the keys)
+
+
+class _Key:
+    """(graph, Arch) with its hash computed once: an OrderedDict hashes a key again on every
+    move, pop and values() step, and a graph's hash walks all its nodes."""
+
+    __slots__ = ("arch", "g", "h")
+
+    def __init__(self, g: Graph, arch: Arch):
+        self.g, self.arch, self.h = g, arch, hash((g, arch))
+
+    def __hash__(self) -> int:
+        return self.h
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and self.h == other.h and self.arch == other.arch \
+            and (self.g is other.g or self.g == other.g)
 
 
 def _budget_bytes() -> int:
@@ -57,6 +75,7 @@ def _budget_bytes() -> int:
 def clear_programs() -> None:
     """Forget the compiled programs (and memoised compressed graphs) of this process."""
     _PROGRAMS.clear()
+    _KEPT_BYTES[0] = 0
     compressed.cache_clear()
 
 
@@ -74,15 +93,16 @@ def program_for(g: Graph, arch: Arch) -> Program:
     """``generate(g, arch)``, compiled once per process while it fits the budget; the caller
     gets its own copy of the instruction arrays (``fill_cycles`` writes into them)."""
     budget = _budget_bytes()
-    key = (g, arch)
+    key = _Key(g, arch)
     prog = _PROGRAMS.get(key) if budget else None
     if prog is None:
         prog = generate(g, arch)
         if not budget or _nbytes(prog) > budget // 2:
             return prog
         _PROGRAMS[key] = prog
-        while sum(_nbytes(p) for p in _PROGRAMS.values()) > budget:
-            _PROGRAMS.popitem(last=False)
+        _KEPT_BYTES[0] += _nbytes(prog)
+        while _KEPT_BYTES[0] > budget:
+            _KEPT_BYTES[0] -= _nbytes(_PROGRAMS.popitem(last=False)[1])
     else:
         _PROGRAMS.move_to_end(key)
     return Program([a.copy() for a in prog.cores], list(prog.nodes), dict(prog.meta))

@@ -89,7 +89,27 @@ def test_budget_evicts_oldest(monkeypatch) -> None:
     monkeypatch.setenv("LLMCOSIM_PROGRAM_CACHE_MB", str(3.5 * one / 2**20))
     for g in graphs:
         simulate_graph(U280, g)
-    kept = [k[0].context for k in fsim._PROGRAMS]
+    kept = [k.g.context for k in fsim._PROGRAMS]
     assert kept and kept[-1] == 400 and 100 not in kept
     assert sum(sum(a.nbytes for a in p.cores) for p in fsim._PROGRAMS.values()) \
         <= 3.5 * one
+
+
+def test_a_lookup_hashes_its_graph_once_however_many_are_kept(monkeypatch):
+    """An OrderedDict hashes a key again on every move, pop and values() step, and a graph's
+    hash walks every node: keys carry their hash, so the work per call does not grow with
+    the number of kept programs (it did: the co-design sweep slowed down point after point)."""
+    from models.graph import Graph
+
+    clear_programs()
+    graphs = [llama_like(phase=Phase.DECODE, context=c, **KW) for c in range(100, 400, 25)]
+    arch = arch_of(U280)
+    for g in graphs:
+        program_for(g, arch)
+    calls = []
+    orig = Graph.__hash__
+    monkeypatch.setattr(Graph, "__hash__", lambda self: calls.append(1) or orig(self))
+    for g in graphs:                       # hits: each moves its key to the end
+        program_for(g, arch)
+    program_for(llama_like(phase=Phase.DECODE, context=999, **KW), arch)   # a miss
+    assert len(calls) == len(graphs) + 1
