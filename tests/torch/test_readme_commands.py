@@ -29,7 +29,7 @@ _SKIP = {
     "python -m reports.flightllm": "rewrites the committed reports/flightllm.md (~2 min); "
                                    "`make report` runs it",
     "llmcosim sweep configs/sweeps/u280_codesign.toml": "the whole co-design grid at cycle "
-        "level (~25 min on 2 workers); tests/unit/test_codesign_report.py runs a small sweep "
+        "level (~10 min on 2 workers); tests/unit/test_codesign_report.py runs a small sweep "
         "through the same report and tests/unit/test_sweep_spec.py parses this file",
     "python -m reports.codesign": "reads that sweep's DB (runs it when missing) and rewrites "
                                   "the committed reports/codesign.md",
