@@ -42,10 +42,6 @@ DECODE_BUCKET = 16    # artifact: decode contexts rounded up to multiples of 16
 # set instruction cycles (``fill_cycles``, applied to a copy). A sweep over those knobs (or a
 # second pass over the same bucket) compiles once and simulates every point.
 # LLMCOSIM_PROGRAM_CACHE_MB sets the budget (0: compile every time).
-_PROGRAMS: OrderedDict[_Key, Program] = OrderedDict()
-_KEPT_BYTES = [0]   # instruction bytes in _PROGRAMS (kept as a sum: no pass over the keys)
-
-
 class _Key:
     """(graph, Arch) with its hash computed once: an OrderedDict hashes a key again on every
     move, pop and values() step, and a graph's hash walks all its nodes."""
@@ -61,6 +57,10 @@ class _Key:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Key) and self.h == other.h and self.arch == other.arch \
             and (self.g is other.g or self.g == other.g)
+
+
+_PROGRAMS: OrderedDict[_Key, Program] = OrderedDict()
+_KEPT_BYTES = [0]   # instruction bytes in _PROGRAMS (kept as a sum: no pass over the keys)
 
 
 def _budget_bytes() -> int:
