@@ -24,9 +24,10 @@ A device that runs prefill and decode as **separate programs** (FlightLLM: prefi
 MPE's MM mode, decode in MV mode, one compiled program per pass) cannot share the dense ops
 between them, and its cycle-level simulator times whole passes only. Its table
 (``separate``) holds whole passes: a prefill of T tokens, and a decode pass at batch B and
-context c; an iteration runs its decode pass, then each prompt chunk as a prefill pass. A
-chunk of C tokens over c0 cached costs C/(c0 + C) of the prefill of c0 + C tokens (exact
-for a whole prompt, c0 = 0, which a token budget at least the prompt gives).
+context c; an iteration runs its decode pass, then each prompt as a prefill pass (the
+scheduler runs prompts whole there: ``SchedulerConfig.whole_prompts``). The general rule for
+a chunk of C tokens over c0 cached, C/(c0 + C) of the prefill of c0 + C tokens, is then used
+with c0 = 0 only, where it is exact.
 """
 
 from __future__ import annotations
@@ -219,8 +220,9 @@ def _decode_grid(spec: HardwareSpec, fidelity: str, decode: DecodeFn, gp: Callab
         fitted = []
         for ci, c in enumerate(contexts):
             g = gp(g0 if c == contexts[0] else g1 if c == contexts[-1] else interpolate(g0, g1, c))
-            if separate and not memory_fit(spec, Workload(g.model, b, c, 1, None, sp(g),
-                                                          sp(g)))[1]:
+            stored = sp(g) if separate else g
+            if separate and not memory_fit(spec, Workload(g.model, b, c, 1, None, stored,
+                                                          stored))[1]:
                 continue
             res = run(spec, Workload(g.model, b, c, 1, None, g, g), fidelity)
             energy &= res.energy_j is not None
