@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from kernels.measure import SCHEMA, measure_all
+from kernels.measure import SCHEMA, measure_all, measure_attention, measure_linear
+from kernels.measure_model import measure_decode_steps
 from llmcosim.cli import main
 
 
@@ -110,14 +111,42 @@ def test_every_timing_is_positive(data):
         assert 0 < r["min_s"] <= r["median_s"] and r["repeats"] == 5
 
 
+def _settled(data, measure, small: dict, big: dict, op: str,
+             rounds: int = 6) -> tuple[float, float]:
+    """The fastest of the fixture's repeats and of up to ``rounds`` fresh, interleaved
+    re-measurements of both shapes: on a shared 2-core host another process can slow every
+    repeat of one shape (threads spin against each other), and noise only ever adds time, so
+    more samples of the same two shapes converge on their real order."""
+    lo, hi = _fastest(data, op, **small), _fastest(data, op, **big)
+    for _ in range(rounds):
+        if hi >= 0.8 * lo:
+            break
+        lo = min(lo, measure(small))
+        hi = min(hi, measure(big))
+    return lo, hi
+
+
 def test_more_work_is_not_faster_beyond_noise(data):
     # 64x the FLOPs, 4x the KV, 4x the query tokens: at most 20% faster counts as noise.
-    assert _fastest(data, "linear", m=64, k=256, n=512) >= 0.8 * _fastest(data, "linear", m=1,
-                                                                         k=256, n=512)
-    assert _fastest(data, "attention", q=1, context=256) >= 0.8 * _fastest(data, "attention", q=1,
-                                                                          context=64)
-    assert _fastest(data, "decode_step", q=4, context=48) >= 0.8 * _fastest(data, "decode_step",
-                                                                           q=1, context=48)
+    cpu = torch.device("cpu")
+    kw = {"warmup": 2, "repeat": 5}
+
+    def linear(s):
+        return measure_linear(cpu, "float32", [s["m"]], s["k"], s["n"], None, **kw)[0]["min_s"]
+
+    def attention(s):
+        return measure_attention(cpu, "float32", 4, 32, [(s["q"], s["context"])], **kw)[0]["min_s"]
+
+    def step(s):
+        rows = measure_decode_steps(cpu, "llama-68m", dtype="float32", dry_run=True, **kw)
+        return _fastest({"ops": [], "decode_steps": rows}, "decode_step", **s)
+
+    checks = [(linear, {"m": 1, "k": 256, "n": 512}, {"m": 64, "k": 256, "n": 512}, "linear"),
+              (attention, {"q": 1, "context": 64}, {"q": 1, "context": 256}, "attention"),
+              (step, {"q": 1, "context": 48}, {"q": 4, "context": 48}, "decode_step")]
+    for measure, small, big, op in checks:
+        lo, hi = _settled(data, measure, small, big, op)
+        assert hi >= 0.8 * lo, (op, small, lo, big, hi)
 
 
 def test_cli_needs_cuda_or_dry_run(capsys, tmp_path):
