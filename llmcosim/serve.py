@@ -46,7 +46,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--kv-budget", type=whole, default=None, help="KV-cache tokens (default: "
                    "memory capacity minus weights, over the per-token KV bytes)")
     s.add_argument("--fidelity", default=None, help="one fidelity for every device (default: "
-                   "calibrated on GPUs, cycle on FlightLLM, roofline on HADES)")
+                   "calibrated on GPUs, cycle on FlightLLM and HADES)")
     s.add_argument("--out", default=None, help="directory for serve.md, serve.json, serve_kv.png")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_serve)

@@ -39,16 +39,25 @@ def _vocab(w: Workload) -> int:
     return int(lm[-1].out_shape[-1]) if lm else 32000
 
 
-def _prefill(spec: HadesSpec, w: Workload, counts: dict[str, float]) -> float:
+def _ms(seconds: dict[str, float]) -> dict[str, float]:
+    return {k: v * 1e3 for k, v in seconds.items()}
+
+
+def _prefill(spec: HadesSpec, w: Workload, counts: dict[str, float],
+             breakdown: dict[str, dict[str, float]] | None = None) -> float:
     if w.prefill is None:
         return 0.0
     cost = pass_cost(spec, AffineGraph.from_graphs(w.prefill), 0)
     _add(counts, cost)
+    if breakdown is not None:
+        breakdown["prefill"] = _ms(cost.by_kind)
     return cost.time_s
 
 
-def plain_decode(spec: HadesSpec, w: Workload, counts: dict[str, float]) -> tuple[float, float]:
-    """Non-speculative decode on HADES: (seconds, roofline-bound seconds) of the D passes.
+def plain_decode(spec: HadesSpec, w: Workload, counts: dict[str, float],
+                 breakdown: dict[str, dict[str, float]] | None = None) -> tuple[float, float]:
+    """Non-speculative decode on HADES: (seconds, roofline-bound seconds) of the D passes;
+    ``breakdown["decode"]`` gets their milliseconds per op kind (the argmax: ``sampling``).
 
     The bound uses the mean of the first and last pass: a memory-bound decode is affine in the
     context, so this is exact there and a close estimate otherwise (reported, not asserted).
@@ -57,9 +66,11 @@ def plain_decode(spec: HadesSpec, w: Workload, counts: dict[str, float]) -> tupl
         return 0.0, 0.0
     g = AffineGraph.from_graphs(w.decode_first, w.decode_last)
     samp = sampling_cycles(spec, _vocab(w), 1) / spec.clock_hz   # argmax per token
-    times, c = pass_times(spec, g, np.asarray(w.decode_contexts))
+    times, c, kinds = pass_times(spec, g, np.asarray(w.decode_contexts))
     for k, v in c.items():
         counts[k] = counts.get(k, 0.0) + v
+    if breakdown is not None:
+        breakdown["decode"] = _ms({**kinds, "sampling": samp * w.decode_tokens})
     ends = (w.decode_contexts[0], w.decode_contexts[-1])
     bound = (g.roofline_s(spec, ends[0]) + g.roofline_s(spec, ends[1])) / 2 * w.decode_tokens
     return float(times.sum()) + samp * w.decode_tokens, bound
@@ -138,13 +149,14 @@ def simulate_cycle(spec: HadesSpec, w: Workload) -> SimResult:
     if isinstance(w, SpeculativeWorkload) and w.config is not None:
         return simulate_speculative(spec, w)
     counts: dict[str, float] = {}
-    prefill_s = _prefill(spec, w, counts)
-    decode_s, bound_s = plain_decode(spec, w, counts)
+    breakdown: dict[str, dict[str, float]] = {}
+    prefill_s = _prefill(spec, w, counts, breakdown)
+    decode_s, bound_s = plain_decode(spec, w, counts, breakdown)
     energy = energy_j(spec, counts, prefill_s + decode_s)
     extra = {"energy_breakdown_j": energy, "area_mm2": area_mm2(spec),
              "decode_bound_ms": bound_s * 1e3}
-    return _result(spec, w, "cycle", prefill_s, decode_s, energy["total"], extra, counts, {},
-                   moe_notes(spec, w))
+    return _result(spec, w, "cycle", prefill_s, decode_s, energy["total"], extra, counts,
+                   breakdown, moe_notes(spec, w))
 
 
 def speculative_roofline(spec: HardwareSpec, w: SpeculativeWorkload) -> SimResult:

@@ -17,14 +17,14 @@ can let two passes contend for the memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from sim.hades.affine import AffineGraph
 from sim.hades.spec import HadesSpec
 
-__all__ = ["PassCost", "pass_cost", "pass_times", "sampling_cycles"]
+__all__ = ["PassCost", "by_kind", "pass_cost", "pass_times", "sampling_cycles"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,15 @@ class PassCost:
     sram_bytes: float
     sfu_elems: float
     bound_s: float                # roofline of the same pass on the same engine
+    by_kind: dict[str, float] = field(default_factory=dict)   # seconds per op kind (alone)
+
+
+def by_kind(kinds: np.ndarray, seconds: np.ndarray) -> dict[str, float]:
+    """Per-op seconds summed by op kind (``OpKind`` values), as ``breakdown_ms`` groups them."""
+    out: dict[str, float] = {}
+    for k in np.unique(kinds):
+        out[str(k)] = float(seconds[kinds == k].sum())
+    return out
 
 
 def _pe_cycles(a: dict[str, np.ndarray], rows: int, cols: int) -> np.ndarray:
@@ -94,24 +103,28 @@ def pass_cost(spec: HadesSpec, g: AffineGraph, context: float, *, draft: bool = 
         compute_s=float(o["compute_s"].sum()), chunks=tuple(per_layer),
         macs=float(a["flops"].sum() / 2), offchip_bytes=float(o["off"].sum()),
         sram_bytes=float(o["sram"].sum()), sfu_elems=float(o["sfu_elems"].sum()),
-        bound_s=float(o["bound"].sum()))
+        bound_s=float(o["bound"].sum()), by_kind=by_kind(g.kind, t))
 
 
 def pass_times(spec: HadesSpec, g: AffineGraph, contexts: np.ndarray
-               ) -> tuple[np.ndarray, dict[str, float]]:
-    """Seconds of pass ``g`` at each of ``contexts`` on the main array, and summed counts."""
+               ) -> tuple[np.ndarray, dict[str, float], dict[str, float]]:
+    """Seconds of pass ``g`` at each of ``contexts`` on the main array, summed counts, and
+    seconds per op kind summed over the passes."""
     times = np.empty(len(contexts))
+    per_op = np.zeros(len(g.kind))
     counts = dict.fromkeys(("macs", "offchip_bytes", "sram_bytes", "sfu_elems"), 0.0)
     for s in range(0, len(contexts), 256):      # (256 passes, ops) blocks bound the memory
         ctx = np.asarray(contexts[s:s + 256], dtype=np.float64)[:, None]
         a = g.at(ctx)
         o = _op_seconds(spec, g, a, False, False, False)
-        times[s:s + 256] = np.maximum(o["compute_s"], o["mem_s"]).sum(axis=1)
+        t = np.maximum(o["compute_s"], o["mem_s"])
+        times[s:s + 256] = t.sum(axis=1)
+        per_op += t.sum(axis=0)
         counts["macs"] += float(np.broadcast_to(a["flops"], o["off"].shape).sum() / 2)
         counts["offchip_bytes"] += float(o["off"].sum())
         counts["sram_bytes"] += float(np.broadcast_to(o["sram"], o["off"].shape).sum())
         counts["sfu_elems"] += float(np.broadcast_to(o["sfu_elems"], o["off"].shape).sum())
-    return times, counts
+    return times, counts, by_kind(g.kind, per_op)
 
 
 def sampling_cycles(spec: HadesSpec, vocab: int, positions: int) -> float:

@@ -2,9 +2,11 @@
 
 Defaults: GPUs at ``calibrated`` (the measured-GPU model), FlightLLM at ``cycle`` (its
 cycle-level simulator, whole prefill and decode passes: ``sim.serving.passes``), HADES at
-``roofline``. The cycle-level simulators (FlightLLM, HADES) time whole passes, with no
-per-op split to share between decodes and prompts, so at ``cycle`` a device's table holds
-whole passes and its prompts run whole. FlightLLM stores the artifact's compression (INT4
+``roofline``. FlightLLM runs prefill and decode as separate programs, and its cycle-level
+simulator times whole passes, so at ``cycle`` its table holds whole passes and its prompts
+run whole. HADES's cycle-level simulator splits each pass by op kind, so its table at
+``cycle`` shares the dense ops between decodes and prompts, as the roofline's does.
+FlightLLM stores the artifact's compression (INT4
 weights, INT8 KV cache; at cycle level its whole setting, which the simulator applies
 itself); other devices FP16.
 FlightLLM's decode batch is bounded by its B buffer (``mapping.flightllm.decode``): a larger
@@ -29,7 +31,7 @@ from sim.spec import HardwareSpec
 
 __all__ = ["DeviceServe", "default_fidelity", "kv_budget_tokens", "serve_device"]
 
-_DEFAULT_FIDELITY = {"gpu": "calibrated", "flightllm": "cycle"}   # every other kind: roofline
+_DEFAULT_FIDELITY = {"gpu": "calibrated", "flightllm": "cycle", "hades": "cycle"}  # else roofline
 _TABLES: dict[tuple, PassTable] = {}   # in-process memo (several rates, one table)
 
 
@@ -112,7 +114,8 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
     longest = max(r.prompt_tokens for r in requests)
     max_ctx = max(r.prompt_tokens + r.output_tokens for r in requests)
     grid = {"fidelity": fid, "storage": storage, "max_tokens": max(cfg.token_budget, longest),
-            "max_batch": max_batch, "max_context": max_ctx, "separate": fid == "cycle"}
+            "max_batch": max_batch, "max_context": max_ctx,
+            "separate": spec.kind == "flightllm" and fid == "cycle"}
     if sources is None:   # tables of the trace cache's graphs are kept (memory, then disk)
         table = _cached_table(spec, entry, grid, lambda: build_table(
             spec, fid, prefill, decode, max_tokens=grid["max_tokens"], max_batch=max_batch,

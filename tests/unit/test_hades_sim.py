@@ -22,6 +22,7 @@ from sim.hades.units import pass_cost
 from sim.perfetto import TraceWriter
 from sim.registry import fidelities, run
 from sim.roofline import graph_bound_s
+from sim.serving.passes import ATTN_KINDS
 from sim.spec import SpecError, load_preset, validate
 from tests.unit.graphs import random_graph
 from tests.unit.hades_graphs import decoder, spec_workload
@@ -89,6 +90,26 @@ def test_registry_runs_hades_cycle_and_keeps_roofline_for_plain_workloads():
     cyc, roof = run(HADES, w, "cycle"), run(HADES, w, "roofline")
     assert cyc.fidelity == "cycle" and cyc.decode_tokens_per_s <= roof.decode_tokens_per_s
     assert simulate_cycle(HADES, w).to_dict() == cyc.to_dict()
+
+
+def test_cycle_breakdown_splits_each_phase_by_op_kind_and_sums_to_it():
+    """Serving shares a pass's dense ops between decodes and prompts from this split
+    (``sim.serving.passes``): it must add up to the phase's time, and its attention part
+    must grow with the context while the linear layers stay put."""
+    w = Workload("toy", 1, 64, 32, decoder(context=0, tokens=64, phase=Phase.PREFILL),
+                 decoder(context=64), decoder(context=95))
+    r = run(HADES, w, "cycle")
+    assert sum(r.breakdown_ms["prefill"].values()) == pytest.approx(r.prefill_ms, rel=1e-12)
+    decode_ms = r.decode_ms_per_token * r.decode
+    assert sum(r.breakdown_ms["decode"].values()) == pytest.approx(decode_ms, rel=1e-12)
+    assert {"linear", "sampling"} <= set(r.breakdown_ms["decode"])
+    longer = run(HADES, Workload("toy", 1, 1064, 32, w.prefill, decoder(context=1064),
+                                 decoder(context=1095)), "cycle")
+    assert longer.breakdown_ms["decode"]["linear"] == pytest.approx(
+        r.breakdown_ms["decode"]["linear"], rel=1e-9)
+    attn = [sum(v for k, v in x.breakdown_ms["decode"].items() if k in ATTN_KINDS)
+            for x in (r, longer)]
+    assert attn[1] > attn[0] > 0
 
 
 def test_roofline_schedule_on_gpu_compares_with_and_without_speculation():

@@ -6,6 +6,7 @@ costs follow the shapes of a real pass, so the roofline gives a table like a rea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -16,9 +17,9 @@ from models.graph import Phase
 from models.workload import Workload
 from models.zoo import get_model
 from sim.registry import run
-from sim.serving.device import serve_device
+from sim.serving.device import default_fidelity, serve_device
 from sim.serving.metrics import parse_slo
-from sim.serving.passes import build_table
+from sim.serving.passes import _split, build_table
 from sim.serving.requests import (
     LengthDist,
     Request,
@@ -235,16 +236,24 @@ def test_arrival_during_an_iteration_waits_at_most_that_iteration():
     assert rec.admitted_s in set(ends.tolist())    # admitted exactly at an iteration end
 
 
-def test_cycle_level_hades_serves_whole_passes_that_grow_with_the_context():
-    """HADES's cycle-level simulator times whole passes (no per-op split): serving at
-    --fidelity cycle builds a separate-pass table, whose decode passes cost more at longer
-    contexts (a shared-dense table would have counted them all as dense, blind to the
-    context), and a shared-dense table from such results is refused with one line."""
+def test_cycle_level_hades_shares_dense_ops_and_decode_grows_with_the_context():
+    """HADES's cycle-level simulator splits each pass by op kind, so serving at --fidelity
+    cycle (its default) builds a shared-dense table like the roofline's, not whole passes;
+    its decode attention costs more at longer contexts (without the split every op would
+    count as dense, blind to the context, and ``build_table`` refuses that), and a decode
+    iteration equals the simulator's own decode pass."""
+    assert default_fidelity("hades") == "cycle"
     d = serve_device(SPEC, ENTRY, [Request(0, 0.0, 100, 3900)], BASE, {"ttft": 1.0},
-                     "cycle", SOURCES)
-    assert d.table.separate and d.fidelity == "cycle"
+                     None, SOURCES)
+    assert not d.table.separate and d.fidelity == "cycle"
     for row in d.table.dec_attn_s:   # the toy's 4 KB of KV per token outgrow its 4 MB weights
         assert all(a <= b for a, b in zip(row[:-1], row[1:], strict=True))
         assert row[-1] > 1.5 * row[0]
+    table = build_table(SPEC, "cycle", *SOURCES, max_tokens=16, max_batch=2, max_context=64)
+    g = SOURCES[1](2, 64)
+    whole = run(SPEC, Workload(g.model, 2, 64, 1, None, g, g), "cycle")
+    got, _ = table.iteration(2, 128.0, [])
+    assert got * 1e3 == pytest.approx(whole.decode_ms_per_token, rel=0.01)
+    blind = dataclasses.replace(whole, breakdown_ms={})
     with pytest.raises(UserError, match="no per-op split"):
-        build_table(SPEC, "cycle", *SOURCES, max_tokens=16, max_batch=2, max_context=64)
+        _split(blind, "decode")

@@ -37,7 +37,7 @@ def _table(spec=U280, max_batch=4):
 
 def test_flightllm_serves_at_cycle_level_by_default():
     assert default_fidelity("flightllm") == "cycle"
-    assert default_fidelity("hades") == "roofline"
+    assert default_fidelity("gpu") == "calibrated"
 
 
 def test_grid_points_are_the_cycle_simulator_passes():
