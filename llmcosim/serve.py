@@ -47,6 +47,11 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
                    "memory capacity minus weights, over the per-token KV bytes)")
     s.add_argument("--fidelity", default=None, help="one fidelity for every device (default: "
                    "calibrated on GPUs, cycle on FlightLLM and HADES)")
+    g = s.add_argument_group("speculative decoding (any flag turns it on; chains only)")
+    g.add_argument("--draft", help="draft model (default llama-68m); same vocabulary as --model")
+    g.add_argument("--gamma", type=whole, default=None, help="draft tokens per round (default 4)")
+    g.add_argument("--alpha", default=None, help="acceptance: i.i.d. probability (default 0.8) "
+                   "or per position (0.9,0.8,0.7)")
     s.add_argument("--out", default=None, help="directory for serve.md, serve.json, serve_kv.png")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_serve)
@@ -68,6 +73,25 @@ def _requests(args: argparse.Namespace) -> list[tuple[str, list]]:
              poisson_requests(v, args.num_requests, *lengths, args.seed)) for r, v in rates]
 
 
+def _speculation(args: argparse.Namespace, entry):
+    """The --draft/--gamma/--alpha flags as a Speculation (None when none is given)."""
+    if args.draft is None and args.gamma is None and args.alpha is None:
+        return None
+    from mapping.acceptance import IIDAcceptance, PositionalAcceptance
+    from mapping.speculation import SpecConfig, check_vocab
+    from models.zoo import get_model
+    from sim.hades.speculate import DEFAULT_DRAFT, parse_alpha
+    from sim.serving.device import Speculation
+
+    alphas = parse_alpha(args.alpha) if args.alpha is not None else (0.8,)
+    acc = IIDAcceptance(alphas[0]) if len(alphas) == 1 else PositionalAcceptance(alphas)
+    gamma = SpecConfig(gamma=4 if args.gamma is None else args.gamma).gamma   # validates
+    draft = get_model(args.draft or DEFAULT_DRAFT)
+    check_vocab(entry.name, int(entry.config.get("vocab_size", 0)), draft.name,
+                int(draft.config.get("vocab_size", 0)))
+    return Speculation(draft, gamma, acc, args.seed)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from models.zoo import entry_from_config_file, get_model
     from reports.compare import parse_hw_list
@@ -87,19 +111,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.kv_budget is not None and args.kv_budget < 1:
         raise UserError(f"--kv-budget must be >= 1 token, got {args.kv_budget}")
     runs = _requests(args)
+    speculation = _speculation(args, entry)
     for _, reqs in runs:
         check_lengths(reqs, entry.name, entry.max_positions)
     devices, series = [], {}
     for label, reqs in runs:
         for spec in specs:
-            d = serve_device(spec, entry, reqs, cfg, slo, args.fidelity)
+            d = serve_device(spec, entry, reqs, cfg, slo, args.fidelity,
+                             speculation=speculation)
             d.metrics["arrivals"] = label
             devices.append(d.metrics)
             series.setdefault(label, {})[spec.name] = kv_series(d.run)
     setup = {"model": entry.name, "arrivals": "; ".join(lab for lab, _ in runs),
              "requests": len(runs[0][1]), "seed": args.seed,
              "token_budget": args.token_budget, "max_batch": args.max_batch,
-             "slo": args.slo, "requests_file": args.requests}
+             "slo": args.slo, "requests_file": args.requests,
+             "speculation": speculation.label() if speculation is not None else None}
     if args.json:
         print(json.dumps({"setup": setup, "devices": devices}))
     else:

@@ -11,6 +11,11 @@ weights, INT8 KV cache; at cycle level its whole setting, which the simulator ap
 itself); other devices FP16.
 FlightLLM's decode batch is bounded by its B buffer (``mapping.flightllm.decode``): a larger
 ``--max-batch`` is lowered to that bound, with a note.
+
+With a :class:`Speculation` the run decodes speculatively (``sim.serving.speculative``): the
+draft model gets its own pass table on the same device and fidelity, the target a verify
+grid, and memory holds both models' weights and KV caches. FlightLLM at cycle level (whole
+separate passes) serves speculation at the roofline, with a note.
 """
 
 from __future__ import annotations
@@ -19,17 +24,20 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mapping.acceptance import Acceptance, IIDAcceptance
 from mapping.compression import quantize
 from models.errors import UserError
+from models.graph import Phase
 from models.zoo import ModelEntry
 from sim.serving.cache import load_table, save_table, table_path
 from sim.serving.metrics import summarize
 from sim.serving.passes import PassTable, build_table, default_sources
 from sim.serving.requests import Request
 from sim.serving.scheduler import SchedulerConfig, ServeRun, simulate_serving
+from sim.serving.speculative import SpecServing, verify_table
 from sim.spec import HardwareSpec
 
-__all__ = ["DeviceServe", "default_fidelity", "kv_budget_tokens", "serve_device"]
+__all__ = ["DeviceServe", "Speculation", "default_fidelity", "kv_budget_tokens", "serve_device"]
 
 _DEFAULT_FIDELITY = {"gpu": "calibrated", "flightllm": "cycle", "hades": "cycle"}  # else roofline
 _TABLES: dict[tuple, PassTable] = {}   # in-process memo (several rates, one table)
@@ -65,13 +73,44 @@ def _batch_limit(spec: HardwareSpec, fidelity: str, decode: Any, size: Any) -> i
     return limit
 
 
-def kv_budget_tokens(spec: HardwareSpec, table: PassTable) -> int:
-    """Tokens of KV cache that fit in the device memory left after the weights."""
-    free = spec.mem_capacity_bytes - table.weight_bytes
-    if free <= table.kv_bytes_per_token:
-        raise UserError(f"{spec.name}: the weights ({table.weight_bytes / 1e9:.2f} GB) leave no "
+def kv_budget_tokens(spec: HardwareSpec, table: PassTable,
+                     draft: PassTable | None = None) -> int:
+    """Tokens of KV cache that fit in the device memory left after the weights (with a
+    ``draft`` table: both models' weights, and a token's KV rows in both caches)."""
+    weights = table.weight_bytes + (draft.weight_bytes if draft is not None else 0.0)
+    per_token = table.kv_bytes_per_token + (draft.kv_bytes_per_token if draft else 0.0)
+    free = spec.mem_capacity_bytes - weights
+    if free <= per_token:
+        raise UserError(f"{spec.name}: the weights ({weights / 1e9:.2f} GB) leave no "
                         f"room for a KV cache in its {spec.mem_capacity_bytes / 1e9:.2f} GB")
-    return int(free // table.kv_bytes_per_token)
+    return int(free // per_token)
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """Speculative decoding for a serving run: a chain of ``gamma`` drafts from ``draft``."""
+
+    draft: ModelEntry
+    gamma: int = 4
+    acceptance: Acceptance = IIDAcceptance(0.8)
+    seed: int = 0
+    # graph sources (draft prefill(t), draft decode(b, c), verify(b, c)); None: traced
+    sources: tuple | None = None
+
+    def label(self) -> str:
+        acc = self.acceptance.describe()
+        alpha = acc["alpha"] if "alpha" in acc else ",".join(map(str, acc.get("alphas", [])))
+        return f"spec γ{self.gamma} α{alpha} {self.draft.name}"
+
+    def graph_sources(self, target: ModelEntry) -> tuple:
+        if self.sources is not None:
+            return self.sources
+        from models.cache import get_graph
+
+        dprefill, ddecode = default_sources(self.draft)
+        rows = self.gamma + 1
+        return (dprefill, ddecode, lambda b, c: get_graph(target, Phase.VERIFY, tokens=rows,
+                                                          context=c, batch=b))
 
 
 @dataclass
@@ -101,12 +140,34 @@ def _cached_table(spec: HardwareSpec, entry: ModelEntry, grid: dict[str, Any],
     return table
 
 
+def _spec_fidelity(spec: HardwareSpec, fidelity: str | None, fid: str,
+                   speculation: Speculation | None) -> tuple[str, list[str]]:
+    """The fidelity a speculative run uses, and its notes."""
+    if speculation is None:
+        return fid, []
+    if spec.kind == "flightllm" and fid == "cycle":
+        if fidelity is not None:
+            raise UserError(f"{spec.name}: speculative serving at --fidelity cycle needs drafts, "
+                            "verifies and prompts in one pass, and FlightLLM's cycle-level "
+                            "table holds separate whole passes; use --fidelity roofline, or "
+                            "`llmcosim simulate --draft` for its cycle-level speculation")
+        return "roofline", [f"speculative serving on {spec.name} runs at the roofline: its "
+                            "cycle-level table holds separate whole passes"]
+    notes = []
+    if spec.kind == "hades" and getattr(spec, "draft_engine", "") == "separate":
+        notes.append("serving runs the draft time-multiplexed on the main array; the separate "
+                     "draft engine and drafting ahead are modelled by `simulate --draft`")
+    return fid, notes
+
+
 def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
                  cfg: SchedulerConfig, slo: dict[str, float], fidelity: str | None = None,
-                 sources: tuple | None = None) -> DeviceServe:
+                 sources: tuple | None = None,
+                 speculation: Speculation | None = None) -> DeviceServe:
     """Build the device's pass table for these requests and simulate serving them."""
     cfg.check()
-    fid = fidelity or default_fidelity(spec.kind)
+    fid, notes = _spec_fidelity(spec, fidelity, fidelity or default_fidelity(spec.kind),
+                                speculation)
     storage, gp, sp = _storage(spec.kind, fid)
     prefill, decode = sources or default_sources(entry)
     limit = _batch_limit(spec, fid, decode, sp)
@@ -116,25 +177,45 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
     grid = {"fidelity": fid, "storage": storage, "max_tokens": max(cfg.token_budget, longest),
             "max_batch": max_batch, "max_context": max_ctx,
             "separate": spec.kind == "flightllm" and fid == "cycle"}
-    if sources is None:   # tables of the trace cache's graphs are kept (memory, then disk)
-        table = _cached_table(spec, entry, grid, lambda: build_table(
-            spec, fid, prefill, decode, max_tokens=grid["max_tokens"], max_batch=max_batch,
-            max_context=max_ctx, graph_pass=gp, size_pass=sp, separate=grid["separate"]))
-    else:
-        table = build_table(spec, fid, prefill, decode, max_tokens=grid["max_tokens"],
+
+    def table_of(model: ModelEntry, pre, dec, key: dict[str, Any], fix=None) -> PassTable:
+        def build() -> PassTable:
+            t = build_table(spec, fid, pre, dec, max_tokens=grid["max_tokens"],
                             max_batch=max_batch, max_context=max_ctx, graph_pass=gp,
                             size_pass=sp, separate=grid["separate"])
-    budget = cfg.kv_budget_tokens or kv_budget_tokens(spec, table)
+            return fix(t) if fix is not None else t
+        if sources is None:   # tables of the trace cache's graphs are kept (memory, disk)
+            return _cached_table(spec, model, key, build)
+        return build()
+
+    table = table_of(entry, prefill, decode, grid)
+    spec_run, draft = None, None
+    if speculation is not None:
+        dpre, ddec, verify = speculation.graph_sources(entry)
+        draft = table_of(speculation.draft, dpre, ddec, grid)
+        vgrid = {**grid, "verify_tokens": speculation.gamma + 1}
+        vt = table_of(entry, prefill, decode, vgrid,
+                      lambda t: verify_table(t, spec, fid, verify, speculation.gamma, gp))
+        spec_run = SpecServing(speculation.gamma, speculation.acceptance,
+                               speculation.draft.name, draft, vt, speculation.seed)
+    budget = cfg.kv_budget_tokens or kv_budget_tokens(spec, table, draft)
     # a separate-pass device (FlightLLM) runs each prompt's prefill program whole
     c = SchedulerConfig(cfg.token_budget, max_batch, budget, whole_prompts=table.separate)
-    run = simulate_serving(table, requests, c)
+    run = simulate_serving(table, requests, c, spec_run)
     m = summarize(run, slo)
     m.update(hw=spec.name, fidelity=fid, storage=storage, energy=table.has_energy,
              max_batch=max_batch)
+    if speculation is not None:
+        m["storage"] = f"{storage}, {speculation.label()}"
+        m["speculation"] = {"draft": speculation.draft.name, "gamma": speculation.gamma,
+                            "acceptance": speculation.acceptance.describe(),
+                            **(run.speculation or {})}
     if max_batch < cfg.max_batch:
-        m["notes"] = [f"max batch {max_batch}, not {cfg.max_batch}: always-on-chip decode "
-                      f"keeps each sequence's vector in the {int(spec.b_buffer_bytes):,}-byte B "
-                      "buffer (FlightLLM cycle level)"]
+        notes.append(f"max batch {max_batch}, not {cfg.max_batch}: always-on-chip decode "
+                     f"keeps each sequence's vector in the {int(spec.b_buffer_bytes):,}-byte B "
+                     "buffer (FlightLLM cycle level)")
+    if notes:
+        m["notes"] = notes
     if not table.has_energy:
         m["energy_per_request_j"] = None
     return DeviceServe(spec.name, fid, storage, table, run, m)

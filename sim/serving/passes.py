@@ -118,16 +118,18 @@ class PassTable:
         row = rows[batch]
         return float(row[j] + (row[j + 1] - row[j]) * (ctx - cs[j]) / (cs[j + 1] - cs[j]))
 
-    def iteration(self, n_decode: int, ctx_sum: float,
-                  chunks: list[tuple[int, int]]) -> tuple[float, float]:
-        """(seconds, joules) of one iteration: ``n_decode`` decode tokens whose caches hold
-        ``ctx_sum`` tokens in all, plus prefill ``chunks`` of (tokens, cached before)."""
+    def iteration(self, n_decode: int, ctx_sum: float, chunks: list[tuple[int, int]],
+                  rows: int = 1) -> tuple[float, float]:
+        """(seconds, joules) of one iteration: ``n_decode`` decoding sequences whose caches
+        hold ``ctx_sum`` tokens in all, each with ``rows`` new tokens (1; γ + 1 in a verify
+        table, ``sim.serving.speculative``), plus prefill ``chunks`` of (tokens, cached
+        before)."""
         dense_s, dense_j, pre_s, pre_j = self._lut
         if self.separate:   # the decode pass, then each chunk as its own prefill pass
             s = j = 0.0
             pre_s, pre_j = dense_s, dense_j
         else:
-            t = n_decode + sum(c for c, _ in chunks)
+            t = n_decode * rows + sum(c for c, _ in chunks)
             s, j = dense_s[t], dense_j[t]
         if n_decode:
             ctx = ctx_sum / n_decode

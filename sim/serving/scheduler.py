@@ -16,18 +16,26 @@ Times: a request's first output token appears at the end of the iteration that r
 prompt chunk (TTFT = that end - arrival); each later iteration it is in adds one token. A
 request that arrives while an iteration runs waits for that iteration to end (the "one-iteration
 alignment"); one that arrives while the device is idle starts at its arrival time.
+
+With speculative decoding (``sim.serving.speculative``) a decoding request counts γ + 1
+tokens of the budget, emits 1 + its accepted drafts per iteration, and reserves γ more KV
+rows (the verify's rows before rollback).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.errors import UserError
 from sim.serving.passes import PassTable
 from sim.serving.requests import Request
+
+if TYPE_CHECKING:
+    from sim.serving.speculative import SpecServing
 
 __all__ = ["RequestRecord", "SchedulerConfig", "ServeRun", "simulate_serving"]
 
@@ -78,13 +86,14 @@ class ServeRun:
     kv_reserved: np.ndarray    # tokens reserved by admitted requests
     kv_budget: int
     busy_energy_j: float
+    speculation: dict | None = None   # SpecStats.summary() of a speculative run
 
 
 def _admit(waiting: deque, running: list, cfg: SchedulerConfig, reserved: int,
-           now: float) -> int:
+           now: float, extra: int = 0) -> int:
     while waiting and len(running) < cfg.max_batch:
         rec = waiting[0]
-        need = rec.req.prompt_tokens + rec.req.output_tokens
+        need = rec.req.prompt_tokens + rec.req.output_tokens + extra
         if reserved + need > cfg.kv_budget_tokens:
             break                          # head of line waits: FCFS, no skipping
         waiting.popleft()
@@ -94,9 +103,11 @@ def _admit(waiting: deque, running: list, cfg: SchedulerConfig, reserved: int,
     return reserved
 
 
-def _plan(running: list, budget: int, whole: bool = False) -> tuple[list, float, list]:
+def _plan(running: list, budget: int, whole: bool = False,
+          rows: int = 1) -> tuple[list, float, list]:
     """Decoders (and their summed contexts), then prompt chunks within the token budget
-    (``whole``: whole prompts only, see ``SchedulerConfig.whole_prompts``)."""
+    (``whole``: whole prompts only, see ``SchedulerConfig.whole_prompts``; ``rows``: budget
+    tokens per decoder, γ + 1 when speculating)."""
     decoders, ctx_sum, prefilling = [], 0, []
     for r in running:
         if r.prefilled == r.req.prompt_tokens:
@@ -104,7 +115,7 @@ def _plan(running: list, budget: int, whole: bool = False) -> tuple[list, float,
             ctx_sum += r.prefilled + r.generated - 1   # RequestRecord.context, inlined
         else:
             prefilling.append(r)
-    left, chunks = budget - len(decoders), []
+    left, chunks = budget - len(decoders) * rows, []
     for r in prefilling:
         if left <= 0:
             break
@@ -117,14 +128,22 @@ def _plan(running: list, budget: int, whole: bool = False) -> tuple[list, float,
     return decoders, float(ctx_sum), chunks
 
 
-def simulate_serving(table: PassTable, requests: list[Request],
-                     cfg: SchedulerConfig) -> ServeRun:
-    """Run ``requests`` (sorted by arrival) to completion on one device."""
+def simulate_serving(table: PassTable, requests: list[Request], cfg: SchedulerConfig,
+                     spec: SpecServing | None = None) -> ServeRun:
+    """Run ``requests`` (sorted by arrival) to completion on one device (``spec``: with
+    speculative decoding, see the module docstring)."""
     cfg.check()
+    rows, extra = (spec.rows, spec.gamma) if spec is not None else (1, 0)
+    if spec is not None:
+        spec.reset()
+        if cfg.max_batch * rows > cfg.token_budget:
+            raise UserError(f"--max-batch {cfg.max_batch} x (gamma + 1 = {rows}) verify tokens "
+                            f"exceeds --token-budget {cfg.token_budget}: lower --max-batch or "
+                            "--gamma, or raise --token-budget")
     for r in requests:
-        if r.prompt_tokens + r.output_tokens > cfg.kv_budget_tokens:
-            raise UserError(f"request {r.rid} needs {r.prompt_tokens + r.output_tokens} KV "
-                            f"tokens but {table.hw}'s KV-cache budget is "
+        if r.prompt_tokens + r.output_tokens + extra > cfg.kv_budget_tokens:
+            raise UserError(f"request {r.rid} needs {r.prompt_tokens + r.output_tokens + extra} "
+                            f"KV tokens but {table.hw}'s KV-cache budget is "
                             f"{cfg.kv_budget_tokens} tokens")
     records = [RequestRecord(r) for r in requests]
     waiting: deque[RequestRecord] = deque()
@@ -137,25 +156,30 @@ def simulate_serving(table: PassTable, requests: list[Request],
         while nxt < len(records) and records[nxt].req.arrival_s <= now:
             waiting.append(records[nxt])
             nxt += 1
-        reserved = _admit(waiting, running, cfg, reserved, now)
-        decoders, ctx_sum, chunks = _plan(running, cfg.token_budget, cfg.whole_prompts)
-        dt, dj = table.iteration(len(decoders), ctx_sum, [(c, r.prefilled) for r, c in chunks])
+        reserved = _admit(waiting, running, cfg, reserved, now, extra)
+        decoders, ctx_sum, chunks = _plan(running, cfg.token_budget, cfg.whole_prompts, rows)
+        cost = spec.iteration if spec is not None else table.iteration
+        dt, dj = cost(len(decoders), ctx_sum, [(c, r.prefilled) for r, c in chunks])
         start, now = now, now + dt
         energy += dj
+        emitted = 0
         for r in decoders:
-            r.generated += 1
+            k = spec.emitted(r.req.output_tokens - r.generated) if spec is not None else 1
+            r.generated += k
+            emitted += k
         for r, c in chunks:
             r.prefilled += c
             if r.prefilled == r.req.prompt_tokens:
                 r.generated, r.first_token_s = 1, now
-        used += len(decoders) + sum(c for _, c in chunks)
+        used += emitted + sum(c for _, c in chunks)
         for r in [r for r in running if r.generated == r.req.output_tokens]:
             r.finish_s = now
             running.remove(r)
-            reserved -= r.req.prompt_tokens + r.req.output_tokens
+            reserved -= r.req.prompt_tokens + r.req.output_tokens + extra
             used -= r.prefilled + r.generated - 1  # the last token is never written back
-        log.append((start, dt, dj, len(decoders) + sum(c for _, c in chunks),
+        log.append((start, dt, dj, len(decoders) * rows + sum(c for _, c in chunks),
                     len(decoders) + len(chunks), used, reserved))
     arr = np.array(log, dtype=float).reshape(-1, 7)
     return ServeRun(records, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(int),
-                    arr[:, 4].astype(int), arr[:, 5], arr[:, 6], cfg.kv_budget_tokens, energy)
+                    arr[:, 4].astype(int), arr[:, 5], arr[:, 6], cfg.kv_budget_tokens, energy,
+                    spec.stats.summary() if spec is not None else None)

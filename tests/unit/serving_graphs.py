@@ -10,8 +10,10 @@ __all__ = ["SOURCES", "toy_pass"]
 H, LAYERS = 512, 2
 
 
-def toy_pass(batch: int, tokens: int, context: int, phase: Phase) -> Graph:
-    """One pass of ``batch`` x ``tokens`` new tokens over ``context`` cached ones."""
+def toy_pass(batch: int, tokens: int, context: int, phase: Phase, hidden: int = H) -> Graph:
+    """One pass of ``batch`` x ``tokens`` new tokens over ``context`` cached ones (``hidden``:
+    a smaller one drafts for the default)."""
+    H = hidden  # noqa: N806
     n, keys, nodes = batch * tokens, context + tokens, []
     params = [Param(f"l{i}.w", (4 * H, H), "float16") for i in range(LAYERS)]
     for i in range(LAYERS):
