@@ -187,7 +187,8 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
                  f"{_vocab(ZOO[SPEC_DRAFT])})",)
         echo(f"note: {notes[0]}")
     # no draft: no speculative rows (one cycle-level, two GPU)
-    total = len(presets) + ((2 + 3 * bool(draft)) if cycle else 0) + 2 + 2 * bool(draft)
+    # + the serving stream, and with a draft the speculative serving row on HADES
+    total = len(presets) + ((2 + 3 * bool(draft)) if cycle else 0) + 2 + 3 * bool(draft)
     # FlightLLM runs compressed models: the authors' artifact loads every linear weight as INT4
     # with an INT8 KV cache; GPUs and HADES run the FP16 model (HF/vLLM baselines).
     w_fpga = w.map(lambda g: quantize(g, weight_bits=4, kv_bits=8))
@@ -242,8 +243,16 @@ def write_demo(out: Path, *, model: str = "llama2-7b", prefill: int = 128, decod
     serving = serve_devices(list(SERVE_HW), get_model(model), SERVE_RATE, SERVE_REQUESTS,
                             cycle=cycle)
     step()
+    if draft:   # HADES is built for speculation: the same stream, decoded speculatively
+        from mapping.acceptance import IIDAcceptance
+        from sim.serving.device import Speculation
+
+        spec_run = Speculation(get_model(draft), SPEC_GAMMA, IIDAcceptance(float(SPEC_ALPHA)))
+        serving += serve_devices(["hades"], get_model(model), SERVE_RATE, SERVE_REQUESTS,
+                                 cycle=cycle, speculation=spec_run)
+        step()
     for m in serving:
-        echo(f"  {m['hw']:17s} serving {SERVE_RATE} ({m['fidelity']}): goodput "
+        echo(f"  {m['hw']:17s} serving {SERVE_RATE} ({m['fidelity']}, {m['storage']}): goodput "
              f"{m['goodput_req_per_s']:.3f} "
              f"req/s, TTFT p99 {m['ttft_s']['p99'] * 1e3:,.1f} ms")
     assert w.decode_first is not None

@@ -34,10 +34,11 @@ def table_row(m: dict[str, Any]) -> list[str]:
 def serve_devices(names: list[str], entry: Any, rate: str, num_requests: int,
                   requests: str = "configs/serving/sharegpt_like.toml",
                   slo: str = "ttft=500ms,tpot=50ms", seed: int = 0,
-                  cycle: bool = True) -> list[dict[str, Any]]:
+                  cycle: bool = True, speculation: Any = None) -> list[dict[str, Any]]:
     """Each device's serving metrics for Poisson arrivals at ``rate`` (the serve command's
     scheduler defaults, each device at its serving fidelity, or the roofline where that is
-    cycle-level and ``cycle`` is False: ``--no-cycle``); ``arrivals`` names the stream."""
+    cycle-level and ``cycle`` is False: ``--no-cycle``); ``arrivals`` names the stream.
+    ``speculation``: a ``sim.serving.device.Speculation`` for every device."""
     from sim.serving.device import default_fidelity, serve_device
     from sim.serving.metrics import parse_slo
     from sim.serving.requests import check_lengths, load_lengths, parse_rate, poisson_requests
@@ -54,7 +55,8 @@ def serve_devices(names: list[str], entry: Any, rate: str, num_requests: int,
         spec = load_preset(n)
         fid = default_fidelity(spec.kind)
         fid = "roofline" if fid == "cycle" and not cycle else fid
-        out.append({**serve_device(spec, entry, reqs, cfg, goals, fid).metrics,
+        out.append({**serve_device(spec, entry, reqs, cfg, goals, fid,
+                                   speculation=speculation).metrics,
                     "arrivals": label})
     return out
 
