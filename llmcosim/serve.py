@@ -85,7 +85,8 @@ def _speculation(args: argparse.Namespace, entry):
 
     alphas = parse_alpha(args.alpha) if args.alpha is not None else (0.8,)
     acc = IIDAcceptance(alphas[0]) if len(alphas) == 1 else PositionalAcceptance(alphas)
-    gamma = SpecConfig(gamma=4 if args.gamma is None else args.gamma).gamma   # validates
+    gamma = getattr(acc, "gamma", 4) if args.gamma is None else args.gamma   # as simulate
+    SpecConfig(gamma=gamma)   # validates it
     draft = get_model(args.draft or DEFAULT_DRAFT)
     check_vocab(entry.name, int(entry.config.get("vocab_size", 0)), draft.name,
                 int(draft.config.get("vocab_size", 0)))

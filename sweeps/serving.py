@@ -1,5 +1,6 @@
 """Serving points of a sweep: a [serving] table turns a design point into an ``llmcosim serve``
-run, and these metrics become columns (NULL for other points).
+run, and these metrics become columns (NULL for other points). With a [speculation] table
+too, the point serves speculatively (``sim.serving.speculative``; chains only).
 
 ``goodput`` and the throughputs are maximised by ``sweep show --pareto``, times minimised;
 ``--where`` filters on them like any column (``--where "ttft_p99_ms < 500"``).
@@ -25,6 +26,29 @@ def _requests(point: Any) -> list:
     return poisson_requests(point.rate, point.num_requests, *lengths, point.requests_seed)
 
 
+def _speculation(point: Any, entry: Any) -> Any:
+    """A [speculation] table on a serving point: speculative serving (chains only)."""
+    if not point.speculative:
+        return None
+    from mapping.acceptance import IIDAcceptance, PositionalAcceptance
+    from mapping.speculation import check_vocab
+    from models.errors import UserError
+    from models.zoo import get_model
+    from sim.hades.speculate import DEFAULT_DRAFT
+    from sim.serving.device import Speculation
+
+    if point.tree_parents is not None:
+        raise UserError("speculation.tree with [serving]: serving speculates with chains "
+                        "only (speculation.gamma); drop the tree or the [serving] table")
+    alphas = tuple(float(a) for a in (point.alpha or "0.8").split(","))
+    acc = IIDAcceptance(alphas[0]) if len(alphas) == 1 else PositionalAcceptance(alphas)
+    draft = get_model(point.draft or DEFAULT_DRAFT)
+    check_vocab(entry.name, int(entry.config.get("vocab_size", 0)), draft.name,
+                int(draft.config.get("vocab_size", 0)))
+    gamma = point.gamma or getattr(acc, "gamma", 4)   # as `llmcosim serve --alpha a,b,c`
+    return Speculation(draft, gamma, acc, point.requests_seed or 0)
+
+
 def serve_point(point: Any, spec: Any) -> dict[str, Any]:
     """The point's serving metrics (a flat dict of SERVING_METRICS plus the full summary)."""
     from models.zoo import entry_from_config_file, get_model
@@ -39,7 +63,8 @@ def serve_point(point: Any, spec: Any) -> dict[str, Any]:
     check_lengths(reqs, entry.name, entry.max_positions)
     fidelity = None if point.fidelity == "best" else point.fidelity
     cfg = SchedulerConfig(point.token_budget, point.batch)
-    m = serve_device(spec, entry, reqs, cfg, parse_slo(point.slo), fidelity).metrics
+    m = serve_device(spec, entry, reqs, cfg, parse_slo(point.slo), fidelity,
+                     speculation=_speculation(point, entry)).metrics
 
     def ms(d: dict[str, Any], k: str) -> float | None:
         return None if d[k] is None else d[k] * 1e3

@@ -251,6 +251,9 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep",
     presets = resolve_inputs({"hw": hw.pop("preset")}, _loc, base, where)["hw"]
     field_types = _field_types(where, presets if isinstance(presets, list) else [presets])
     derived = _derived(where, hw.pop("derived", {}), field_types)
+    if "rate" in sec["serving"] and "tree" in sec["speculation"]:
+        raise UserError(f"{where}: speculation.tree with [serving]: serving speculates with "
+                        "chains only (speculation.gamma); drop the tree or the [serving] table")
     raw: dict[str, Any] = {"hw": presets, "fidelity": sw.get("fidelity", INPUTS["fidelity"])}
     raw.update(sec["workload"])
     raw.update(sec["compression"])

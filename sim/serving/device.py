@@ -105,12 +105,14 @@ class Speculation:
     def graph_sources(self, target: ModelEntry) -> tuple:
         if self.sources is not None:
             return self.sources
-        from models.cache import get_graph
+        return (*default_sources(self.draft), verify_source(target, self.gamma + 1))
 
-        dprefill, ddecode = default_sources(self.draft)
-        rows = self.gamma + 1
-        return (dprefill, ddecode, lambda b, c: get_graph(target, Phase.VERIFY, tokens=rows,
-                                                          context=c, batch=b))
+
+def verify_source(target: ModelEntry, rows: int):
+    """(batch, context) -> the target's verify graph of ``rows`` tokens (trace cache)."""
+    from models.cache import get_graph
+
+    return lambda b, c: get_graph(target, Phase.VERIFY, tokens=rows, context=c, batch=b)
 
 
 @dataclass

@@ -104,3 +104,35 @@ def test_serving_constraints_name_only_serving_metrics():
     with pytest.raises(UserError, match="unknown name 'goodput'"):
         parse_sweep(BASE.replace('name = "serve_toy"',
                                  'name = "serve_toy"\nconstraints = ["goodput > 1"]'))
+
+
+def test_serving_points_with_speculation_serve_speculatively(tmp_path, monkeypatch):
+    """[serving] + [speculation]: each point serves with the drafts (a gamma axis and alpha);
+    before, the speculation table was silently ignored on serving points."""
+    from models.graph import Phase
+    from tests.unit.serving_graphs import toy_pass
+
+    monkeypatch.setattr(device, "default_sources", lambda entry: SOURCES)
+    monkeypatch.setattr(device, "verify_source",
+                        lambda entry, rows: lambda b, c: toy_pass(b, rows, c, Phase.VERIFY))
+    text = BASE.replace("batch = [4, 16]", "batch = 4") + """
+[speculation]
+gamma = [2, 4]
+alpha = "1.0"
+[serving]
+rate = "1/s"
+num_requests = 20
+token_budget = 128
+"""
+    db = tmp_path / "spec.db"
+    run_sweep(parse_sweep(text), db=db, workers=1, cache=False, progress=False)
+    df, _ = load(db)
+    assert list(df.status) == ["ok", "ok"]
+    import json
+
+    for gamma in (2, 4):
+        summary = json.loads(df[df.gamma == gamma].result.item())["extra"]["serving"]
+        assert summary["speculation"]["gamma"] == gamma
+        assert summary["speculation"]["mean_accepted"] == pytest.approx(gamma, rel=0.05)
+    with pytest.raises(UserError, match="speculation.tree with .serving.: .*chains only"):
+        parse_sweep(text.replace("gamma = [2, 4]", 'tree = "-1,0"'))
