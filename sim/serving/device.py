@@ -29,6 +29,7 @@ from mapping.compression import quantize
 from models.errors import UserError
 from models.graph import Phase
 from models.zoo import ModelEntry
+from sim.registry import run as registry_run
 from sim.serving.cache import load_table, save_table, table_path
 from sim.serving.metrics import summarize
 from sim.serving.passes import PassTable, build_table, default_sources
@@ -156,10 +157,20 @@ def _spec_fidelity(spec: HardwareSpec, fidelity: str | None, fid: str,
         return "roofline", [f"speculative serving on {spec.name} runs at the roofline: its "
                             "cycle-level table holds separate whole passes"]
     notes = []
-    if spec.kind == "hades" and getattr(spec, "draft_engine", "") == "separate":
-        notes.append("serving runs the draft time-multiplexed on the main array; the separate "
-                     "draft engine and drafting ahead are modelled by `simulate --draft`")
+    if _on_draft_engine(spec, fid):
+        notes.append("drafts run on the separate draft engine "
+                     f"({spec.draft_pe_rows}x{spec.draft_pe_cols}), then the verify on the main "
+                     "array; drafting ahead during the verify is not modelled in serving")
+    elif spec.kind == "hades" and getattr(spec, "draft_engine", "") == "separate":
+        notes.append(f"drafts run time-multiplexed on the main array at --fidelity {fid} (the "
+                     "separate draft engine is modelled at cycle level)")
     return fid, notes
+
+
+def _on_draft_engine(spec: HardwareSpec, fidelity: str) -> bool:
+    """HADES at cycle level with ``draft_engine = "separate"``: drafts time on that engine."""
+    return spec.kind == "hades" and fidelity == "cycle" and \
+        getattr(spec, "draft_engine", "") == "separate"
 
 
 def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
@@ -180,11 +191,12 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
             "max_batch": max_batch, "max_context": max_ctx,
             "separate": spec.kind == "flightllm" and fid == "cycle"}
 
-    def table_of(model: ModelEntry, pre, dec, key: dict[str, Any], fix=None) -> PassTable:
+    def table_of(model: ModelEntry, pre, dec, key: dict[str, Any], fix=None,
+                 runner=registry_run) -> PassTable:
         def build() -> PassTable:
             t = build_table(spec, fid, pre, dec, max_tokens=grid["max_tokens"],
                             max_batch=max_batch, max_context=max_ctx, graph_pass=gp,
-                            size_pass=sp, separate=grid["separate"])
+                            size_pass=sp, separate=grid["separate"], runner=runner)
             return fix(t) if fix is not None else t
         if sources is None:   # tables of the trace cache's graphs are kept (memory, disk)
             return _cached_table(spec, model, key, build)
@@ -194,7 +206,13 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
     spec_run, draft = None, None
     if speculation is not None:
         dpre, ddec, verify = speculation.graph_sources(entry)
-        draft = table_of(speculation.draft, dpre, ddec, grid)
+        if _on_draft_engine(spec, fid):
+            from sim.hades.draft_engine import simulate_on_draft_engine
+
+            draft = table_of(speculation.draft, dpre, ddec, {**grid, "engine": "draft"},
+                             runner=lambda s, w, f: simulate_on_draft_engine(s, w))
+        else:
+            draft = table_of(speculation.draft, dpre, ddec, grid)
         vgrid = {**grid, "verify_tokens": speculation.gamma + 1}
         vt = table_of(entry, prefill, decode, vgrid,
                       lambda t: verify_table(t, spec, fid, verify, speculation.gamma, gp))

@@ -36,6 +36,7 @@ import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,7 @@ ATTN_KINDS = ("matmul", "attention", "softmax")  # breakdown_ms kinds that scale
 
 PrefillFn = Callable[[int], Graph]          # tokens -> prefill graph (batch 1)
 DecodeFn = Callable[[int, int], Graph]      # (batch, context) -> decode graph
+Runner = Callable[[HardwareSpec, Workload, str], Any]   # (spec, workload, fidelity) -> SimResult
 
 
 def token_grid(top: int) -> list[int]:
@@ -170,7 +172,7 @@ def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: D
                 max_tokens: int, max_batch: int, max_context: int,
                 graph_pass: Callable[[Graph], Graph] | None = None,
                 size_pass: Callable[[Graph], Graph] | None = None,
-                separate: bool = False) -> PassTable:
+                separate: bool = False, runner: Runner = run) -> PassTable:
     """Run the simulator on the grid shapes: prefill of every grid token count up to
     ``max_tokens``; decode at every power-of-two batch up to ``max_batch`` and five contexts
     up to ``max_context`` (two traces per batch, the rest interpolated).
@@ -178,7 +180,8 @@ def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: D
     ``graph_pass`` maps each graph before the simulator sees it (storage: the roofline's
     quantization); ``size_pass`` (default ``graph_pass``) before the weight and KV bytes are
     counted, for a simulator that compresses the graphs itself. ``separate``: whole passes,
-    as the module docstring says."""
+    as the module docstring says. ``runner``: the simulator (default ``sim.registry.run``;
+    HADES's draft engine for a draft table, ``sim.hades.draft_engine``)."""
     gp = graph_pass or (lambda g: g)
     sp = size_pass or gp
     split = _whole if separate else _split
@@ -186,7 +189,7 @@ def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: D
     rows, energy = [], True
     for t in tokens:
         g = gp(prefill(t))
-        res = run(spec, Workload(g.model, 1, t, 0, g, None, None), fidelity)
+        res = runner(spec, Workload(g.model, 1, t, 0, g, None, None), fidelity)
         energy &= res.energy_j is not None
         rows.append(split(res, "prefill"))
     weight_bytes = float(sum(p.bytes for p in sp(prefill(tokens[-1])).params))  # as stored
@@ -196,7 +199,7 @@ def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: D
     top = max(max_context, 2)
     contexts = sorted({1, *(max(2, top * k // 4) for k in range(1, 5))})
     dec, kv_per_token, dec_energy = _decode_grid(spec, fidelity, decode, gp, sp, separate,
-                                                 batches, contexts)
+                                                 batches, contexts, runner)
     energy &= dec_energy
     return PassTable(spec.name, fidelity, np.array(tokens, dtype=float), pre[:, 0], pre[:, 2],
                      pre[:, 1], pre[:, 3], tuple(batches), tuple(contexts), dec[:, :, 0],
@@ -205,7 +208,7 @@ def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: D
 
 def _decode_grid(spec: HardwareSpec, fidelity: str, decode: DecodeFn, gp: Callable,
                  sp: Callable, separate: bool, batches: list[int],
-                 contexts: list[int]) -> tuple[np.ndarray, float, bool]:
+                 contexts: list[int], runner: Runner = run) -> tuple[np.ndarray, float, bool]:
     """(batches x contexts x (s, J), KV bytes per token, every run has energy): the decode
     passes' attention (shared-dense table) or whole passes (separate).
 
@@ -226,7 +229,7 @@ def _decode_grid(spec: HardwareSpec, fidelity: str, decode: DecodeFn, gp: Callab
             if separate and not memory_fit(spec, Workload(g.model, b, c, 1, None, stored,
                                                           stored))[1]:
                 continue
-            res = run(spec, Workload(g.model, b, c, 1, None, g, g), fidelity)
+            res = runner(spec, Workload(g.model, b, c, 1, None, g, g), fidelity)
             energy &= res.energy_j is not None
             d_s, attn_s, d_j, attn_j = (_whole if separate else _split)(res, "decode")
             dec[bi, ci] = (d_s, d_j) if separate else (attn_s, attn_j)

@@ -19,9 +19,10 @@ tokens; Leviathan et al., ICML 2023): in an iteration with ``B`` decoding sequen
 Admission reserves γ extra KV rows per request (the verify writes γ+1 rows before
 rollback), and memory holds the draft's weights and KV cache too.
 
-Not modelled here: a draft engine beside the main array (HADES's ``draft_engine =
-"separate"``) and drafting ahead during the verify; serving runs the draft time-multiplexed
-on the device, which ``simulate --draft`` models in full (``sim.hades.engine``). Devices
+Drafts run before the verify: time-multiplexed on the device, or on HADES at cycle level with
+``draft_engine = "separate"`` on that engine (``sim.hades.draft_engine``, chosen by
+``sim.serving.device``). Drafting ahead during the verify, which ``simulate --draft`` models
+(``sim.hades.engine``), is not modelled here. Devices
 whose tables hold whole separate passes (FlightLLM at cycle level) cannot put drafts and
 prompts in one verify pass: they serve speculation at the roofline.
 """

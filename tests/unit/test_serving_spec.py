@@ -145,3 +145,33 @@ def test_flightllm_cycle_serves_speculation_at_the_roofline_or_refuses():
     d = _serve([Request(0, 0.0, 30, 30)], _spec(0.8), fidelity=None, spec=u280)
     assert d.fidelity == "roofline" and "runs at the roofline" in d.metrics["notes"][0]
     assert "spec γ4 α0.8 llama-68m" in d.metrics["storage"]
+
+
+def test_draft_engine_pass_is_the_engine_draft_step():
+    """A draft table's pass on HADES's separate engine is what the speculation engine charges
+    for one draft step (``sim.hades.engine._draft_step``): the pass on the draft array with
+    the weights in its SRAM, plus one sampling pass per sequence."""
+    from sim.hades.affine import AffineGraph
+    from sim.hades.draft_engine import simulate_on_draft_engine
+    from sim.hades.units import pass_cost, sampling_cycles
+
+    g = toy_pass(4, 1, 100, Phase.DECODE, DRAFT_H)
+    r = simulate_on_draft_engine(SPEC, Workload("toy", 4, 100, 1, None, g, g))
+    step = pass_cost(SPEC, AffineGraph.from_graphs(g), 100, draft=True, weights_on_chip=True)
+    samp = sampling_cycles(SPEC, 4 * DRAFT_H, 1) * 4 / SPEC.clock_hz   # the toy's last linear
+    assert r.decode_ms_per_token / 1e3 == pytest.approx(step.time_s + samp, rel=1e-12)
+    main = run(SPEC, Workload("toy", 4, 100, 1, None, g, g), "cycle")
+    assert r.decode_ms_per_token != pytest.approx(main.decode_ms_per_token, rel=1e-3)
+
+
+def test_hades_cycle_drafts_on_its_separate_engine_and_shared_on_the_main_array():
+    import dataclasses
+
+    reqs = [Request(i, 0.02 * i, 40, 200) for i in range(16)]
+    sep = _serve(reqs, _spec(0.8), fidelity="cycle")
+    shared = _serve(reqs, _spec(0.8), fidelity="cycle",
+                    spec=dataclasses.replace(SPEC, draft_engine="shared"))
+    assert "separate draft engine (64x64)" in sep.metrics["notes"][0]
+    assert "notes" not in shared.metrics
+    assert sep.metrics["speculation"]["draft_s"] != pytest.approx(
+        shared.metrics["speculation"]["draft_s"], rel=1e-3)

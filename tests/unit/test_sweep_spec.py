@@ -218,19 +218,19 @@ def test_model_folder_tree_and_requests_beside_the_spec(tmp_path, monkeypatch):
     (tmp_path / "specs/my-model/config.json").write_text('{"model_type": "llama"}')
     (tmp_path / "specs/t.toml").write_text("parents = [-1, 0, 0]\n")
     shutil.copy(ROOT / "configs/serving/sharegpt_like.toml", tmp_path / "specs/len.toml")
-    (tmp_path / "specs/spec.toml").write_text(BASE.replace('"llama2-7b"', '"my-model"') + """
-[speculation]
-tree = "t.toml"
-[serving]
-rate = 1
-requests = "len.toml"
-""")
+    mine = BASE.replace('"llama2-7b"', '"my-model"')
+    (tmp_path / "specs/spec.toml").write_text(mine + '[speculation]\ntree = "t.toml"\n')
+    # serving speculates with chains only: the requests file in a sweep of its own
+    (tmp_path / "specs/serve.toml").write_text(mine + '[serving]\nrate = 1\n'
+                                               'requests = "len.toml"\n')
     monkeypatch.chdir(tmp_path)
     (p,) = load_sweep("specs/spec.toml").points()
+    (q,) = load_sweep("specs/serve.toml").points()
     here = (tmp_path / "specs").resolve()
-    assert (p.model, p.tree, p.requests) == (str(here / "my-model"), str(here / "t.toml"),
-                                             str(here / "len.toml"))
-    assert p.tree_parents == (-1, 0, 0) and p.model_digest and p.requests_digest
+    assert (p.model, p.tree, q.model, q.requests) == (
+        str(here / "my-model"), str(here / "t.toml"), str(here / "my-model"),
+        str(here / "len.toml"))
+    assert p.tree_parents == (-1, 0, 0) and p.model_digest and q.requests_digest
     # a bare model name found nowhere is left to the zoo's error (which lists the zoo)
     (tmp_path / "specs/my-model/config.json").unlink()
     (tmp_path / "specs/my-model").rmdir()
