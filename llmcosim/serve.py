@@ -96,7 +96,7 @@ def _speculation(args: argparse.Namespace, entry):
 def cmd_serve(args: argparse.Namespace) -> int:
     from models.zoo import entry_from_config_file, get_model
     from reports.compare import parse_hw_list
-    from reports.serve import COLUMNS, kv_series, table_row, write_serve
+    from reports.serve import COLUMNS, kv_series, speculation_line, table_row, write_serve
     from sim.serving.device import serve_device
     from sim.serving.metrics import parse_slo
     from sim.serving.requests import check_lengths
@@ -141,6 +141,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _out.print(t)
         for note in dict.fromkeys(f"{m['hw']}: {n}" for m in devices for n in m.get("notes", ())):
             _out.print(f"note: {note}", highlight=False)
+        for m in devices:
+            if line := speculation_line(m):
+                _out.print(line, highlight=False)
     if args.out:
         command = "llmcosim " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["serve"] \
             else "llmcosim serve"

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["COLUMNS", "kv_series", "plot_kv", "serve_devices", "table_row", "write_serve"]
+__all__ = ["COLUMNS", "kv_series", "plot_kv", "serve_devices", "speculation_line", "table_row",
+           "write_serve"]
 
 COLUMNS = ("device", "fidelity", "req/s", "out tok/s", "TTFT p50/p90/p99 ms",
            "TPOT p50/p90/p99 ms", "goodput req/s (SLO %)", "queue p50/p99 ms", "KV peak %",
@@ -96,6 +97,18 @@ def plot_kv(series: dict[str, dict[str, dict[str, list[float]]]], path: Path,
     return path
 
 
+def speculation_line(m: dict[str, Any]) -> str | None:
+    """What a speculative serving run drew and where its time went (None: not speculative)."""
+    s = m.get("speculation")
+    if not s:
+        return None
+    busy = s["draft_s"] + s["verify_s"]
+    return (f"{m['hw']}: speculation (draft {s['draft']}, gamma {s['gamma']}): "
+            f"{s['sequence_rounds']:,} sequence-rounds, {s['mean_accepted']:.2f} drafts "
+            f"accepted and {s['tokens_per_round']:.2f} tokens emitted per round; drafting "
+            f"{s['draft_s']:.1f} s of {busy:.1f} s busy")
+
+
 def write_serve(out: Path, devices: list[dict[str, Any]], series: dict[str, Any],
                 setup: dict[str, Any], command: str) -> Path:
     """serve.md, serve.json and serve_kv.png under ``out``; returns the markdown path."""
@@ -108,6 +121,7 @@ def write_serve(out: Path, devices: list[dict[str, Any]], series: dict[str, Any]
     lines += [f"| {m.get('arrivals', '')} | " + " | ".join(table_row(m)) + " |"
               for m in devices]
     lines += [f"- {m['hw']}: {n}" for m in devices for n in m.get("notes", ())]
+    lines += [f"- {line}" for m in devices if (line := speculation_line(m))]
     lines += ["", "Setup: " + ", ".join(f"{k} {v}" for k, v in setup.items()), "",
               "TTFT: arrival to the end of the iteration that runs the last prompt chunk. "
               "TPOT: (completion - first token) / (outputs - 1). Goodput: requests per second "

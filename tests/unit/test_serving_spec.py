@@ -175,3 +175,11 @@ def test_hades_cycle_drafts_on_its_separate_engine_and_shared_on_the_main_array(
     assert "notes" not in shared.metrics
     assert sep.metrics["speculation"]["draft_s"] != pytest.approx(
         shared.metrics["speculation"]["draft_s"], rel=1e-3)
+
+
+def test_report_line_says_what_the_speculation_drew():
+    from reports.serve import speculation_line
+
+    line = speculation_line(_serve([Request(0, 0.0, 32, 41)], _spec(1.0)).metrics)
+    assert "8 sequence-rounds, 4.00 drafts accepted and 5.00 tokens emitted per round" in line
+    assert speculation_line(_serve([Request(0, 0.0, 32, 41)]).metrics) is None
