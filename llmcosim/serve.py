@@ -52,6 +52,9 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--gamma", type=whole, default=None, help="draft tokens per round (default 4)")
     g.add_argument("--alpha", default=None, help="acceptance: i.i.d. probability (default 0.8) "
                    "or per position (0.9,0.8,0.7)")
+    g.add_argument("--adaptive-gamma", action="store_true", help="choose 0..gamma drafts per "
+                   "iteration from the budget the decodes and prompts leave (most expected "
+                   "tokens per second)")
     s.add_argument("--out", default=None, help="directory for serve.md, serve.json, serve_kv.png")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_serve)
@@ -75,7 +78,8 @@ def _requests(args: argparse.Namespace) -> list[tuple[str, list]]:
 
 def _speculation(args: argparse.Namespace, entry):
     """The --draft/--gamma/--alpha flags as a Speculation (None when none is given)."""
-    if args.draft is None and args.gamma is None and args.alpha is None:
+    if args.draft is None and args.gamma is None and args.alpha is None \
+            and not args.adaptive_gamma:
         return None
     from mapping.acceptance import IIDAcceptance, PositionalAcceptance
     from mapping.speculation import SpecConfig, check_vocab
@@ -90,7 +94,7 @@ def _speculation(args: argparse.Namespace, entry):
     draft = get_model(args.draft or DEFAULT_DRAFT)
     check_vocab(entry.name, int(entry.config.get("vocab_size", 0)), draft.name,
                 int(draft.config.get("vocab_size", 0)))
-    return Speculation(draft, gamma, acc, args.seed)
+    return Speculation(draft, gamma, acc, args.seed, adaptive=args.adaptive_gamma)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

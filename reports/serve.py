@@ -103,10 +103,11 @@ def speculation_line(m: dict[str, Any]) -> str | None:
     if not s:
         return None
     busy = s["draft_s"] + s["verify_s"]
-    return (f"{m['hw']}: speculation (draft {s['draft']}, gamma {s['gamma']}): "
-            f"{s['sequence_rounds']:,} sequence-rounds, {s['mean_accepted']:.2f} drafts "
-            f"accepted and {s['tokens_per_round']:.2f} tokens emitted per round; drafting "
-            f"{s['draft_s']:.1f} s of {busy:.1f} s busy")
+    gamma = f"up to {s['gamma']}, adaptive" if s.get("adaptive") else s["gamma"]
+    return (f"{m['hw']}: speculation (draft {s['draft']}, gamma {gamma}): "
+            f"{s['sequence_rounds']:,} sequence-rounds, {s['mean_gamma']:.2f} drafts proposed, "
+            f"{s['mean_accepted']:.2f} accepted and {s['tokens_per_round']:.2f} tokens "
+            f"emitted per round; drafting {s['draft_s']:.1f} s of {busy:.1f} s busy")
 
 
 def write_serve(out: Path, devices: list[dict[str, Any]], series: dict[str, Any],

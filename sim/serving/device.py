@@ -89,24 +89,28 @@ def kv_budget_tokens(spec: HardwareSpec, table: PassTable,
 
 @dataclass(frozen=True)
 class Speculation:
-    """Speculative decoding for a serving run: a chain of ``gamma`` drafts from ``draft``."""
+    """Speculative decoding for a serving run: a chain of ``gamma`` drafts from ``draft``
+    (``adaptive``: up to ``gamma``, chosen per iteration, ``sim.serving.speculative``)."""
 
     draft: ModelEntry
     gamma: int = 4
     acceptance: Acceptance = IIDAcceptance(0.8)
     seed: int = 0
-    # graph sources (draft prefill(t), draft decode(b, c), verify(b, c)); None: traced
+    # graph sources (draft prefill(t), draft decode(b, c), verify(rows) -> (b, c) -> graph);
+    # None: traced
     sources: tuple | None = None
+    adaptive: bool = False
 
     def label(self) -> str:
         acc = self.acceptance.describe()
         alpha = acc["alpha"] if "alpha" in acc else ",".join(map(str, acc.get("alphas", [])))
-        return f"spec γ{self.gamma} α{alpha} {self.draft.name}"
+        gamma = f"γ≤{self.gamma} adaptive" if self.adaptive else f"γ{self.gamma}"
+        return f"spec {gamma} α{alpha} {self.draft.name}"
 
     def graph_sources(self, target: ModelEntry) -> tuple:
         if self.sources is not None:
             return self.sources
-        return (*default_sources(self.draft), verify_source(target, self.gamma + 1))
+        return (*default_sources(self.draft), lambda rows: verify_source(target, rows))
 
 
 def verify_source(target: ModelEntry, rows: int):
@@ -213,11 +217,15 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
                              runner=lambda s, w, f: simulate_on_draft_engine(s, w))
         else:
             draft = table_of(speculation.draft, dpre, ddec, grid)
-        vgrid = {**grid, "verify_tokens": speculation.gamma + 1}
-        vt = table_of(entry, prefill, decode, vgrid,
-                      lambda t: verify_table(t, spec, fid, verify, speculation.gamma, gp))
-        spec_run = SpecServing(speculation.gamma, speculation.acceptance,
-                               speculation.draft.name, draft, vt, speculation.seed)
+        def verify_of(k: int) -> PassTable:   # the verify grid of k drafts
+            return table_of(entry, prefill, decode, {**grid, "verify_tokens": k + 1},
+                            lambda t: verify_table(t, spec, fid, verify(k + 1), k, gp))
+
+        g = speculation.gamma
+        adaptive = {0: table, **{k: verify_of(k) for k in range(1, g + 1)}} \
+            if speculation.adaptive else None
+        spec_run = SpecServing(g, speculation.acceptance, speculation.draft.name, draft,
+                               verify_of(g), speculation.seed, adaptive=adaptive)
     budget = cfg.kv_budget_tokens or kv_budget_tokens(spec, table, draft)
     # a separate-pass device (FlightLLM) runs each prompt's prefill program whole
     c = SchedulerConfig(cfg.token_budget, max_batch, budget, whole_prompts=table.separate)
@@ -228,6 +236,7 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
     if speculation is not None:
         m["storage"] = f"{storage}, {speculation.label()}"
         m["speculation"] = {"draft": speculation.draft.name, "gamma": speculation.gamma,
+                            "adaptive": speculation.adaptive,
                             "acceptance": speculation.acceptance.describe(),
                             **(run.speculation or {})}
     if max_batch < cfg.max_batch:

@@ -18,8 +18,9 @@ request that arrives while an iteration runs waits for that iteration to end (th
 alignment"); one that arrives while the device is idle starts at its arrival time.
 
 With speculative decoding (``sim.serving.speculative``) a decoding request counts γ + 1
-tokens of the budget, emits 1 + its accepted drafts per iteration, and reserves γ more KV
-rows (the verify's rows before rollback).
+tokens of the budget (adaptive: 1 when planned, its drafts then take what is left), emits
+1 + its accepted drafts per iteration, and reserves γ more KV rows (the verify's rows before
+rollback).
 """
 
 from __future__ import annotations
@@ -158,8 +159,12 @@ def simulate_serving(table: PassTable, requests: list[Request], cfg: SchedulerCo
             nxt += 1
         reserved = _admit(waiting, running, cfg, reserved, now, extra)
         decoders, ctx_sum, chunks = _plan(running, cfg.token_budget, cfg.whole_prompts, rows)
-        cost = spec.iteration if spec is not None else table.iteration
-        dt, dj = cost(len(decoders), ctx_sum, [(c, r.prefilled) for r, c in chunks])
+        planned = [(c, r.prefilled) for r, c in chunks]
+        if spec is not None:
+            spare = cfg.token_budget - len(decoders) * rows - sum(c for _, c in chunks)
+            dt, dj = spec.iteration(len(decoders), ctx_sum, planned, spare)
+        else:
+            dt, dj = table.iteration(len(decoders), ctx_sum, planned)
         start, now = now, now + dt
         energy += dj
         emitted = 0
@@ -177,7 +182,8 @@ def simulate_serving(table: PassTable, requests: list[Request], cfg: SchedulerCo
             running.remove(r)
             reserved -= r.req.prompt_tokens + r.req.output_tokens + extra
             used -= r.prefilled + r.generated - 1  # the last token is never written back
-        log.append((start, dt, dj, len(decoders) * rows + sum(c for _, c in chunks),
+        drafted = spec.k if spec is not None else 0
+        log.append((start, dt, dj, len(decoders) * (1 + drafted) + sum(c for _, c in chunks),
                     len(decoders) + len(chunks), used, reserved))
     arr = np.array(log, dtype=float).reshape(-1, 7)
     return ServeRun(records, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(int),

@@ -46,19 +46,28 @@ class SpecStats:
     verify_passes: int = 0        # sequence-rounds: one per decoding sequence per iteration
     accepted: int = 0             # drafts accepted
     emitted: int = 0              # tokens emitted by those rounds
+    drafted: int = 0              # drafts proposed (sum over sequence-rounds of their k)
     draft_s: float = 0.0          # iteration time spent drafting
     verify_s: float = 0.0         # the rest: the verify pass and the prompt chunks in it
 
     def summary(self) -> dict[str, float]:
         n = max(self.verify_passes, 1)
         return {"sequence_rounds": self.verify_passes, "mean_accepted": self.accepted / n,
-                "tokens_per_round": self.emitted / n, "draft_s": self.draft_s,
-                "verify_s": self.verify_s}
+                "tokens_per_round": self.emitted / n, "mean_gamma": self.drafted / n,
+                "draft_s": self.draft_s, "verify_s": self.verify_s}
 
 
 @dataclass
 class SpecServing:
-    """The speculation of one serving run: γ, acceptance, the draft's and the verify's tables."""
+    """The speculation of one serving run: γ, acceptance, the draft's and the verify's tables.
+
+    ``adaptive``: the verify tables of every draft length k = 1..γ, and the target's own table
+    (k = 0). The draft length is then chosen per iteration (``choose``) after the plain
+    schedule is planned: drafts use only the budget the decodes and prompt chunks leave, so
+    prompts are never crowded out, and of the lengths that fit, the one with the most expected
+    tokens per second of the iteration (SmartSpec's goodput rule, Liu et al. 2024, with the
+    known acceptance) wins.
+    """
 
     gamma: int
     acceptance: Acceptance
@@ -67,44 +76,77 @@ class SpecServing:
     verify: PassTable             # target table whose decode grid is the verify grid
     seed: int = 0
     stats: SpecStats = field(default_factory=SpecStats)
+    adaptive: dict[int, PassTable] | None = None   # k -> verify table (k = 0: the target's)
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
+        self.k = self.gamma
 
     @property
     def rows(self) -> int:
-        """Target positions per decoding sequence in a verify pass."""
-        return self.gamma + 1
+        """Budget tokens a decoding sequence takes when the iteration is planned."""
+        return 1 if self.adaptive is not None else self.gamma + 1
 
-    def iteration(self, n_decode: int, ctx_sum: float,
-                  chunks: list[tuple[int, int]]) -> tuple[float, float]:
-        """(seconds, joules) of one iteration: the drafts, then the verify pass."""
-        ds = dj = 0.0
-        steps = self.gamma if n_decode else 1   # no decoders: the draft prefills only
+    def _drafts(self, n_decode: int, ctx_sum: float, chunks: list[tuple[int, int]],
+                steps: int) -> list[tuple[float, float]]:
+        """(s, J) of the first ``steps`` draft steps (step 0 also prefills the chunks)."""
+        out = []
         for j in range(steps):
-            s, e = self.draft_table.iteration(n_decode, ctx_sum + n_decode * j,
-                                              chunks if j == 0 else [])
-            ds, dj = ds + s, dj + e
-        if not n_decode and not chunks:
-            ds = dj = 0.0
-        vs, vj = self.verify.iteration(n_decode, ctx_sum, chunks, rows=self.rows)
+            out.append(self.draft_table.iteration(n_decode, ctx_sum + n_decode * j,
+                                                  chunks if j == 0 else []))
+        return out
+
+    def iteration(self, n_decode: int, ctx_sum: float, chunks: list[tuple[int, int]],
+                  spare: int = 0) -> tuple[float, float]:
+        """(seconds, joules) of one iteration: the drafts, then the verify pass (``spare``:
+        budget tokens the plan left, which adaptive drafts may use)."""
+        if self.adaptive is not None:
+            return self._adaptive(n_decode, ctx_sum, chunks, spare)
+        steps = self.gamma if n_decode else 1   # no decoders: the draft prefills only
+        drafts = self._drafts(n_decode, ctx_sum, chunks, steps) if n_decode or chunks else []
+        ds, dj = sum(d[0] for d in drafts), sum(d[1] for d in drafts)
+        vs, vj = self.verify.iteration(n_decode, ctx_sum, chunks, rows=self.gamma + 1)
+        return self._account(ds, dj, vs, vj)
+
+    def _account(self, ds: float, dj: float, vs: float, vj: float) -> tuple[float, float]:
         self.stats.draft_s += ds
         self.stats.verify_s += vs
         return ds + vs, dj + vj
 
+    def _adaptive(self, n_decode: int, ctx_sum: float, chunks: list[tuple[int, int]],
+                  spare: int) -> tuple[float, float]:
+        assert self.adaptive is not None
+        top = min(self.gamma, spare // n_decode) if n_decode else 0
+        drafts = self._drafts(n_decode, ctx_sum, chunks, max(top, 1 if chunks else 0))
+        # k = 0: the draft still prefills the chunks (step 0 without decoders)
+        pre = self.draft_table.iteration(0, 0.0, chunks) if chunks else (0.0, 0.0)
+        best = None
+        for k in range(top + 1):
+            ds = sum(d[0] for d in drafts[:k]) if k else pre[0]
+            dj = sum(d[1] for d in drafts[:k]) if k else pre[1]
+            vs, vj = self.adaptive[k].iteration(n_decode, ctx_sum, chunks, rows=k + 1)
+            rate = n_decode * self.acceptance.mean_tokens(k) / max(ds + vs, 1e-30)
+            if best is None or rate > best[0] * (1 + 1e-12):
+                best = (rate, k, ds, dj, vs, vj)
+        assert best is not None
+        self.k = best[1]
+        return self._account(*best[2:])
+
     def emitted(self, remaining: int) -> int:
         """Tokens one decoding sequence emits this round (1 + accepted drafts, capped)."""
-        a = self.acceptance.draw(self.rng, self.gamma)
+        a = self.acceptance.draw(self.rng, self.k) if self.k else 0
         k = min(a + 1, remaining)
         self.stats.verify_passes += 1
         self.stats.accepted += min(a, k)
         self.stats.emitted += k
+        self.stats.drafted += self.k
         return k
 
     def reset(self) -> None:
         """A fresh run: the same draws again, zeroed counts."""
         self.rng = np.random.default_rng(self.seed)
         self.stats = SpecStats()
+        self.k = self.gamma
 
 
 def verify_table(table: PassTable, spec, fidelity: str, verify, gamma: int,

@@ -55,6 +55,11 @@ def test_serve_with_a_draft_end_to_end(capsys, tmp_path):
     assert dev["speculation"]["gamma"] == 3 and dev["speculation"]["mean_accepted"] > 2
     assert dev["storage"].endswith("spec γ3 α0.9 llama-68m") and dev["notes"]
     assert "speculation" not in plain["devices"][0] and plain["setup"]["speculation"] is None
+    assert main([*args, "--gamma", "3", "--adaptive-gamma"]) == 0
+    adaptive = json.loads(capsys.readouterr().out)["devices"][0]
+    assert adaptive["speculation"]["adaptive"] is True
+    assert 0 <= adaptive["speculation"]["mean_gamma"] <= 3
+    assert "γ≤3 adaptive" in adaptive["storage"]
 
 
 def test_serve_speculation_errors_name_the_flag(capsys):

@@ -40,10 +40,14 @@ def _draft_sources():
             lambda b, c: toy_pass(b, 1, c, Phase.DECODE, DRAFT_H))
 
 
-def _spec(alpha: float, gamma: int = GAMMA, seed: int = 0) -> Speculation:
-    verify = lambda b, c: toy_pass(b, gamma + 1, c, Phase.VERIFY)  # noqa: E731
+def _spec(alpha: float, gamma: int = GAMMA, seed: int = 0,
+          adaptive: bool = False) -> Speculation:
     return Speculation(DRAFT, gamma, IIDAcceptance(alpha), seed,
-                       sources=(*_draft_sources(), verify))
+                       sources=(*_draft_sources(), _verify), adaptive=adaptive)
+
+
+def _verify(rows: int):
+    return lambda b, c: toy_pass(b, rows, c, Phase.VERIFY)
 
 
 def _serve(reqs, speculation=None, cfg=BASE, fidelity="roofline", spec=SPEC):
@@ -70,7 +74,7 @@ def test_iteration_is_the_verify_pass_plus_gamma_draft_passes(fidelity, batch, c
     so counting one row per sequence would be far off."""
     kw = {"max_tokens": 256, "max_batch": 48, "max_context": 764}
     target = build_table(SPEC, fidelity, *SOURCES, **kw)
-    verify = _spec(0.8).sources[2]
+    verify = _verify(GAMMA + 1)
     s = SpecServing(GAMMA, IIDAcceptance(0.8), "toy",
                     build_table(SPEC, fidelity, *_draft_sources(), **kw),
                     verify_table(target, SPEC, fidelity, verify, GAMMA))
@@ -181,5 +185,34 @@ def test_report_line_says_what_the_speculation_drew():
     from reports.serve import speculation_line
 
     line = speculation_line(_serve([Request(0, 0.0, 32, 41)], _spec(1.0)).metrics)
-    assert "8 sequence-rounds, 4.00 drafts accepted and 5.00 tokens emitted per round" in line
+    assert "8 sequence-rounds, 4.00 drafts proposed, 4.00 accepted and 5.00 tokens emitted " \
+           "per round" in line
     assert speculation_line(_serve([Request(0, 0.0, 32, 41)]).metrics) is None
+
+
+def test_adaptive_gamma_drafts_fully_when_the_budget_allows_and_drafts_pay():
+    """One request, every draft accepted: each extra draft adds a token for a small draft
+    step, so the goodput rule picks the longest chain every round, as a fixed gamma does."""
+    req = [Request(0, 0.0, 32, 41)]
+    fixed, adaptive = _serve(req, _spec(1.0)), _serve(req, _spec(1.0, adaptive=True))
+    assert adaptive.metrics["speculation"]["mean_gamma"] == GAMMA
+    assert list(adaptive.run.iter_s) == pytest.approx(list(fixed.run.iter_s), rel=1e-12)
+
+
+def test_adaptive_gamma_never_drafts_when_nothing_is_accepted():
+    reqs = [Request(i, 0.05 * i, 20 + 7 * i, 30 + 11 * i) for i in range(12)]
+    plain, adaptive = _serve(reqs), _serve(reqs, _spec(0.0, adaptive=True))
+    assert adaptive.metrics["speculation"]["mean_gamma"] == 0
+    assert len(adaptive.run.iter_s) == len(plain.run.iter_s)   # the plain schedule
+
+
+def test_adaptive_gamma_leaves_the_prompts_their_budget():
+    """A burst with 16 decoding at gamma 7: fixed drafts take 16 x 8 = 128 tokens, the whole
+    budget, and prompts wait; adaptive drafts use only what the plan leaves."""
+    reqs = [Request(i, 0.0, 60, 80) for i in range(48)]
+    cfg = SchedulerConfig(token_budget=128, max_batch=16, kv_budget_tokens=100_000)
+    fixed = _serve(reqs, _spec(0.6, gamma=7), cfg=cfg)
+    adaptive = _serve(reqs, _spec(0.6, gamma=7, adaptive=True), cfg=cfg)
+    assert (adaptive.run.iter_tokens <= 128).all() and (fixed.run.iter_tokens <= 128).all()
+    assert 0 < adaptive.metrics["speculation"]["mean_gamma"] < 7
+    assert adaptive.metrics["ttft_s"]["p99"] < fixed.metrics["ttft_s"]["p99"]

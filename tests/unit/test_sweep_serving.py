@@ -115,6 +115,7 @@ def test_serving_points_with_speculation_serve_speculatively(tmp_path, monkeypat
     monkeypatch.setattr(device, "default_sources", lambda entry: SOURCES)
     monkeypatch.setattr(device, "verify_source",
                         lambda entry, rows: lambda b, c: toy_pass(b, rows, c, Phase.VERIFY))
+    # (Speculation.graph_sources looks verify_source up at call time)
     text = BASE.replace("batch = [4, 16]", "batch = 4") + """
 [speculation]
 gamma = [2, 4]
