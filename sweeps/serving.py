@@ -46,7 +46,8 @@ def _speculation(point: Any, entry: Any) -> Any:
     check_vocab(entry.name, int(entry.config.get("vocab_size", 0)), draft.name,
                 int(draft.config.get("vocab_size", 0)))
     gamma = point.gamma or getattr(acc, "gamma", 4)   # as `llmcosim serve --alpha a,b,c`
-    return Speculation(draft, gamma, acc, point.requests_seed or 0)
+    return Speculation(draft, gamma, acc, point.requests_seed or 0,
+                       adaptive=bool(point.adaptive))
 
 
 def serve_point(point: Any, spec: Any) -> dict[str, Any]:

@@ -10,7 +10,8 @@ A sweep file has four tables (every key optional except ``hardware.preset``)::
                    FlightLLM compression TOML, configs/sparsity/), keep (kept fraction of its
                    [[linear]] rules)
     [speculation]  gamma, alpha ("0.8" or "0.9,0.8,0.7"), tree ("chain", a .toml file or
-                   inline parents), draft (zoo model): any of them turns speculation on
+                   inline parents), draft (zoo model), adaptive (with [serving]: the draft
+                   length chosen per iteration): any of them turns speculation on
     [serving]      rate ("2/s", "120/min" or per second), requests (lengths TOML or JSONL
                    trace), num_requests, requests_seed, slo ("ttft=500ms,tpot=50ms"),
                    token_budget: a rate turns the point into a serving run (llmcosim serve;
@@ -51,23 +52,23 @@ SAMPLINGS = ("grid", "random", "lhs", "list")
 INPUTS: dict[str, Any] = {"hw": None, "model": "llama2-7b", "prefill": 128, "decode": 512,
                           "batch": 1, "dtype": "float16", "weight_bits": None, "kv_bits": None,
                           "fidelity": "roofline", "gamma": None, "alpha": None, "tree": None,
-                          "draft": None, "sparsity": None, "keep": None, "rate": None,
-                          "requests": None, "num_requests": None, "requests_seed": None,
-                          "slo": None, "token_budget": None}
+                          "draft": None, "adaptive": None, "sparsity": None, "keep": None,
+                          "rate": None, "requests": None, "num_requests": None,
+                          "requests_seed": None, "slo": None, "token_budget": None}
 # [serving] defaults once a rate is given (those of `llmcosim serve`)
 SERVING_DEFAULTS: dict[str, Any] = {"requests": "configs/serving/sharegpt_like.toml",
                                     "num_requests": 200, "requests_seed": 0,
                                     "slo": "ttft=500ms,tpot=50ms", "token_budget": 512}
 # Inputs added after the first release: left out of the content hash while unset, so points
 # of older sweeps keep their hashes (and --resume keeps working).
-_LATER = ("gamma", "alpha", "tree", "draft", "sparsity", "keep", "tree_parents",
+_LATER = ("gamma", "alpha", "tree", "draft", "adaptive", "sparsity", "keep", "tree_parents",
           "sparsity_digest", "rate", "requests", "num_requests", "requests_seed", "slo",
           "token_budget", "requests_digest")
 _SECTIONS = {
     "sweep": ("name", "out", "sampling", "samples", "seed", "fidelity", "constraints", "cache"),
     "workload": ("model", "prefill", "decode", "batch", "dtype"),
     "compression": ("weight_bits", "kv_bits", "sparsity", "keep"),
-    "speculation": ("gamma", "alpha", "tree", "draft"),
+    "speculation": ("gamma", "alpha", "tree", "draft", "adaptive"),
     "serving": SERVING_KEYS,
 }
 SPECULATION = _SECTIONS["speculation"]
@@ -94,6 +95,7 @@ class Point:
     alpha: str | None = None          # acceptance: "0.8" (i.i.d.) or "0.9,0.8" (per position)
     tree: str | None = None           # token tree as given (file or parents); None: chain
     draft: str | None = None          # draft model (default llama-68m when speculating)
+    adaptive: bool | None = None      # serving: up to gamma drafts, chosen per iteration
     sparsity: str | None = None       # FlightLLM compression config file
     keep: float | None = None         # kept fraction of the config's [[linear]] rules
     tree_parents: tuple[int, ...] | None = None   # the tree's content
@@ -187,6 +189,7 @@ class SweepSpec:
                      model_digest=file_digest(model), derived=self.derived,
                      gamma=None if parents or v["gamma"] is None else int(v["gamma"]),
                      alpha=alpha, tree=tree, draft=v["draft"], sparsity=sparsity, keep=keep,
+                     adaptive=v["adaptive"] or None,
                      tree_parents=parents,
                      sparsity_digest=sparsity_digest(sparsity) if sparsity else "",
                      **_serving_fields(v))
@@ -251,6 +254,9 @@ def parse_sweep(text: str, where: str = "<sweep>", default_name: str = "sweep",
     presets = resolve_inputs({"hw": hw.pop("preset")}, _loc, base, where)["hw"]
     field_types = _field_types(where, presets if isinstance(presets, list) else [presets])
     derived = _derived(where, hw.pop("derived", {}), field_types)
+    if "adaptive" in sec["speculation"] and "rate" not in sec["serving"]:
+        raise UserError(f"{where}: speculation.adaptive chooses the draft length per serving "
+                        "iteration: it needs a [serving] table with a rate")
     if "rate" in sec["serving"] and "tree" in sec["speculation"]:
         raise UserError(f"{where}: speculation.tree with [serving]: serving speculates with "
                         "chains only (speculation.gamma); drop the tree or the [serving] table")

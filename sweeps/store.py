@@ -25,7 +25,8 @@ FINISHED = ("ok", "failed", "filtered")
 _INPUT_COLS = {"hw": "TEXT", "model": "TEXT", "prefill": "INTEGER", "decode": "INTEGER",
                "batch": "INTEGER", "dtype": "TEXT", "weight_bits": "INTEGER",
                "kv_bits": "INTEGER", "fidelity": "TEXT", "gamma": "INTEGER", "alpha": "TEXT",
-               "tree": "TEXT", "draft": "TEXT", "sparsity": "TEXT", "keep": "REAL",
+               "tree": "TEXT", "draft": "TEXT", "adaptive": "INTEGER", "sparsity": "TEXT",
+               "keep": "REAL",
                "rate": "REAL", "requests": "TEXT", "num_requests": "INTEGER",
                "requests_seed": "INTEGER", "slo": "TEXT", "token_budget": "INTEGER"}
 _OUTPUT_COLS = {"kind": "TEXT", "prefill_ms": "REAL", "decode_ms_per_token": "REAL",

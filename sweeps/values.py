@@ -78,6 +78,11 @@ def check_value(where: str, loc: str, key: str, v: Any, types: dict[str, type]) 
         if not isinstance(v, str):
             raise UserError(f"{where}: {loc} = {v!r}: expected a string")
         return v
+    if key == "adaptive":
+        if not isinstance(v, bool):
+            raise UserError(f"{where}: {loc} = {v!r}: expected true or false (with [serving]: "
+                            "choose up to gamma drafts per iteration)")
+        return v
     if key == "gamma":
         if v == "none":   # no speculation: plain decode (sweeps.spec, SweepSpec._point)
             return NO_SPECULATION

@@ -240,7 +240,7 @@ def _program_key(point: Point, spec: Any, version: str) -> str:
                        point.model_digest, point.prefill, point.decode, point.batch, point.dtype,
                        point.weight_bits, point.kv_bits,
                        *((k, getattr(point, k)) for k in ("gamma", "alpha", "tree_parents",
-                                                          "draft", "sparsity",
+                                                          "draft", "adaptive", "sparsity",
                                                           "sparsity_digest", "keep", "rate",
                                                           "requests", "requests_digest",
                                                           "num_requests", "requests_seed",

@@ -21,6 +21,9 @@ def test_sweep_file_parses_and_makes_points(path):
 
 def test_serve_spec_points_serve_speculatively_within_the_token_budget():
     points = load_sweep(ROOT / "configs/sweeps/serve_spec.toml").points()
-    assert len(points) == 2 * 4 * 2 * 2
-    assert all(p.serving and p.speculative and p.tree_parents is None for p in points)
-    assert all(p.batch * (p.gamma + 1) <= p.token_budget for p in points)
+    spec = [p for p in points if p.speculative]
+    # 2 devices x 2 rates x (plain + 4 gammas x 2 alphas x fixed/adaptive)
+    assert len(points) == 2 * 2 * (1 + 4 * 2 * 2) and len(spec) == 2 * 2 * 16
+    assert all(p.serving for p in points) and all(p.tree_parents is None for p in spec)
+    assert all(p.batch * (p.gamma + 1) <= p.token_budget for p in spec)
+    assert sum(bool(p.adaptive) for p in spec) == len(spec) // 2

@@ -137,3 +137,17 @@ token_budget = 128
         assert summary["speculation"]["mean_accepted"] == pytest.approx(gamma, rel=0.05)
     with pytest.raises(UserError, match="speculation.tree with .serving.: .*chains only"):
         parse_sweep(text.replace("gamma = [2, 4]", 'tree = "-1,0"'))
+    # adaptive: the draft length chosen per iteration, a column and a summary entry
+    adaptive = text.replace('alpha = "1.0"', 'alpha = "1.0"\nadaptive = [false, true]')
+    db = tmp_path / "adaptive.db"
+    run_sweep(parse_sweep(adaptive), db=db, workers=1, cache=False, progress=False)
+    df, _ = load(db)
+    # false is stored as unset (NULL): such points hash as in a sweep without the key
+    assert len(df) == 4 and sorted(df.adaptive.fillna(0).tolist()) == [0, 0, 1, 1]
+    for _, row in df[df.adaptive == 1].iterrows():
+        s = json.loads(row.result)["extra"]["serving"]["speculation"]
+        assert s["adaptive"] is True and 0 < s["mean_gamma"] <= row.gamma
+    with pytest.raises(UserError, match="speculation.adaptive .* needs a .serving. table"):
+        parse_sweep(BASE + "[speculation]\nadaptive = true\n")
+    with pytest.raises(UserError, match="speculation.adaptive = 'yes': expected true or false"):
+        parse_sweep(adaptive.replace("[false, true]", '"yes"'))
