@@ -38,7 +38,8 @@ from sim.serving.scheduler import SchedulerConfig, ServeRun, simulate_serving
 from sim.serving.speculative import SpecServing, verify_table
 from sim.spec import HardwareSpec
 
-__all__ = ["DeviceServe", "Speculation", "default_fidelity", "kv_budget_tokens", "serve_device"]
+__all__ = ["MAX_ADAPTIVE_GAMMA", "DeviceServe", "Speculation", "default_fidelity",
+           "kv_budget_tokens", "serve_device"]
 
 _DEFAULT_FIDELITY = {"gpu": "calibrated", "flightllm": "cycle", "hades": "cycle"}  # else roofline
 _TABLES: dict[tuple, PassTable] = {}   # in-process memo (several rates, one table)
@@ -87,6 +88,11 @@ def kv_budget_tokens(spec: HardwareSpec, table: PassTable,
     return int(free // per_token)
 
 
+# the longest adaptive chain: one verify grid is traced and simulated per length (SpecInfer,
+# Medusa and EAGLE verify at most ~8-10 tokens per sequence; 16 leaves room)
+MAX_ADAPTIVE_GAMMA = 16
+
+
 @dataclass(frozen=True)
 class Speculation:
     """Speculative decoding for a serving run: a chain of ``gamma`` drafts from ``draft``
@@ -100,6 +106,12 @@ class Speculation:
     # None: traced
     sources: tuple | None = None
     adaptive: bool = False
+
+    def __post_init__(self) -> None:
+        if self.adaptive and self.gamma > MAX_ADAPTIVE_GAMMA:
+            raise UserError(f"--gamma {self.gamma} with --adaptive-gamma: at most "
+                            f"{MAX_ADAPTIVE_GAMMA} (each draft length needs its own traced "
+                            "verify table)")
 
     def label(self) -> str:
         acc = self.acceptance.describe()

@@ -216,3 +216,8 @@ def test_adaptive_gamma_leaves_the_prompts_their_budget():
     assert (adaptive.run.iter_tokens <= 128).all() and (fixed.run.iter_tokens <= 128).all()
     assert 0 < adaptive.metrics["speculation"]["mean_gamma"] < 7
     assert adaptive.metrics["ttft_s"]["p99"] < fixed.metrics["ttft_s"]["p99"]
+
+
+def test_adaptive_gamma_is_bounded():
+    with pytest.raises(UserError, match="--gamma 17 with --adaptive-gamma: at most 16"):
+        _spec(0.8, gamma=17, adaptive=True)
