@@ -81,20 +81,10 @@ def _speculation(args: argparse.Namespace, entry):
     if args.draft is None and args.gamma is None and args.alpha is None \
             and not args.adaptive_gamma:
         return None
-    from mapping.acceptance import IIDAcceptance, PositionalAcceptance
-    from mapping.speculation import SpecConfig, check_vocab
-    from models.zoo import get_model
-    from sim.hades.speculate import DEFAULT_DRAFT, parse_alpha
     from sim.serving.device import Speculation
 
-    alphas = parse_alpha(args.alpha) if args.alpha is not None else (0.8,)
-    acc = IIDAcceptance(alphas[0]) if len(alphas) == 1 else PositionalAcceptance(alphas)
-    gamma = getattr(acc, "gamma", 4) if args.gamma is None else args.gamma   # as simulate
-    SpecConfig(gamma=gamma)   # validates it
-    draft = get_model(args.draft or DEFAULT_DRAFT)
-    check_vocab(entry.name, int(entry.config.get("vocab_size", 0)), draft.name,
-                int(draft.config.get("vocab_size", 0)))
-    return Speculation(draft, gamma, acc, args.seed, adaptive=args.adaptive_gamma)
+    return Speculation.from_flags(entry, draft=args.draft, gamma=args.gamma, alpha=args.alpha,
+                                  seed=args.seed, adaptive=args.adaptive_gamma)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -30,24 +30,15 @@ def _speculation(point: Any, entry: Any) -> Any:
     """A [speculation] table on a serving point: speculative serving (chains only)."""
     if not point.speculative:
         return None
-    from mapping.acceptance import IIDAcceptance, PositionalAcceptance
-    from mapping.speculation import check_vocab
     from models.errors import UserError
-    from models.zoo import get_model
-    from sim.hades.speculate import DEFAULT_DRAFT
     from sim.serving.device import Speculation
 
-    if point.tree_parents is not None:
+    if point.tree_parents is not None:   # [[points]] may set one; the tables are refused
         raise UserError("speculation.tree with [serving]: serving speculates with chains "
                         "only (speculation.gamma); drop the tree or the [serving] table")
-    alphas = tuple(float(a) for a in (point.alpha or "0.8").split(","))
-    acc = IIDAcceptance(alphas[0]) if len(alphas) == 1 else PositionalAcceptance(alphas)
-    draft = get_model(point.draft or DEFAULT_DRAFT)
-    check_vocab(entry.name, int(entry.config.get("vocab_size", 0)), draft.name,
-                int(draft.config.get("vocab_size", 0)))
-    gamma = point.gamma or getattr(acc, "gamma", 4)   # as `llmcosim serve --alpha a,b,c`
-    return Speculation(draft, gamma, acc, point.requests_seed or 0,
-                       adaptive=bool(point.adaptive))
+    return Speculation.from_flags(entry, draft=point.draft, gamma=point.gamma,
+                                  alpha=point.alpha, seed=point.requests_seed or 0,
+                                  adaptive=bool(point.adaptive))
 
 
 def serve_point(point: Any, spec: Any) -> dict[str, Any]:

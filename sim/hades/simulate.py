@@ -23,7 +23,8 @@ from sim.roofline import graph_bound_s, moe_notes
 from sim.roofline import simulate as roofline_simulate
 from sim.spec import HardwareSpec
 
-__all__ = ["plain_decode", "simulate_cycle", "simulate_speculative", "speculative_roofline"]
+__all__ = ["plain_decode", "simulate_cycle", "simulate_on_draft_engine", "simulate_speculative",
+           "speculative_roofline"]
 
 
 def _add(into: dict[str, float], cost: Any) -> None:
@@ -157,6 +158,47 @@ def simulate_cycle(spec: HadesSpec, w: Workload) -> SimResult:
              "decode_bound_ms": bound_s * 1e3}
     return _result(spec, w, "cycle", prefill_s, decode_s, energy["total"], extra, counts,
                    breakdown, moe_notes(spec, w))
+
+
+def simulate_on_draft_engine(spec: HadesSpec, w: Workload) -> SimResult:
+    """Prefill and plain decode of ``w`` (a draft model) on the draft engine, cycle level.
+
+    What speculative serving (``sim.serving.speculative``) times a draft's passes with, as a
+    pass table at many batches and contexts: ``simulate_cycle``'s result, per-op-kind
+    breakdown included, on the engine ``draft_engine = "separate"`` describes (a
+    ``draft_pe_rows`` x ``draft_pe_cols`` array, the weights read from its SRAM when they fit
+    ``draft_sram_bytes``, else streamed, K/V off-chip), plus each sequence's sampling of its
+    draft token on the SFU: the cost ``sim.hades.engine`` charges per draft step.
+    """
+    g0 = w.prefill or w.decode_first
+    assert g0 is not None
+    on_chip = sum(p.bytes for p in g0.params) <= spec.draft_sram_bytes
+    counts: dict[str, float] = {}
+    breakdown: dict[str, dict[str, float]] = {}
+    prefill_s = decode_s = 0.0
+    if w.prefill is not None:
+        cost = pass_cost(spec, AffineGraph.from_graphs(w.prefill), 0, draft=True,
+                         weights_on_chip=on_chip, chunks=False)
+        _add(counts, cost)
+        prefill_s = cost.time_s
+        breakdown["prefill"] = _ms(cost.by_kind)
+    if w.decode_tokens:
+        g = AffineGraph.from_graphs(w.decode_first, w.decode_last)
+        kinds: dict[str, float] = {}
+        for ctx in w.decode_contexts:
+            cost = pass_cost(spec, g, float(ctx), draft=True, weights_on_chip=on_chip,
+                             chunks=False)
+            _add(counts, cost)
+            decode_s += cost.time_s
+            for k, v in cost.by_kind.items():
+                kinds[k] = kinds.get(k, 0.0) + v
+        samp = sampling_cycles(spec, _vocab(w), 1) * w.batch / spec.clock_hz * w.decode_tokens
+        decode_s += samp
+        breakdown["decode"] = _ms({**kinds, "sampling": samp})
+    energy = energy_j(spec, counts, prefill_s + decode_s)
+    return result_from_times(spec, w, "cycle", prefill_s, decode_s, energy_j=energy["total"],
+                             breakdown_ms=breakdown, counts=counts,
+                             extra={"engine": "draft", "weights_on_chip": on_chip})
 
 
 def speculative_roofline(spec: HardwareSpec, w: SpeculativeWorkload) -> SimResult:

@@ -2,7 +2,7 @@
 
 Defaults: GPUs at ``calibrated`` (the measured-GPU model), FlightLLM at ``cycle`` (its
 cycle-level simulator, whole prefill and decode passes: ``sim.serving.passes``), HADES at
-``roofline``. FlightLLM runs prefill and decode as separate programs, and its cycle-level
+``cycle``. FlightLLM runs prefill and decode as separate programs, and its cycle-level
 simulator times whole passes, so at ``cycle`` its table holds whole passes and its prompts
 run whole. HADES's cycle-level simulator splits each pass by op kind, so its table at
 ``cycle`` shares the dense ops between decodes and prompts, as the roofline's does.
@@ -112,6 +112,24 @@ class Speculation:
             raise UserError(f"--gamma {self.gamma} with --adaptive-gamma: at most "
                             f"{MAX_ADAPTIVE_GAMMA} (each draft length needs its own traced "
                             "verify table)")
+
+    @classmethod
+    def from_flags(cls, target: ModelEntry, *, draft: str | None, gamma: int | None,
+                   alpha: str | None, seed: int = 0, adaptive: bool = False) -> Speculation:
+        """From ``serve``'s flags or a sweep point's inputs, checked as ``simulate --draft``
+        checks them (default draft llama-68m, α 0.8, γ the per-position α count else 4)."""
+        from mapping.acceptance import PositionalAcceptance
+        from mapping.speculation import SpecConfig, check_vocab
+        from models.zoo import get_model
+        from sim.hades.speculate import DEFAULT_DRAFT, parse_alpha
+
+        alphas = parse_alpha(alpha) if alpha is not None else (0.8,)
+        acc = IIDAcceptance(alphas[0]) if len(alphas) == 1 else PositionalAcceptance(alphas)
+        g = SpecConfig(gamma=getattr(acc, "gamma", 4) if gamma is None else gamma).gamma
+        d = get_model(draft or DEFAULT_DRAFT)
+        check_vocab(target.name, int(target.config.get("vocab_size", 0)), d.name,
+                    int(d.config.get("vocab_size", 0)))
+        return cls(d, g, acc, seed, adaptive=adaptive)
 
     def label(self) -> str:
         acc = self.acceptance.describe()
@@ -223,7 +241,7 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
     if speculation is not None:
         dpre, ddec, verify = speculation.graph_sources(entry)
         if _on_draft_engine(spec, fid):
-            from sim.hades.draft_engine import simulate_on_draft_engine
+            from sim.hades.simulate import simulate_on_draft_engine
 
             draft = table_of(speculation.draft, dpre, ddec, {**grid, "engine": "draft"},
                              runner=lambda s, w, f: simulate_on_draft_engine(s, w))
@@ -237,7 +255,8 @@ def serve_device(spec: HardwareSpec, entry: ModelEntry, requests: list[Request],
         adaptive = {0: table, **{k: verify_of(k) for k in range(1, g + 1)}} \
             if speculation.adaptive else None
         spec_run = SpecServing(g, speculation.acceptance, speculation.draft.name, draft,
-                               verify_of(g), speculation.seed, adaptive=adaptive)
+                               adaptive[g] if adaptive else verify_of(g), speculation.seed,
+                               adaptive=adaptive)
     budget = cfg.kv_budget_tokens or kv_budget_tokens(spec, table, draft)
     # a separate-pass device (FlightLLM) runs each prompt's prefill program whole
     c = SchedulerConfig(cfg.token_budget, max_batch, budget, whole_prompts=table.separate)

@@ -181,7 +181,7 @@ def build_table(spec: HardwareSpec, fidelity: str, prefill: PrefillFn, decode: D
     quantization); ``size_pass`` (default ``graph_pass``) before the weight and KV bytes are
     counted, for a simulator that compresses the graphs itself. ``separate``: whole passes,
     as the module docstring says. ``runner``: the simulator (default ``sim.registry.run``;
-    HADES's draft engine for a draft table, ``sim.hades.draft_engine``)."""
+    HADES's draft engine for a draft table, ``sim.hades.simulate.simulate_on_draft_engine``)."""
     gp = graph_pass or (lambda g: g)
     sp = size_pass or gp
     split = _whole if separate else _split

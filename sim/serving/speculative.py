@@ -20,10 +20,10 @@ Admission reserves γ extra KV rows per request (the verify writes γ+1 rows bef
 rollback), and memory holds the draft's weights and KV cache too.
 
 Drafts run before the verify: time-multiplexed on the device, or on HADES at cycle level with
-``draft_engine = "separate"`` on that engine (``sim.hades.draft_engine``, chosen by
-``sim.serving.device``). Drafting ahead during the verify, which ``simulate --draft`` models
-(``sim.hades.engine``), is not modelled here. Devices
-whose tables hold whole separate passes (FlightLLM at cycle level) cannot put drafts and
+``draft_engine = "separate"`` on that engine (``simulate_on_draft_engine`` of
+``sim.hades.simulate``, chosen by ``sim.serving.device``). Drafting ahead during the verify,
+which ``simulate --draft`` models (``sim.hades.engine``), is not modelled here. Devices whose
+tables hold whole separate passes (FlightLLM at cycle level) cannot put drafts and
 prompts in one verify pass: they serve speculation at the roofline.
 """
 

@@ -156,7 +156,7 @@ def test_draft_engine_pass_is_the_engine_draft_step():
     for one draft step (``sim.hades.engine._draft_step``): the pass on the draft array with
     the weights in its SRAM, plus one sampling pass per sequence."""
     from sim.hades.affine import AffineGraph
-    from sim.hades.draft_engine import simulate_on_draft_engine
+    from sim.hades.simulate import simulate_on_draft_engine
     from sim.hades.units import pass_cost, sampling_cycles
 
     g = toy_pass(4, 1, 100, Phase.DECODE, DRAFT_H)
